@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs the Debian packages ferry's tests run against (the real programs, never fakes).
+# Idempotent and quick when everything is present: apt is only touched for what is missing.
+set -euo pipefail
+
+# package -> a file it installs (checked instead of asking dpkg, which is slow)
+declare -A want=(
+  [rsync]=/usr/bin/rsync
+  [stunnel4]=/usr/bin/stunnel4
+  [etcd-server]=/usr/bin/etcd
+  [docker-registry]=/usr/bin/docker-registry
+  [skopeo]=/usr/bin/skopeo
+  [restic]=/usr/bin/restic
+  [acl]=/usr/bin/setfacl
+  [attr]=/usr/bin/setfattr
+  [iproute2]=/usr/sbin/ip
+  [util-linux]=/usr/bin/unshare
+)
+
+missing=()
+for pkg in "${!want[@]}"; do
+  [[ -e ${want[$pkg]} ]] || missing+=("$pkg")
+done
+if ((${#missing[@]} == 0)); then
+  exit 0
+fi
+
+sudo=()
+if [[ $(id -u) != 0 ]]; then
+  sudo=(sudo -n)
+fi
+echo "install-deps: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+"${sudo[@]}" apt-get update -qq
+"${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

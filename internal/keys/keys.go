@@ -1,0 +1,173 @@
+// Package keys is the one table of every label and annotation key ferry reads or writes.
+// The README's key table is this file in prose; change both together.
+//
+// Ferry's plugins and its data-mover sidecar never call each other: they talk through these
+// keys on cluster objects. A user may set the "transfer request" keys by hand to move a PVC
+// without a backup.
+package keys
+
+const prefix = "ferry.dev/"
+
+// Labels on Velero objects, set by the user.
+const (
+	// Migration marks a Backup (or a Schedule's template) as a ferry migration: "stage" or "final".
+	// Without it a backup is an ordinary Velero backup and ferry only adds cheap annotations.
+	Migration = prefix + "migration"
+)
+
+// Values of Migration (and of TransferType).
+const (
+	MigrationStage = "stage"
+	MigrationFinal = "final"
+)
+
+// Annotations on a Backup, set by the user.
+const (
+	// NamespaceMapping maps source to target namespaces for the data a backup moves, in the form
+	// of `velero restore create --namespace-mappings`: "src1:dst1,src2:dst2". Use the same
+	// mapping for the restore. Overrides the config map's namespaceMapping.
+	NamespaceMapping = prefix + "namespace-mapping"
+)
+
+// Per-PVC choices, set by the user on the live source PVC (each overrides the config map).
+const (
+	// PVAction is "copy" (transfer the data into a new target PVC) or "move" (carry the PV
+	// definition over; the storage must be reachable from the target, e.g. NFS). In a backup
+	// the resolved decision is written under the same key on the backed-up PVC and PV.
+	PVAction = prefix + "pv-action"
+	// StorageClass is the target storage class for a copied PVC.
+	StorageClass = prefix + "storage-class"
+	// AccessModes is the target access modes for a copied PVC, comma-separated.
+	AccessModes = prefix + "access-modes"
+	// Verify ("true") adds an rsync --checksum pass to this PVC's transfers.
+	Verify = prefix + "verify"
+)
+
+// Values of PVAction.
+const (
+	PVActionCopy = "copy"
+	PVActionMove = "move"
+)
+
+// The transfer request: annotations on a live source PVC asking the sidecar to copy it.
+// The PVC backup action writes them; a user may write them by hand (only TransferID is required,
+// the rest default from the config map).
+const (
+	// TransferID identifies one request. A new value starts a new transfer; the sidecar does
+	// nothing for an ID whose status is already terminal. Backups use the Backup's UID.
+	TransferID = prefix + "transfer-id"
+	// TransferType is "stage" (app keeps running) or "final" (quiesce the app, then copy).
+	TransferType = prefix + "transfer-type"
+	// TransferTarget is the target PVC as "namespace/name" (default: same namespace and name).
+	TransferTarget = prefix + "transfer-target"
+	// TransferStorageClass and TransferAccessModes are the resolved target storage class and
+	// access modes (comma-separated).
+	TransferStorageClass = prefix + "transfer-storage-class"
+	TransferAccessModes  = prefix + "transfer-access-modes"
+	// TransferVerify ("true") runs rsync with --checksum.
+	TransferVerify = prefix + "transfer-verify"
+	// TransferBackup names the Backup that asked, for people reading the PVC.
+	TransferBackup = prefix + "transfer-backup"
+	// TransferCancel set to the current TransferID cancels that transfer.
+	TransferCancel = prefix + "transfer-cancel"
+	// TransferStatus is the sidecar's report (JSON, see internal/transfer.Status).
+	TransferStatus = prefix + "transfer-status"
+)
+
+// Annotations ferry writes while moving a PV (the "swing").
+const (
+	// OriginalReclaimPolicy remembers a live source PV's reclaim policy before ferry switched it
+	// to Retain; `ferry-datamover rollback` puts it back.
+	OriginalReclaimPolicy = prefix + "original-reclaim-policy"
+)
+
+// Annotations stamped on backed-up items for the restore side.
+const (
+	// SourceRegistry is the source cluster's internal registry host ("" when it has none).
+	SourceRegistry = prefix + "source-registry"
+	// SourceServerVersion is the source cluster's Kubernetes version, "major.minor".
+	SourceServerVersion = prefix + "source-server-version"
+	// BackupMigration carries the Backup's Migration label onto each item it stamps, so restore
+	// actions know a stage backup from a final one without reading the Backup.
+	BackupMigration = prefix + "backup-migration"
+)
+
+// Quiesce: the sidecar scales down what mounts a PVC before a final transfer, remembering the old
+// values here. Restore actions on the target (and `ferry-datamover rollback` on the source) put
+// them back.
+const (
+	// Quiesced labels every object ferry quiesced; the value is the TransferID that did it.
+	Quiesced = prefix + "quiesced"
+	// PreQuiesceReplicas is spec.replicas before quiesce (Deployment, StatefulSet, ReplicaSet,
+	// ReplicationController, DeploymentConfig).
+	PreQuiesceReplicas = prefix + "pre-quiesce-replicas"
+	// PreQuiesceSuspend is spec.suspend before quiesce (CronJob): "true" or "false".
+	PreQuiesceSuspend = prefix + "pre-quiesce-suspend"
+	// PreQuiesceNodeSelector is a DaemonSet's pod nodeSelector before quiesce (JSON).
+	PreQuiesceNodeSelector = prefix + "pre-quiesce-node-selector"
+	// QuiesceNodeSelector is the node label a quiesced DaemonSet is pinned to; no node has it.
+	QuiesceNodeSelector = prefix + "quiesce"
+)
+
+// Labels on objects ferry creates for a transfer (pods, services, routes, secrets, PVCs).
+const (
+	// ManagedBy is the app.kubernetes.io/managed-by value on everything ferry creates.
+	ManagedByLabel = "app.kubernetes.io/managed-by"
+	ManagedByValue = "ferry"
+	// TransferPVC labels transfer objects with a hash of the source PVC (labels are ≤ 63 chars).
+	TransferPVC = prefix + "transfer-pvc"
+	// TransferRole is "server" (target side) or "client" (source side) on transfer pods.
+	TransferRole = prefix + "transfer-role"
+	// TransferIDLabel copies the TransferID (hashed if needed) onto transfer objects.
+	TransferIDLabel = prefix + "transfer-id"
+	// CreatedBy marks a target PVC ferry created (vs. a pre-provisioned one it filled in place).
+	CreatedBy = prefix + "created-by-transfer"
+)
+
+// Image streams.
+const (
+	// ImageCopyStatus is the image-stream copy result on the backed-up image stream (JSON).
+	ImageCopyStatus = prefix + "image-copy-status"
+	// SkipImageCopy ("true") on an ImageStream leaves its images where they are.
+	SkipImageCopy = prefix + "skip-image-copy"
+	// RelatedImageStreamTag on a backed-up reference ImageStreamTag names the tag it refers to,
+	// "namespace/name:tag", so the restore can wait for it.
+	RelatedImageStreamTag = prefix + "related-istag"
+)
+
+// Keys of other projects that ferry reads. They are not ferry's, but they live here so every key
+// ferry depends on is in one table.
+const (
+	// OpenShift.
+	RouteHostGenerated          = "openshift.io/host.generated"
+	ServingCertOriginatingSvc   = "service.alpha.openshift.io/originating-service-name"
+	BuildNameAnnotation         = "openshift.io/build.name"
+	NamespaceUIDRange           = "openshift.io/sa.scc.uid-range"
+	NamespaceSupplementalGroups = "openshift.io/sa.scc.supplemental-groups"
+	NamespaceMCS                = "openshift.io/sa.scc.mcs"
+	// Secret annotations naming the service account a dockercfg secret belongs to.
+	ServiceAccountNameAnnotation = "kubernetes.io/service-account.name"
+	InternalRegistryAuthTokenSA  = "openshift.io/internal-registry-auth-token.service-account"
+
+	// Kubernetes.
+	SelectedNode                = "volume.kubernetes.io/selected-node"
+	BetaStorageClassAnnotation  = "volume.beta.kubernetes.io/storage-class"
+	HostnameLabel               = "kubernetes.io/hostname"
+	KubectlLastAppliedConfig    = "kubectl.kubernetes.io/last-applied-configuration"
+	PVCBindCompletedAnnotation  = "pv.kubernetes.io/bind-completed"
+	PVCBoundByControllerAnnot   = "pv.kubernetes.io/bound-by-controller"
+	PVProvisionedByAnnotation   = "pv.kubernetes.io/provisioned-by"
+	StorageProvisionerAnnot     = "volume.kubernetes.io/storage-provisioner"
+	BetaStorageProvisionerAnnot = "volume.beta.kubernetes.io/storage-provisioner"
+)
+
+// IsTransferKey reports whether an annotation key belongs to the transfer request/status that
+// lives on a source PVC and must not be carried to the target.
+func IsTransferKey(key string) bool {
+	switch key {
+	case TransferID, TransferType, TransferTarget, TransferStorageClass, TransferAccessModes,
+		TransferVerify, TransferBackup, TransferCancel, TransferStatus:
+		return true
+	}
+	return false
+}
