@@ -79,12 +79,13 @@ type Config struct {
 	TransferMemory resource.Quantity
 	// imageCopy: "false" turns off image-stream copies. Default true.
 	ImageCopy bool
-	// sourceRegistry / targetRegistry: internal registry hosts as they appear in image
-	// references, for clusters where ferry cannot discover them (plain Kubernetes).
-	SourceRegistry string
-	TargetRegistry string
-	// targetRegistryEndpoint: where the target registry is reachable from the source cluster
-	// (e.g. its external route) when that differs from targetRegistry.
+	// internalRegistry: this cluster's internal registry host as it appears in image references,
+	// for clusters where ferry cannot discover it (plain Kubernetes). Each cluster's Velero reads
+	// its own ferry-config: on the source it is the registry images are copied from and rewritten
+	// away from, on the target the one they are rewritten to.
+	InternalRegistry string
+	// targetRegistryEndpoint: host[:port] where the source pushes images for the target (e.g. the
+	// target registry's external route); default: discovered through the target kubeconfig.
 	TargetRegistryEndpoint string
 	// sourceRegistrySecret / targetRegistrySecret: Secrets (type kubernetes.io/dockerconfigjson, or
 	// keys "username" and "password"/"token") with registry credentials. Default: the source
@@ -214,8 +215,7 @@ var setters = map[string]setter{
 	"transferCPU":            quantity(func(c *Config) *resource.Quantity { return &c.TransferCPU }),
 	"transferMemory":         quantity(func(c *Config) *resource.Quantity { return &c.TransferMemory }),
 	"imageCopy":              boolean(func(c *Config) *bool { return &c.ImageCopy }),
-	"sourceRegistry":         str(func(c *Config) *string { return &c.SourceRegistry }),
-	"targetRegistry":         str(func(c *Config) *string { return &c.TargetRegistry }),
+	"internalRegistry":       str(func(c *Config) *string { return &c.InternalRegistry }),
 	"targetRegistryEndpoint": str(func(c *Config) *string { return &c.TargetRegistryEndpoint }),
 	"sourceRegistrySecret":   str(func(c *Config) *string { return &c.SourceRegistrySecret }),
 	"targetRegistrySecret":   str(func(c *Config) *string { return &c.TargetRegistrySecret }),

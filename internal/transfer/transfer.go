@@ -17,6 +17,10 @@ import (
 	"github.com/ferry-dev/ferry/internal/keys"
 )
 
+// SidecarLease is the coordination.k8s.io Lease in Velero's namespace that a running
+// ferry-datamover holds (leader election). Its absence means no sidecar was ever installed.
+const SidecarLease = "ferry-datamover"
+
 // Type is the kind of pass: stage (app running) or final (app quiesced first).
 type Type string
 

@@ -1,0 +1,392 @@
+package backupitemaction
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	velerov1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v1"
+	"github.com/vmware-tanzu/velero/pkg/builder"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/ferry-dev/ferry/internal/config"
+	"github.com/ferry-dev/ferry/internal/keys"
+	"github.com/ferry-dev/ferry/internal/testutil"
+	"github.com/ferry-dev/ferry/internal/transfer"
+)
+
+const backupUID = "6f1c2a9e-0000-4000-8000-000000000001"
+
+func migrationBackup(kind string, ann ...string) *velerov1.Backup {
+	return builder.ForBackup("velero", "b1").
+		ObjectMeta(builder.WithLabels(keys.Migration, kind), builder.WithUID(backupUID), builder.WithAnnotations(ann...)).
+		Phase(velerov1.BackupPhaseInProgress).Result()
+}
+
+func ordinaryBackup() *velerov1.Backup {
+	return builder.ForBackup("velero", "b1").ObjectMeta(builder.WithUID(backupUID)).Result()
+}
+
+func boundPVC(ann ...string) *corev1.PersistentVolumeClaim {
+	pvc := builder.ForPersistentVolumeClaim("app", "data").
+		ObjectMeta(builder.WithAnnotations(ann...)).
+		VolumeName("pv-1").StorageClass("standard").Phase(corev1.ClaimBound).Result()
+	pvc.Spec.AccessModes = []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce}
+	return pvc
+}
+
+func hostPathPV() *corev1.PersistentVolume {
+	pv := builder.ForPersistentVolume("pv-1").ClaimRef("app", "data").ReclaimPolicy(corev1.PersistentVolumeReclaimDelete).StorageClass("standard").Result()
+	pv.Spec.HostPath = &corev1.HostPathVolumeSource{Path: "/tmp/hostpath_pv/1"}
+	return pv
+}
+
+func nfsPV() *corev1.PersistentVolume {
+	pv := builder.ForPersistentVolume("pv-1").ClaimRef("app", "data").ReclaimPolicy(corev1.PersistentVolumeReclaimDelete).Result()
+	pv.Spec.NFS = &corev1.NFSVolumeSource{Server: "nfs.example", Path: "/exports/data"}
+	return pv
+}
+
+func sidecarLease() *coordinationv1.Lease {
+	return &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: testutil.VeleroNamespace, Name: transfer.SidecarLease}}
+}
+
+func configOf(t *testing.T, data map[string]string) func() (*config.Config, error) {
+	c, err := config.Parse(data)
+	require.NoError(t, err)
+	return func() (*config.Config, error) { return c, nil }
+}
+
+func TestPVCActionExecute(t *testing.T) {
+	tests := []struct {
+		name    string
+		pvc     *corev1.PersistentVolumeClaim
+		pv      *corev1.PersistentVolume
+		backup  *velerov1.Backup
+		config  map[string]string
+		noLease bool
+		// wantAnn are annotations the returned item must carry ("" value: must be absent).
+		wantAnn map[string]string
+		wantOp  bool
+		wantErr []string
+	}{
+		{
+			name:    "ordinary backup passes through untouched",
+			pvc:     boundPVC(),
+			pv:      hostPathPV(),
+			backup:  ordinaryBackup(),
+			wantAnn: map[string]string{keys.PVAction: "", keys.TransferID: ""},
+		},
+		{
+			name:    "a mistyped migration label is an error, not an ordinary backup",
+			pvc:     boundPVC(),
+			pv:      hostPathPV(),
+			backup:  migrationBackup("Stage"),
+			wantErr: []string{"backup b1", `ferry.dev/migration="Stage"`},
+		},
+		{
+			name:   "stage copy maps the storage class and requests a transfer",
+			pvc:    boundPVC(),
+			pv:     hostPathPV(),
+			backup: migrationBackup("stage"),
+			config: map[string]string{"storageClassMapping": "standard=fast", "accessModeMapping": "RWO=RWX"},
+			wantAnn: map[string]string{
+				keys.PVAction: "copy", keys.BackupMigration: "stage", keys.TransferID: backupUID, keys.TransferType: "stage",
+				keys.TransferTarget: "app/data", keys.TransferStorageClass: "fast", keys.TransferAccessModes: "ReadWriteMany",
+				keys.TransferVerify: "false", keys.TransferBackup: "b1",
+			},
+			wantOp: true,
+		},
+		{
+			name:   "per-PVC choices override the config",
+			pvc:    boundPVC(keys.StorageClass, "gold", keys.AccessModes, "ReadWriteOncePod", keys.Verify, "true"),
+			pv:     hostPathPV(),
+			backup: migrationBackup("final"),
+			config: map[string]string{"storageClassMapping": "standard=fast"},
+			wantAnn: map[string]string{
+				keys.TransferType: "final", keys.TransferStorageClass: "gold", keys.TransferAccessModes: "ReadWriteOncePod", keys.TransferVerify: "true",
+			},
+			wantOp: true,
+		},
+		{
+			name:    "namespace mapping from the backup annotation",
+			pvc:     boundPVC(),
+			pv:      hostPathPV(),
+			backup:  migrationBackup("stage", keys.NamespaceMapping, "app:app-new"),
+			config:  map[string]string{"namespaceMapping": "app=ignored"},
+			wantAnn: map[string]string{keys.TransferTarget: "app-new/data"},
+			wantOp:  true,
+		},
+		{
+			name:    "malformed namespace mapping names the backup and key",
+			pvc:     boundPVC(),
+			pv:      hostPathPV(),
+			backup:  migrationBackup("stage", keys.NamespaceMapping, "app=app-new"),
+			wantErr: []string{"backup b1", keys.NamespaceMapping},
+		},
+		{
+			name:    "malformed access-modes annotation names the PVC and key",
+			pvc:     boundPVC(keys.AccessModes, "RWZ"),
+			pv:      hostPathPV(),
+			backup:  migrationBackup("stage"),
+			wantErr: []string{"PVC app/data", keys.AccessModes, "RWZ"},
+		},
+		{
+			name:    "malformed pv-action annotation",
+			pvc:     boundPVC(keys.PVAction, "swing"),
+			pv:      hostPathPV(),
+			backup:  migrationBackup("stage"),
+			wantErr: []string{"PVC app/data", `ferry.dev/pv-action="swing"`},
+		},
+		{
+			name:    "explicit move of storage the target cannot reach is an error",
+			pvc:     boundPVC(keys.PVAction, "move"),
+			pv:      hostPathPV(),
+			backup:  migrationBackup("stage"),
+			wantErr: []string{"PVC app/data asks to be moved", "pv-1"},
+		},
+		{
+			name:    "move of an NFS volume carries the PV, no transfer",
+			pvc:     boundPVC(keys.PVAction, "move"),
+			pv:      nfsPV(),
+			backup:  migrationBackup("final"),
+			wantAnn: map[string]string{keys.PVAction: "move", keys.TransferID: ""},
+		},
+		{
+			name:    "config default move falls back to copy for non-shared storage",
+			pvc:     boundPVC(),
+			pv:      hostPathPV(),
+			backup:  migrationBackup("stage"),
+			config:  map[string]string{"defaultPVAction": "move"},
+			wantAnn: map[string]string{keys.PVAction: "copy", keys.TransferID: backupUID},
+			wantOp:  true,
+		},
+		{
+			name:    "unbound PVC has nothing to transfer",
+			pvc:     builder.ForPersistentVolumeClaim("app", "data").Phase(corev1.ClaimPending).Result(),
+			backup:  migrationBackup("stage"),
+			wantAnn: map[string]string{keys.PVAction: "copy", keys.TransferID: ""},
+		},
+		{
+			name:    "no sidecar installed: a clear error and the live PVC stays as it was",
+			pvc:     boundPVC(),
+			pv:      hostPathPV(),
+			backup:  migrationBackup("stage"),
+			noLease: true,
+			wantErr: []string{"PVC app/data", "ferry-datamover sidecar is not running", "velero/ferry-datamover"},
+		},
+		{
+			name: "block volumes cannot be copied",
+			pvc: func() *corev1.PersistentVolumeClaim {
+				p := boundPVC()
+				m := corev1.PersistentVolumeBlock
+				p.Spec.VolumeMode = &m
+				return p
+			}(),
+			pv:      hostPathPV(),
+			backup:  migrationBackup("stage"),
+			wantErr: []string{"PVC app/data is a block volume"},
+		},
+		{
+			name:    "finalizing backups start no operation",
+			pvc:     boundPVC(),
+			pv:      hostPathPV(),
+			backup:  builder.ForBackup("velero", "b1").ObjectMeta(builder.WithLabels(keys.Migration, "stage")).Phase(velerov1.BackupPhaseFinalizing).Result(),
+			wantAnn: map[string]string{keys.TransferID: ""},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			objs := []runtimeObject{tc.pvc}
+			if tc.pv != nil {
+				objs = append(objs, tc.pv)
+			}
+			if !tc.noLease {
+				objs = append(objs, sidecarLease())
+			}
+			cluster := testutil.NewCluster(testutil.WithObjects(objs...))
+			log, logs := testutil.NewLogger()
+			a := NewPVCAction(log, cluster.Clients, configOf(t, tc.config))
+
+			item := testutil.Unstructured(t, tc.pvc)
+			updated, additional, op, post, err := a.Execute(item, tc.backup)
+			live, getErr := cluster.Kube.CoreV1().PersistentVolumeClaims("app").Get(context.Background(), "data", metav1.GetOptions{})
+			require.NoError(t, getErr)
+			if len(tc.wantErr) > 0 {
+				require.Error(t, err)
+				for _, w := range tc.wantErr {
+					assert.Contains(t, err.Error(), w)
+				}
+				assert.Equal(t, tc.pvc.Annotations, live.Annotations, "the live PVC must not change on error")
+				return
+			}
+			require.NoError(t, err)
+			assert.Empty(t, additional)
+			assert.Empty(t, post)
+			got := updated.(*unstructured.Unstructured).GetAnnotations()
+			for k, v := range tc.wantAnn {
+				if v == "" {
+					assert.NotContains(t, got, k)
+					continue
+				}
+				assert.Equal(t, v, got[k], k)
+			}
+			if tc.wantOp {
+				assert.Equal(t, "app/data/"+backupUID, op)
+				req, err := transfer.ParseRequest("app", "data", live.Annotations)
+				require.NoError(t, err)
+				require.NotNil(t, req, "the live PVC carries the transfer request")
+				assert.Equal(t, backupUID, req.ID)
+				assert.Contains(t, logs.String(), "app/")
+			} else {
+				assert.Empty(t, op)
+				assert.NotContains(t, live.Annotations, keys.TransferID, "no request on the live PVC")
+			}
+		})
+	}
+}
+
+func TestPVCActionExecuteClearsStaleCancel(t *testing.T) {
+	pvc := boundPVC(keys.TransferID, "old", keys.TransferCancel, "old")
+	cluster := testutil.NewCluster(testutil.WithObjects(pvc, hostPathPV(), sidecarLease()))
+	log, _ := testutil.NewLogger()
+	a := NewPVCAction(log, cluster.Clients, configOf(t, nil))
+	_, _, op, _, err := a.Execute(testutil.Unstructured(t, pvc), migrationBackup("stage"))
+	require.NoError(t, err)
+	require.NotEmpty(t, op)
+	live, err := cluster.Kube.CoreV1().PersistentVolumeClaims("app").Get(context.Background(), "data", metav1.GetOptions{})
+	require.NoError(t, err)
+	assert.NotContains(t, live.Annotations, keys.TransferCancel)
+	assert.Equal(t, backupUID, live.Annotations[keys.TransferID])
+}
+
+func TestPVCActionProgress(t *testing.T) {
+	op := "app/data/" + backupUID
+	started := time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)
+	status := func(s transfer.Status) string { s.ID = backupUID; s.Started = transfer.NewTime(started); return s.Encode() }
+	tests := []struct {
+		name          string
+		ann           []string
+		noPVC         bool
+		noLease       bool
+		wantCompleted bool
+		wantErr       string
+		wantDone      int64
+		wantTotal     int64
+		wantDesc      string
+	}{
+		{
+			name:     "not picked up yet",
+			ann:      []string{keys.TransferID, backupUID},
+			wantDesc: "Waiting for ferry-datamover",
+		},
+		{
+			name:          "not picked up and no sidecar ever ran",
+			ann:           []string{keys.TransferID, backupUID},
+			noLease:       true,
+			wantCompleted: true,
+			wantErr:       "ferry-datamover sidecar is not running",
+		},
+		{
+			name:     "an older transfer's status is not this one's",
+			ann:      []string{keys.TransferID, backupUID, keys.TransferStatus, (&transfer.Status{ID: "older", Phase: transfer.PhaseCompleted}).Encode()},
+			wantDesc: "Waiting",
+		},
+		{
+			name:      "transferring reports bytes",
+			ann:       []string{keys.TransferID, backupUID, keys.TransferStatus, status(transfer.Status{Phase: transfer.PhaseTransferring, BytesDone: 50, BytesTotal: 200, Percent: 25, RateBPS: 3 << 20, Attempts: 2})},
+			wantDone:  50,
+			wantTotal: 200,
+			wantDesc:  "Transferring 25% at 3.0 MiB/s (attempt 2)",
+		},
+		{
+			name:          "completed",
+			ann:           []string{keys.TransferID, backupUID, keys.TransferStatus, status(transfer.Status{Phase: transfer.PhaseCompleted, BytesDone: 200, BytesTotal: 200, Percent: 100})},
+			wantCompleted: true,
+			wantDone:      200,
+			wantTotal:     200,
+		},
+		{
+			name:          "failed carries the sidecar's reason",
+			ann:           []string{keys.TransferID, backupUID, keys.TransferStatus, status(transfer.Status{Phase: transfer.PhaseFailed, Message: `storage class "gold" does not exist on the target`})},
+			wantCompleted: true,
+			wantErr:       `transfer of PVC app/data failed: storage class "gold" does not exist on the target`,
+		},
+		{
+			name:          "cancelled",
+			ann:           []string{keys.TransferID, backupUID, keys.TransferStatus, status(transfer.Status{Phase: transfer.PhaseCancelled})},
+			wantCompleted: true,
+			wantErr:       "cancelled",
+		},
+		{
+			name:          "replaced by a newer request",
+			ann:           []string{keys.TransferID, "newer"},
+			wantCompleted: true,
+			wantErr:       `replaced by transfer "newer"`,
+		},
+		{
+			name:          "malformed status",
+			ann:           []string{keys.TransferID, backupUID, keys.TransferStatus, "{oops"},
+			wantCompleted: true,
+			wantErr:       keys.TransferStatus,
+		},
+		{
+			name:          "PVC deleted",
+			noPVC:         true,
+			wantCompleted: true,
+			wantErr:       "PVC app/data was deleted",
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var objs []runtimeObject
+			if !tc.noPVC {
+				objs = append(objs, boundPVC(tc.ann...))
+			}
+			if !tc.noLease {
+				objs = append(objs, sidecarLease())
+			}
+			cluster := testutil.NewCluster(testutil.WithObjects(objs...))
+			log, _ := testutil.NewLogger()
+			a := NewPVCAction(log, cluster.Clients, configOf(t, nil))
+			p, err := a.Progress(op, migrationBackup("stage"))
+			require.NoError(t, err, "Progress must report through OperationProgress, never an error")
+			assert.Equal(t, tc.wantCompleted, p.Completed)
+			if tc.wantErr != "" {
+				assert.Contains(t, p.Err, tc.wantErr)
+			} else {
+				assert.Empty(t, p.Err)
+			}
+			assert.Equal(t, tc.wantDone, p.NCompleted)
+			assert.Equal(t, tc.wantTotal, p.NTotal)
+			assert.Contains(t, p.Description, tc.wantDesc)
+		})
+	}
+}
+
+func TestPVCActionProgressBadOperationID(t *testing.T) {
+	cluster := testutil.NewCluster()
+	log, _ := testutil.NewLogger()
+	a := NewPVCAction(log, cluster.Clients, configOf(t, nil))
+	_, err := a.Progress("not-an-id", migrationBackup("stage"))
+	assert.Error(t, err)
+}
+
+func TestPVCActionCancel(t *testing.T) {
+	cluster := testutil.NewCluster(testutil.WithObjects(boundPVC(keys.TransferID, backupUID)))
+	log, _ := testutil.NewLogger()
+	a := NewPVCAction(log, cluster.Clients, configOf(t, nil))
+	require.NoError(t, a.Cancel("app/data/"+backupUID, migrationBackup("stage")))
+	live, err := cluster.Kube.CoreV1().PersistentVolumeClaims("app").Get(context.Background(), "data", metav1.GetOptions{})
+	require.NoError(t, err)
+	req, err := transfer.ParseRequest("app", "data", live.Annotations)
+	require.NoError(t, err)
+	assert.True(t, req.Cancel)
+	// cancelling a PVC that is gone is not an error
+	assert.NoError(t, a.Cancel("app/gone/"+backupUID, migrationBackup("stage")))
+}
