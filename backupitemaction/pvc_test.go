@@ -268,7 +268,11 @@ func TestPVCActionExecuteClearsStaleCancel(t *testing.T) {
 func TestPVCActionProgress(t *testing.T) {
 	op := "app/data/" + backupUID
 	started := time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)
-	status := func(s transfer.Status) string { s.ID = backupUID; s.Started = transfer.NewTime(started); return s.Encode() }
+	status := func(s transfer.Status) string {
+		s.ID = backupUID
+		s.Started = transfer.NewTime(started)
+		return s.Encode()
+	}
 	tests := []struct {
 		name          string
 		ann           []string

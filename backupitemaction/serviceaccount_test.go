@@ -60,4 +60,3 @@ func TestServiceAccountAction(t *testing.T) {
 		})
 	}
 }
-

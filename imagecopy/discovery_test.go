@@ -51,4 +51,3 @@ func TestInternalRegistry(t *testing.T) {
 		})
 	}
 }
-
