@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -17,6 +18,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/ferry-dev/ferry/internal/keys"
+	"github.com/ferry-dev/ferry/internal/kube"
 	"github.com/ferry-dev/ferry/internal/version"
 )
 
@@ -412,4 +414,15 @@ func sortedKeys(m map[string]string) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// Lazy reads the ConfigMap once, on first use, from the cluster the clients reach.
+func Lazy(clients func() (*kube.Clients, error)) func() (*Config, error) {
+	return sync.OnceValues(func() (*Config, error) {
+		c, err := clients()
+		if err != nil {
+			return nil, err
+		}
+		return Load(context.Background(), c.Kube, c.Namespace)
+	})
 }

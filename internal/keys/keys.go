@@ -101,8 +101,11 @@ const (
 	// PreQuiesceReplicas is spec.replicas before quiesce (Deployment, StatefulSet, ReplicaSet,
 	// ReplicationController, DeploymentConfig).
 	PreQuiesceReplicas = prefix + "pre-quiesce-replicas"
-	// PreQuiesceSuspend is spec.suspend before quiesce (CronJob): "true" or "false".
+	// PreQuiesceSuspend is spec.suspend before quiesce (CronJob, Job): "true" or "false".
 	PreQuiesceSuspend = prefix + "pre-quiesce-suspend"
+	// PreQuiescePaused is spec.paused of a DeploymentConfig before quiesce (a paused DC would
+	// not scale down).
+	PreQuiescePaused = prefix + "pre-quiesce-paused"
 	// PreQuiesceNodeSelector is a DaemonSet's pod nodeSelector before quiesce (JSON).
 	PreQuiesceNodeSelector = prefix + "pre-quiesce-node-selector"
 	// QuiesceNodeSelector is the node label a quiesced DaemonSet is pinned to; no node has it.
@@ -148,6 +151,10 @@ const (
 	// Secret annotations naming the service account a dockercfg secret belongs to.
 	ServiceAccountNameAnnotation = "kubernetes.io/service-account.name"
 	InternalRegistryAuthTokenSA  = "openshift.io/internal-registry-auth-token.service-account"
+	// On a ServiceAccount (OpenShift ≥ 4.16): the name of its generated pull secret.
+	InternalRegistryPullSecretRef = "openshift.io/internal-registry-pull-secret-ref"
+	// Deployments and friends may carry image-change triggers in this annotation (JSON).
+	ImageTriggers = "image.openshift.io/triggers"
 
 	// Kubernetes.
 	SelectedNode                = "volume.kubernetes.io/selected-node"

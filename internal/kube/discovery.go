@@ -74,3 +74,10 @@ func ServerVersion(disc discovery.DiscoveryInterface) (string, error) {
 	}
 	return "", fmt.Errorf("cannot read a version from %+v", v)
 }
+
+// PodTemplateResources are the resources whose objects are pods or hold a pod template; ferry
+// rewrites their image references and pull secrets at restore.
+var PodTemplateResources = []string{
+	"pods", "deployments.apps", "statefulsets.apps", "daemonsets.apps", "replicasets.apps",
+	"replicationcontrollers", "jobs.batch", "cronjobs.batch", "deploymentconfigs.apps.openshift.io",
+}
