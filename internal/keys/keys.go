@@ -129,13 +129,28 @@ const (
 
 // Image streams.
 const (
-	// ImageCopyStatus is the image-stream copy result on the backed-up image stream (JSON).
-	ImageCopyStatus = prefix + "image-copy-status"
 	// SkipImageCopy ("true") on an ImageStream leaves its images where they are.
 	SkipImageCopy = prefix + "skip-image-copy"
-	// RelatedImageStreamTag on a backed-up reference ImageStreamTag names the tag it refers to,
-	// "namespace/name:tag", so the restore can wait for it.
-	RelatedImageStreamTag = prefix + "related-istag"
+)
+
+// The image copy request: annotations on a live source ImageStream asking the sidecar to copy its
+// locally pushed images to the target registry. The image-stream backup action writes them; a user
+// may write them by hand (only ImageCopyID is required).
+const (
+	// ImageCopyID identifies one request (backups use the Backup's UID). A new value starts a new
+	// copy; the sidecar does nothing for an ID whose status is already terminal.
+	ImageCopyID = prefix + "image-copy-id"
+	// ImageCopyTarget is the target image stream as "namespace/name" (default: the same).
+	ImageCopyTarget = prefix + "image-copy-target"
+	// ImageCopyBackup names the Backup that asked, for people reading the image stream.
+	ImageCopyBackup = prefix + "image-copy-backup"
+	// ImageCopyCancel set to the current ImageCopyID cancels that copy.
+	ImageCopyCancel = prefix + "image-copy-cancel"
+	// ImageCopyStatus is the sidecar's report (JSON, see imagecopy.Status).
+	ImageCopyStatus = prefix + "image-copy-status"
+	// ImageCopyCreated marks a target ImageStream the sidecar created before pushing into it (the
+	// value is the ImageCopyID); the restore replaces its metadata and spec with the backed-up ones.
+	ImageCopyCreated = prefix + "created-by-image-copy"
 )
 
 // Keys of other projects that ferry reads. They are not ferry's, but they live here so every key
@@ -174,6 +189,16 @@ func IsTransferKey(key string) bool {
 	switch key {
 	case TransferID, TransferType, TransferTarget, TransferStorageClass, TransferAccessModes,
 		TransferVerify, TransferBackup, TransferCancel, TransferStatus:
+		return true
+	}
+	return false
+}
+
+// IsImageCopyKey reports whether an annotation key belongs to the image copy request/status that
+// lives on a source ImageStream (or marks a target one ferry created) and must not be restored.
+func IsImageCopyKey(key string) bool {
+	switch key {
+	case ImageCopyID, ImageCopyTarget, ImageCopyBackup, ImageCopyCancel, ImageCopyStatus, ImageCopyCreated:
 		return true
 	}
 	return false
