@@ -9,24 +9,13 @@ import (
 	"fmt"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-)
 
-// podSpecPath returns where a kind keeps its pod spec.
-func podSpecPath(kind string) ([]string, bool) {
-	switch kind {
-	case "Pod":
-		return []string{"spec"}, true
-	case "Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "ReplicationController", "Job", "DeploymentConfig":
-		return []string{"spec", "template", "spec"}, true
-	case "CronJob":
-		return []string{"spec", "jobTemplate", "spec", "template", "spec"}, true
-	}
-	return nil, false
-}
+	"github.com/ferry-dev/ferry/internal/kube"
+)
 
 // podSpec returns the item's pod spec map (nil when the kind has none or it is absent).
 func podSpec(u *unstructured.Unstructured) (map[string]any, error) {
-	path, ok := podSpecPath(u.GetKind())
+	path, ok := kube.PodSpecPath(u.GetKind())
 	if !ok {
 		return nil, nil
 	}
@@ -42,7 +31,7 @@ func podSpec(u *unstructured.Unstructured) (map[string]any, error) {
 
 // setPodSpec writes a pod spec map back.
 func setPodSpec(u *unstructured.Unstructured, spec map[string]any) error {
-	path, _ := podSpecPath(u.GetKind())
+	path, _ := kube.PodSpecPath(u.GetKind())
 	return unstructured.SetNestedMap(u.Object, spec, path...)
 }
 

@@ -57,7 +57,7 @@ func skipReason(input *velero.RestoreItemActionExecuteInput) string {
 	kind, group := u.GetKind(), u.GroupVersionKind().Group
 	ann := u.GetAnnotations()
 	if ann[keys.BackupMigration] == keys.MigrationStage {
-		if _, holdsPods := podSpecPath(kind); holdsPods || kind == "PersistentVolumeClaim" || kind == "PersistentVolume" {
+		if _, holdsPods := kube.PodSpecPath(kind); holdsPods || kind == "PersistentVolumeClaim" || kind == "PersistentVolume" {
 			return "it comes from a stage backup; the final migration's restore brings it"
 		}
 	}

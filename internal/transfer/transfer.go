@@ -166,17 +166,21 @@ type Status struct {
 	BytesDone  int64  `json:"bytesDone,omitempty"`
 	BytesTotal int64  `json:"bytesTotal,omitempty"`
 	// BytesSent is what went over the wire (after rsync's deltas), for "only the delta moved".
-	BytesSent   int64   `json:"bytesSent,omitempty"`
-	Files       int64   `json:"files,omitempty"`
-	FilesSent   int64   `json:"filesSent,omitempty"`
-	Percent     float64 `json:"percent,omitempty"`
-	RateBPS     int64   `json:"rateBytesPerSecond,omitempty"`
-	Attempts    int     `json:"attempts,omitempty"`
-	Warnings    int     `json:"warnings,omitempty"`
-	Started     *Time   `json:"started,omitempty"`
-	Updated     *Time   `json:"updated,omitempty"`
-	Completed   *Time   `json:"completed,omitempty"`
-	QuiescedFor string  `json:"quiesced,omitempty"`
+	BytesSent int64   `json:"bytesSent,omitempty"`
+	Files     int64   `json:"files,omitempty"`
+	FilesSent int64   `json:"filesSent,omitempty"`
+	Percent   float64 `json:"percent,omitempty"`
+	RateBPS   int64   `json:"rateBytesPerSecond,omitempty"`
+	Attempts  int     `json:"attempts,omitempty"`
+	Warnings  int     `json:"warnings,omitempty"`
+	Started   *Time   `json:"started,omitempty"`
+	Updated   *Time   `json:"updated,omitempty"`
+	Completed *Time   `json:"completed,omitempty"`
+	// Since is when the current phase began; phase timeouts count from it, so they survive a
+	// restart of the sidecar.
+	Since *Time `json:"since,omitempty"`
+	// Quiesced lists the workloads a final transfer scaled down, "Kind/name" (for rollback).
+	Quiesced []string `json:"quiesced,omitempty"`
 }
 
 // Time is an RFC 3339 timestamp in JSON.
