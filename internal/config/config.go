@@ -127,7 +127,7 @@ func DefaultTransferImage() string {
 	if tag == "" || tag == "dev" {
 		tag = "latest"
 	}
-	return "ghcr.io/ferry-dev/ferry-transfer:" + tag
+	return "ghcr.io/ferry-dev/ferry-datamover:" + tag
 }
 
 // Load reads the ConfigMap from namespace; a missing ConfigMap yields Defaults.
