@@ -9,8 +9,9 @@ import (
 	"github.com/ferry-dev/ferry/internal/keys"
 )
 
-// RouteAction clears the host of a Route whose host the source router generated, so the
-// target's router generates one under its own apps domain. A host the user chose is kept.
+// RouteAction removes the host of a Route whose host the source router generated, so the
+// target's router generates one under its own apps domain. A host the user chose is kept. The
+// field is removed rather than set to "": the Route schema's host pattern rejects an empty string.
 type RouteAction struct{ log logrus.FieldLogger }
 
 var _ riav1.RestoreItemAction = (*RouteAction)(nil)
@@ -30,9 +31,7 @@ func (a *RouteAction) Execute(input *velero.RestoreItemActionExecuteInput) (*vel
 	if host == "" {
 		return velero.NewRestoreItemActionExecuteOutput(u), nil
 	}
-	if err := unstructured.SetNestedField(u.Object, "", "spec", "host"); err != nil {
-		return nil, err
-	}
+	unstructured.RemoveNestedField(u.Object, "spec", "host")
 	a.log.WithFields(logrus.Fields{"namespace": u.GetNamespace(), "name": u.GetName()}).Infof("cleared generated host %s; the target router generates a new one", host)
 	return velero.NewRestoreItemActionExecuteOutput(u), nil
 }

@@ -33,8 +33,9 @@ func TestRouteAction(t *testing.T) {
 			log, _ := testutil.NewLogger()
 			o, err := NewRouteAction(log).Execute(inputU(tc.in, restoreWith()))
 			require.NoError(t, err)
-			host, _, _ := unstructured.NestedString(out(t, o).Object, "spec", "host")
+			host, found, _ := unstructured.NestedString(out(t, o).Object, "spec", "host")
 			assert.Equal(t, tc.want, host)
+			assert.Equal(t, tc.want != "", found, "a generated host is removed, not set to \"\" (the Route schema rejects that)")
 			assert.False(t, o.SkipRestore)
 		})
 	}
