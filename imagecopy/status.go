@@ -66,15 +66,16 @@ type ImageError struct {
 	Error string `json:"error"`
 }
 
-// AddError records a failed image, keeping the list and each message short.
-func (s *Status) AddError(tag, image string, err error) {
+// AddError records a failed image, keeping the list and each message short. A long message
+// keeps its start (what was copied where) and its end (the cause, and what to check).
+func (s *Status) AddError(tag, image, msg string) {
 	s.FailedImages++
 	if len(s.Errors) >= maxListedErrors {
 		return
 	}
-	msg := err.Error()
 	if len(msg) > maxErrorLength {
-		msg = msg[:maxErrorLength] + "…"
+		head := maxErrorLength / 3
+		msg = msg[:head] + " … " + msg[len(msg)-(maxErrorLength-head):]
 	}
 	s.Errors = append(s.Errors, ImageError{Tag: tag, Image: image, Error: msg})
 }

@@ -1,7 +1,6 @@
 package imagecopy
 
 import (
-	"errors"
 	"strings"
 	"testing"
 
@@ -13,12 +12,14 @@ import (
 
 func TestStatusRoundTripAndBounds(t *testing.T) {
 	st := &Status{ID: "uid-1", Phase: PhaseFailed, Images: 30}
-	long := errors.New(strings.Repeat("x", 1000))
+	long := "copying a to b: " + strings.Repeat("x", 1000) + ": manifest unknown (not found)"
 	for i := 0; i < 25; i++ {
 		st.AddError("v1", dA, long)
 	}
 	assert.Equal(t, 25, st.FailedImages)
 	assert.Len(t, st.Errors, maxListedErrors)
+	assert.True(t, strings.HasPrefix(st.Errors[0].Error, "copying a to b: "), "the start says what was copied")
+	assert.True(t, strings.HasSuffix(st.Errors[0].Error, ": manifest unknown (not found)"), "the end keeps the cause")
 	assert.LessOrEqual(t, len(st.Encode()), 8192, "the annotation must stay small")
 	assert.Contains(t, st.ErrorSummary(), "25 of 30 images not copied")
 	assert.Contains(t, st.ErrorSummary(), "and 15 more")

@@ -1,0 +1,124 @@
+package sidecar
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	ctrl "sigs.k8s.io/controller-runtime"
+
+	"github.com/ferry-dev/ferry/imagecopy"
+)
+
+// copy runs a prepared job: the images one after the other (each image's blobs in parallel),
+// progress written every StatusInterval, a cancel or a newer request noticed at each write. A
+// failed image is recorded and the others still go; the stream ends Failed if any failed.
+func (r *Reconciler) copy(ctx context.Context, s *statusWriter, j *job) (ctrl.Result, error) {
+	log := logr.FromContextOrDiscard(ctx)
+	st := s.st
+	*st = imagecopy.Status{ID: st.ID, Phase: imagecopy.PhaseCopying, Target: j.repo, Started: st.Started,
+		Images: len(j.images) + len(j.problems)}
+	for _, p := range j.problems {
+		st.AddError(p.Tag, p.Image, p.Error)
+		st.ImagesDone++
+	}
+	if len(j.images) == 0 {
+		return r.end(ctx, s)
+	}
+	if err := s.write(ctx); err != nil {
+		return r.stopped(ctx, s, err)
+	}
+
+	copyCtx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var mu sync.Mutex
+	stop := make(chan struct{})
+	written := make(chan struct{})
+	go func() {
+		defer close(written)
+		t := time.NewTicker(r.interval())
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				mu.Lock()
+				err := s.write(ctx)
+				mu.Unlock()
+				if errors.Is(err, errStopped) {
+					cancel(errStopped)
+					return
+				}
+				if err != nil {
+					log.Info("could not write progress; trying again at the next tick", "error", err.Error())
+				}
+			}
+		}
+	}()
+
+	for _, im := range j.images {
+		if copyCtx.Err() != nil {
+			break
+		}
+		dst := im.Destination(j.repo)
+		stats, err := r.Copier.Copy(copyCtx, im.Source, j.sources[registryOf(im.Source)], dst, j.target)
+		mu.Lock()
+		st.ImagesDone++
+		st.BlobsSent += stats.BlobsSent
+		st.BlobsSkipped += stats.BlobsSkipped
+		st.BytesSent += stats.BytesSent
+		st.Retries += stats.Retries
+		if err != nil && copyCtx.Err() == nil {
+			st.AddError(im.Tag, im.Digest, err.Error())
+			log.Info("image not copied", "tag", im.Tag, "digest", im.Digest, "error", err.Error())
+		} else if err == nil {
+			log.V(1).Info("image copied", "tag", im.Tag, "destination", dst, "blobsSent", stats.BlobsSent, "blobsSkipped", stats.BlobsSkipped)
+		}
+		mu.Unlock()
+	}
+	close(stop)
+	<-written
+
+	if cause := context.Cause(copyCtx); errors.Is(cause, errStopped) {
+		return r.stopped(ctx, s, cause)
+	}
+	if ctx.Err() != nil {
+		// The sidecar is stopping: the status stays as it is and the next leader copies again.
+		return ctrl.Result{}, ctx.Err()
+	}
+	return r.end(ctx, s)
+}
+
+// end writes the terminal status of a finished copy.
+func (r *Reconciler) end(ctx context.Context, s *statusWriter) (ctrl.Result, error) {
+	st := s.st
+	if st.FailedImages > 0 {
+		return ctrl.Result{}, s.finish(ctx, imagecopy.PhaseFailed, st.ErrorSummary())
+	}
+	msg := fmt.Sprintf("copied %d images to %s: %d blobs sent (%d bytes), %d already there", st.Images, st.Target, st.BlobsSent, st.BytesSent, st.BlobsSkipped)
+	if st.Images == 0 {
+		msg = "no locally pushed images to copy"
+	}
+	return ctrl.Result{}, s.finish(ctx, imagecopy.PhaseCompleted, msg)
+}
+
+// stopped ends a copy whose request went away: cancelled (Cancelled is written), replaced by a
+// newer request or its stream deleted (the status write is then a no-op or lands on a stream the
+// newer request will overwrite).
+func (r *Reconciler) stopped(ctx context.Context, s *statusWriter, err error) (ctrl.Result, error) {
+	if !errors.Is(err, errStopped) {
+		return ctrl.Result{}, err
+	}
+	return ctrl.Result{}, s.finish(ctx, imagecopy.PhaseCancelled, "cancelled on request (or replaced by a newer request)")
+}
+
+func (r *Reconciler) interval() time.Duration {
+	if r.StatusInterval > 0 {
+		return r.StatusInterval
+	}
+	return DefaultStatusInterval
+}

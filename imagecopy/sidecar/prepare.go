@@ -1,0 +1,229 @@
+package sidecar
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/ferry-dev/ferry/imagecopy"
+	"github.com/ferry-dev/ferry/internal/config"
+	"github.com/ferry-dev/ferry/internal/keys"
+	"github.com/ferry-dev/ferry/internal/kube"
+)
+
+// TargetKubeconfigKey is the key of the target kubeconfig in the Secret ferry-config names.
+const TargetKubeconfigKey = "kubeconfig"
+
+// job is one stream's copy with everything resolved.
+type job struct {
+	images   []imagecopy.Image
+	problems []imagecopy.ImageError
+	// repo is the target repository: registry/namespace/name.
+	repo string
+	// sources is how to reach each source registry host; target how to reach the target one.
+	sources map[string]imagecopy.Access
+	target  imagecopy.Access
+}
+
+// prepare resolves what to copy, from where, to where and how to authenticate, and makes sure
+// the target namespace (and, on OpenShift, the target image stream) exists. Problems a retry
+// cannot fix (bad configuration, a missing Secret, no registry to push to) are permanent.
+func (r *Reconciler) prepare(ctx context.Context, u *unstructured.Unstructured, req *imagecopy.Request) (*job, error) {
+	cfg, err := config.Load(ctx, r.Source.Kube, r.Source.Namespace)
+	if err != nil {
+		return nil, classify(err)
+	}
+	if !cfg.ImageCopy {
+		return nil, permanent(fmt.Errorf("image copies are turned off in ferry-config (imageCopy=false)"))
+	}
+	is, err := decodeStream(u)
+	if err != nil {
+		return nil, err
+	}
+	internal, err := imagecopy.InternalRegistry(ctx, r.Source, cfg.InternalRegistry)
+	if err != nil {
+		return nil, classify(err)
+	}
+	if internal == "" {
+		return nil, permanent(fmt.Errorf("the source cluster's internal registry is unknown (no OpenShift registry found): set internalRegistry in ferry-config"))
+	}
+	hosts := []string{internal}
+	if public, _, ok := strings.Cut(is.Status.PublicDockerImageRepository, "/"); ok && public != "" {
+		hosts = append(hosts, public)
+	}
+	j := &job{sources: map[string]imagecopy.Access{}}
+	j.images, j.problems = imagecopy.Plan(is, hosts...)
+
+	target, err := r.target(ctx, cfg)
+	if err != nil {
+		return nil, classify(err)
+	}
+	endpoint, err := imagecopy.TargetRegistryEndpoint(ctx, target, cfg.TargetRegistryEndpoint)
+	if err != nil {
+		return nil, classify(err)
+	}
+	j.repo = endpoint + "/" + req.TargetNamespace + "/" + req.TargetName
+	if len(j.images) == 0 {
+		return j, nil
+	}
+	for _, im := range j.images {
+		host := registryOf(im.Source)
+		if _, ok := j.sources[host]; ok {
+			continue
+		}
+		if j.sources[host], err = imagecopy.SourceAccess(ctx, r.Source, cfg, host); err != nil {
+			return nil, classify(err)
+		}
+	}
+	if j.target, err = imagecopy.TargetAccess(ctx, r.Source, target.Config, cfg, endpoint); err != nil {
+		return nil, classify(err)
+	}
+	if err := ensureNamespace(ctx, r.Source, target, u.GetNamespace(), req.TargetNamespace); err != nil {
+		return nil, classify(err)
+	}
+	if err := ensureStream(ctx, target, req); err != nil {
+		return nil, classify(err)
+	}
+	return j, nil
+}
+
+// registryOf is the host of an image reference.
+func registryOf(ref string) string {
+	host, _, _ := strings.Cut(ref, "/")
+	return host
+}
+
+// ensureNamespace creates the target namespace if it is missing, carrying the source
+// namespace's OpenShift UID range, supplemental groups and SELinux (MCS) annotations so files
+// and processes keep their identities. An existing namespace is left as it is.
+func ensureNamespace(ctx context.Context, source, target *kube.Clients, sourceNS, targetNS string) error {
+	_, err := target.Kube.CoreV1().Namespaces().Get(ctx, targetNS, metav1.GetOptions{})
+	if err == nil || !apierrors.IsNotFound(err) {
+		return err
+	}
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: targetNS}}
+	src, err := source.Kube.CoreV1().Namespaces().Get(ctx, sourceNS, metav1.GetOptions{})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("reading the source namespace %s: %w", sourceNS, err)
+	}
+	if err == nil {
+		for _, k := range []string{keys.NamespaceUIDRange, keys.NamespaceSupplementalGroups, keys.NamespaceMCS} {
+			if v, ok := src.Annotations[k]; ok {
+				if ns.Annotations == nil {
+					ns.Annotations = map[string]string{}
+				}
+				ns.Annotations[k] = v
+			}
+		}
+	}
+	_, err = target.Kube.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{})
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("creating the target namespace %s: %w", targetNS, err)
+	}
+	return nil
+}
+
+// ensureStream creates the target image stream, marked as ferry's, before images are pushed into
+// it. OpenShift's registry would otherwise create a bare one on the first push; the marked one
+// tells the restore it may replace the stream's metadata and spec with the backed-up ones
+// (a stream someone else made is left to Velero's usual rules).
+func ensureStream(ctx context.Context, target *kube.Clients, req *imagecopy.Request) error {
+	served, err := target.APIs.Has(kube.ImageGV, "imagestreams")
+	if err != nil || !served {
+		return err
+	}
+	streams := target.Dynamic.Resource(imageStreams).Namespace(req.TargetNamespace)
+	_, err = streams.Get(ctx, req.TargetName, metav1.GetOptions{})
+	if err == nil || !apierrors.IsNotFound(err) {
+		return err
+	}
+	u := &unstructured.Unstructured{}
+	u.SetGroupVersionKind(kube.ImageGV.WithKind("ImageStream"))
+	u.SetNamespace(req.TargetNamespace)
+	u.SetName(req.TargetName)
+	u.SetAnnotations(map[string]string{keys.ImageCopyCreated: req.ID})
+	_, err = streams.Create(ctx, u, metav1.CreateOptions{})
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("creating the target image stream %s/%s: %w", req.TargetNamespace, req.TargetName, err)
+	}
+	return nil
+}
+
+// target returns the target cluster's clients.
+func (r *Reconciler) target(ctx context.Context, cfg *config.Config) (*kube.Clients, error) {
+	if r.Target != nil {
+		return r.Target(ctx, cfg)
+	}
+	return r.targets.get(ctx, r.Source, cfg)
+}
+
+// targetCache builds the target's clients from the kubeconfig Secret, again only when the Secret
+// changed. An empty Secret name means the target is this cluster.
+type targetCache struct {
+	mu      sync.Mutex
+	version string
+	clients *kube.Clients
+}
+
+func (t *targetCache) get(ctx context.Context, source *kube.Clients, cfg *config.Config) (*kube.Clients, error) {
+	if cfg.TargetKubeconfigSecret == "" {
+		return source, nil
+	}
+	id := source.Namespace + "/" + cfg.TargetKubeconfigSecret
+	secret, err := source.Kube.CoreV1().Secrets(source.Namespace).Get(ctx, cfg.TargetKubeconfigSecret, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil, permanent(fmt.Errorf("the target cluster's kubeconfig Secret %s does not exist", id))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading Secret %s: %w", id, err)
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.clients != nil && t.version == id+"@"+secret.ResourceVersion {
+		return t.clients, nil
+	}
+	raw, ok := secret.Data[TargetKubeconfigKey]
+	if !ok {
+		return nil, permanent(fmt.Errorf("Secret %s has no key %q holding the target cluster's kubeconfig", id, TargetKubeconfigKey))
+	}
+	restCfg, err := clientcmd.RESTConfigFromKubeConfig(raw)
+	if err != nil {
+		return nil, permanent(fmt.Errorf("Secret %s: key %q is not a usable kubeconfig: %v", id, TargetKubeconfigKey, err))
+	}
+	c, err := kube.NewClients(restCfg, "")
+	if err != nil {
+		return nil, permanent(err)
+	}
+	t.clients, t.version = c, id+"@"+secret.ResourceVersion
+	return c, nil
+}
+
+// classify keeps an error retryable when a later attempt may succeed (an API server briefly
+// unreachable or failing) and makes everything else permanent (bad configuration, missing or
+// malformed Secrets, nowhere to push).
+func classify(err error) error {
+	if isPermanent(err) {
+		return err
+	}
+	var status apierrors.APIStatus
+	if errors.As(err, &status) {
+		if code := status.Status().Code; code >= 500 || code == 429 || apierrors.IsTimeout(err) || apierrors.IsServerTimeout(err) {
+			return err
+		}
+		return permanent(err)
+	}
+	var netErr net.Error
+	if errors.As(err, &netErr) {
+		return err
+	}
+	return permanent(err)
+}
