@@ -181,6 +181,8 @@ const (
 	PVProvisionedByAnnotation   = "pv.kubernetes.io/provisioned-by"
 	StorageProvisionerAnnot     = "volume.kubernetes.io/storage-provisioner"
 	BetaStorageProvisionerAnnot = "volume.beta.kubernetes.io/storage-provisioner"
+	// DefaultStorageClass marks a cluster's default StorageClass (the test stack sets it).
+	DefaultStorageClass = "storageclass.kubernetes.io/is-default-class"
 )
 
 // IsTransferKey reports whether an annotation key belongs to the transfer request/status that

@@ -1,0 +1,88 @@
+package stack
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"strconv"
+)
+
+// Every stack lives on its own random block of loopback addresses, 127.A.B.0/22, so stacks of
+// parallel test binaries (and other programs on 127.0.0.1) never compete for ports:
+//
+//	127.A.B.x     infrastructure: etcd, S3, and per cluster the API server, controller manager,
+//	              registry and the pod runner's node (kubelet) address
+//	127.A.B+1.x   pod addresses of the source cluster's transfer pods
+//	127.A.B+2.x   pod addresses of the target cluster's transfer pods
+type addresses struct {
+	a, b byte
+}
+
+// Fixed ports: the address block alone keeps stacks apart.
+const (
+	etcdClientPort  = 2379
+	etcdPeerPort    = 2380
+	s3Port          = 7070
+	apiServerPort   = 6443
+	kcmPort         = 10257
+	registryPort    = 5000
+	kubeletPort     = 10250
+	podAddressCount = 250 // .2 … .251 of a pod block
+)
+
+func (a addresses) ip(c, d byte) string { return fmt.Sprintf("127.%d.%d.%d", a.a, a.b+c, d) }
+
+func (a addresses) etcd() string { return a.ip(0, 2) }
+func (a addresses) s3() string   { return a.ip(0, 3) }
+
+// cluster i (0 source, 1 target) infrastructure addresses.
+func (a addresses) apiServer(i int) string { return a.ip(0, byte(10+10*i)) }
+func (a addresses) kcm(i int) string       { return a.ip(0, byte(11+10*i)) }
+func (a addresses) registry(i int) string  { return a.ip(0, byte(12+10*i)) }
+func (a addresses) node(i int) string      { return a.ip(0, byte(13+10*i)) }
+
+// podIPs lists cluster i's pod addresses.
+func (a addresses) podIPs(i int) []string {
+	ips := make([]string, 0, podAddressCount)
+	for d := 2; d < 2+podAddressCount; d++ {
+		ips = append(ips, a.ip(byte(1+i), byte(d)))
+	}
+	return ips
+}
+
+// listenAddrs are all fixed listeners of a stack, for the "is this block free?" check.
+func (a addresses) listenAddrs() []string {
+	l := []string{
+		hostPort(a.etcd(), etcdClientPort), hostPort(a.etcd(), etcdPeerPort), hostPort(a.s3(), s3Port),
+	}
+	for i := range 2 {
+		l = append(l, hostPort(a.apiServer(i), apiServerPort), hostPort(a.kcm(i), kcmPort),
+			hostPort(a.registry(i), registryPort), hostPort(a.node(i), kubeletPort))
+	}
+	return l
+}
+
+func hostPort(ip string, port int) string { return net.JoinHostPort(ip, strconv.Itoa(port)) }
+
+// pickAddresses chooses a random block whose listeners are all free. A avoids 127.0.x and
+// 127.1.x, where most local programs live.
+func pickAddresses() (addresses, error) {
+	for range 50 {
+		a := addresses{a: byte(16 + rand.IntN(239)), b: byte(4 * rand.IntN(63))}
+		if a.free() {
+			return a, nil
+		}
+	}
+	return addresses{}, fmt.Errorf("no free loopback address block found after 50 tries")
+}
+
+func (a addresses) free() bool {
+	for _, addr := range a.listenAddrs() {
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			return false
+		}
+		l.Close()
+	}
+	return true
+}

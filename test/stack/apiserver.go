@@ -1,0 +1,112 @@
+package stack
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// Service IP ranges of the two clusters (never routed: nothing here implements Services'
+// virtual IPs, they only have to be valid).
+var (
+	serviceCIDRs = [2]string{"10.96.0.0/16", "10.97.0.0/16"}
+	// kubernetesServiceIPs are the first addresses of those ranges, the "kubernetes" Service's.
+	kubernetesServiceIPs = [2]string{"10.96.0.1", "10.97.0.1"}
+)
+
+// startAPIServer generates the cluster's CA, serving and kubelet-client certificates,
+// service-account key and admin token, and runs kube-apiserver against the stack's etcd.
+func (c *Cluster) startAPIServer(ctx context.Context) error {
+	s := c.stack
+	ip := s.addrs.apiServer(c.index)
+	pki := filepath.Join(c.Dir, "pki")
+	var err error
+	if c.ca, err = newCA("ferry-" + c.Name + "-ca"); err != nil {
+		return err
+	}
+	caPath := filepath.Join(pki, "ca.crt")
+	if err := os.WriteFile(caPath, c.ca.pem, 0o644); err != nil {
+		return err
+	}
+	serving, err := c.ca.issue("kube-apiserver", []string{ip, kubernetesServiceIPs[c.index]},
+		[]string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"},
+		x509.ExtKeyUsageServerAuth)
+	if err != nil {
+		return err
+	}
+	servingCrt, servingKey, err := serving.write(pki, "apiserver")
+	if err != nil {
+		return err
+	}
+	// The API server presents this to the pod runner's kubelet endpoint (pods/log), which
+	// verifies it against the cluster CA, as a kubelet does.
+	kubeletClient, err := c.ca.issue("kube-apiserver-kubelet-client", nil, nil, x509.ExtKeyUsageClientAuth)
+	if err != nil {
+		return err
+	}
+	kcCrt, kcKey, err := kubeletClient.write(pki, "apiserver-kubelet-client")
+	if err != nil {
+		return err
+	}
+	saKey, err := newServiceAccountKey()
+	if err != nil {
+		return err
+	}
+	saKeyPath := filepath.Join(pki, "sa.key")
+	if err := os.WriteFile(saKeyPath, saKey, 0o600); err != nil {
+		return err
+	}
+	c.token = randomToken(24)
+	tokenFile := filepath.Join(pki, "tokens.csv")
+	if err := os.WriteFile(tokenFile, []byte(c.token+",admin,admin-uid,\"system:masters\"\n"), 0o600); err != nil {
+		return err
+	}
+
+	p, err := s.StartProcess(ProcessSpec{
+		Name: "kube-apiserver-" + c.Name,
+		Path: s.tools.apiServer,
+		Args: []string{
+			"--etcd-servers=" + s.etcdURL(),
+			"--etcd-prefix=/ferry/" + c.Name,
+			"--bind-address=" + ip, "--advertise-address=" + ip,
+			"--secure-port=" + fmt.Sprint(apiServerPort),
+			"--tls-cert-file=" + servingCrt, "--tls-private-key-file=" + servingKey,
+			"--client-ca-file=" + caPath,
+			"--token-auth-file=" + tokenFile,
+			"--authorization-mode=RBAC",
+			"--service-account-issuer=https://kubernetes.default.svc",
+			"--service-account-key-file=" + saKeyPath,
+			"--service-account-signing-key-file=" + saKeyPath,
+			"--service-cluster-ip-range=" + serviceCIDRs[c.index],
+			// No kubelet mounts service-account tokens here, and pods of ferry's transfers do
+			// not need one: without this plugin pods are admitted without a token volume.
+			"--disable-admission-plugins=ServiceAccount",
+			// The "kubernetes" Service would point at a loopback address, which the
+			// reconciler refuses.
+			"--endpoint-reconciler-type=none",
+			"--kubelet-preferred-address-types=InternalIP",
+			"--kubelet-certificate-authority=" + caPath,
+			"--kubelet-client-certificate=" + kcCrt, "--kubelet-client-key=" + kcKey,
+			"--allow-privileged=true",
+			"--profiling=false",
+			"--cert-dir=" + pki,
+			"--v=1",
+		},
+	})
+	if err != nil {
+		return err
+	}
+	c.apiServer = p
+	pool := x509.NewCertPool()
+	pool.AddCert(c.ca.cert)
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	auth := http.Header{"Authorization": {"Bearer " + c.token}}
+	return waitReady(ctx, p, 2*time.Minute, func(ctx context.Context) error {
+		return httpCheck(ctx, hc, c.Server+"/readyz", auth, "")
+	})
+}

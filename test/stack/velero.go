@@ -1,0 +1,223 @@
+package stack
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	velerov1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	crclient "sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+const (
+	// VeleroImage is the image of the `velero` Deployment. The Deployment never runs here (its
+	// replicas are 0), but Velero's pod-volume restore action reads its image, and restores fail
+	// without it.
+	VeleroImage = "velero/velero:v1.18.3"
+	// BackupStorageLocation is the name of the default BSL of both clusters.
+	BackupStorageLocation = "default"
+	// TargetKubeconfigSecret is the Secret in the source's Velero namespace holding the target's
+	// kubeconfig (key "kubeconfig"), under ferry-config's default name.
+	TargetKubeconfigSecret = "ferry-target"
+
+	credentialsSecret = "cloud-credentials"
+	// backupSyncPeriod is how soon a backup made on one cluster shows up on the other.
+	backupSyncPeriod = 3 * time.Second
+)
+
+// veleroServerArgs are the flags of every `velero server` of the stack; Velero hands them on to
+// its plugin processes.
+func (c *Cluster) veleroServerArgs() []string {
+	return append([]string{
+		"server",
+		"--kubeconfig=" + c.Kubeconfig,
+		"--namespace=" + c.VeleroNamespace,
+		"--plugin-dir=" + c.PluginDir,
+		// Inside Velero's own network namespace these cannot collide with anything.
+		"--metrics-address=127.0.0.1:8085",
+		"--profiler-address=127.0.0.1:6060",
+		"--item-operation-sync-frequency=2s",
+		"--store-validation-frequency=10s",
+		// A PVC that never binds fails the restore within minutes, not after the default 10.
+		"--resource-timeout=3m",
+		// Tests create many objects quickly; the defaults (20/30) make Velero the bottleneck.
+		"--client-qps=200", "--client-burst=400",
+		"--log-format=text",
+	}, c.stack.opts.VeleroArgs...)
+}
+
+// createVeleroObjects creates what `velero install` would, minus the pod: the namespace, the
+// `velero` Deployment (never running), the S3 credentials, the shared BSL and, on the source,
+// the target kubeconfig Secret ferry reads.
+func (c *Cluster) createVeleroObjects(ctx context.Context) error {
+	s := c.stack
+	ns := c.VeleroNamespace
+	objs := []crclient.Object{
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}},
+		&appsv1.Deployment{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "velero"},
+			Spec: appsv1.DeploymentSpec{
+				Replicas: ptr.To[int32](0),
+				Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"deploy": "velero"}},
+				Template: corev1.PodTemplateSpec{
+					ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"deploy": "velero"}},
+					Spec: corev1.PodSpec{Containers: []corev1.Container{{
+						Name: "velero", Image: VeleroImage, Command: []string{"/velero"}, Args: []string{"server"},
+					}}},
+				},
+			},
+		},
+		&corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: credentialsSecret},
+			Data:       map[string][]byte{"cloud": s.veleroCredentials()},
+		},
+		&velerov1.BackupStorageLocation{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: BackupStorageLocation},
+			Spec: velerov1.BackupStorageLocationSpec{
+				Provider: "aws",
+				Default:  true,
+				StorageType: velerov1.StorageType{ObjectStorage: &velerov1.ObjectStorageLocation{
+					Bucket: s.S3.Bucket,
+				}},
+				Config: map[string]string{
+					"region":           s.S3.Region,
+					"s3ForcePathStyle": "true",
+					"s3Url":            s.S3.Endpoint,
+				},
+				Credential: &corev1.SecretKeySelector{
+					LocalObjectReference: corev1.LocalObjectReference{Name: credentialsSecret},
+					Key:                  "cloud",
+				},
+				BackupSyncPeriod:    &metav1.Duration{Duration: backupSyncPeriod},
+				ValidationFrequency: &metav1.Duration{Duration: 10 * time.Second},
+			},
+		},
+	}
+	if c.index == 0 {
+		kubeconfig, err := c.Other().KubeconfigBytes()
+		if err != nil {
+			return fmt.Errorf("reading the target kubeconfig: %w", err)
+		}
+		objs = append(objs, &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: TargetKubeconfigSecret},
+			Data:       map[string][]byte{"kubeconfig": kubeconfig},
+		})
+	}
+	for _, o := range objs {
+		if err := c.Client.Create(ctx, o); err != nil {
+			return fmt.Errorf("creating %T %s/%s: %w", o, o.GetNamespace(), o.GetName(), err)
+		}
+	}
+	return nil
+}
+
+// startVelero fills the plugin folder, opens Velero's network namespace with its relay, starts
+// `velero server` inside and waits until it has validated the BSL (which needs the AWS plugin
+// and S3).
+func (c *Cluster) startVelero(ctx context.Context, plugins []string) error {
+	s := c.stack
+	if err := c.fillPluginDir(plugins); err != nil {
+		return err
+	}
+	if c.relay == nil {
+		if err := addNetNS(c.NetNS); err != nil {
+			return err
+		}
+		r, err := startRelay(c.NetNS, c.RelayedAddresses())
+		if err != nil {
+			return err
+		}
+		c.relay = r
+	}
+	tmp := filepath.Join(c.Dir, "velero", "tmp")
+	p, err := s.StartProcess(ProcessSpec{
+		Name: "velero-" + c.Name,
+		Path: s.tools.velero,
+		Args: c.veleroServerArgs(),
+		// Velero stages BSL credentials under $TMPDIR/credentials: keep the two servers apart.
+		Env:   []string{"TMPDIR=" + tmp, "VELERO_NAMESPACE=" + c.VeleroNamespace},
+		NetNS: c.NetNS,
+	})
+	if err != nil {
+		return err
+	}
+	c.velero = p
+	return waitReady(ctx, p, 2*time.Minute, func(ctx context.Context) error {
+		var bsl velerov1.BackupStorageLocation
+		if err := c.Client.Get(ctx, crclient.ObjectKey{Namespace: c.VeleroNamespace, Name: BackupStorageLocation}, &bsl); err != nil {
+			return err
+		}
+		if bsl.Status.Phase != velerov1.BackupStorageLocationPhaseAvailable {
+			return fmt.Errorf("BackupStorageLocation %s phase %q: %s", bsl.Name, bsl.Status.Phase, bsl.Status.Message)
+		}
+		return nil
+	})
+}
+
+// fillPluginDir puts velero-plugin-for-aws and the given plugins into the plugin folder as
+// copies: Velero then runs exactly what the stack started with, even if `make build` replaces
+// a binary meanwhile.
+func (c *Cluster) fillPluginDir(plugins []string) error {
+	if err := os.RemoveAll(c.PluginDir); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(c.PluginDir, 0o755); err != nil {
+		return err
+	}
+	for _, p := range append([]string{c.stack.tools.awsPlugin}, plugins...) {
+		if err := copyExecutable(p, filepath.Join(c.PluginDir, filepath.Base(p))); err != nil {
+			return fmt.Errorf("installing plugin %s: %w", p, err)
+		}
+	}
+	return nil
+}
+
+func copyExecutable(src, dst string) error {
+	in, err := os.Open(src) // follows the cache's version symlinks
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o755)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+// RestartVelero restarts both Velero servers with another set of plugin binaries (see
+// Options.Plugins; nil means ferry's). Benchmarks use it to compare Velero with and without
+// ferry on the same clusters.
+func (s *Stack) RestartVelero(ctx context.Context, plugins []string) error {
+	paths, err := s.pluginPaths(plugins)
+	if err != nil {
+		return err
+	}
+	return s.eachCluster(func(c *Cluster) error {
+		if c.velero != nil {
+			if err := c.velero.Stop(15 * time.Second); err != nil {
+				return err
+			}
+		}
+		return c.startVelero(ctx, paths)
+	})
+}
+
+// VeleroLog is the path of the cluster's Velero server log (plugin output included).
+func (c *Cluster) VeleroLog() string {
+	if c.velero == nil {
+		return ""
+	}
+	return c.velero.LogPath
+}
