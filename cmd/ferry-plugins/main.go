@@ -39,6 +39,9 @@ func main() {
 		RegisterBackupItemActionV2("ferry.dev/pvc-backup", withClients(func(l logrus.FieldLogger, c *kube.Clients) any {
 			return backupitemaction.NewPVCAction(l, c, cfg)
 		})).
+		RegisterBackupItemActionV2("ferry.dev/imagestream-backup", withClients(func(l logrus.FieldLogger, c *kube.Clients) any {
+			return backupitemaction.NewImageStreamAction(l, c, cfg)
+		})).
 		RegisterBackupItemAction("ferry.dev/pv-backup", withClients(func(l logrus.FieldLogger, c *kube.Clients) any {
 			return backupitemaction.NewPVAction(l, c, cfg)
 		})).
@@ -50,6 +53,12 @@ func main() {
 		})).
 		RegisterRestoreItemAction("ferry.dev/buildconfig-restore", withClients(func(l logrus.FieldLogger, c *kube.Clients) any {
 			return restoreitemaction.NewBuildConfigAction(l, c, cfg)
+		})).
+		RegisterRestoreItemActionV2("ferry.dev/imagestream-restore", withClients(func(l logrus.FieldLogger, c *kube.Clients) any {
+			return restoreitemaction.NewImageStreamAction(l, c, cfg)
+		})).
+		RegisterRestoreItemActionV2("ferry.dev/imagestreamtag-restore", withClients(func(l logrus.FieldLogger, c *kube.Clients) any {
+			return restoreitemaction.NewImageStreamTagAction(l, c, cfg)
 		})).
 		RegisterRestoreItemAction("ferry.dev/podspec-restore", withClients(func(l logrus.FieldLogger, c *kube.Clients) any {
 			return restoreitemaction.NewPodSpecAction(l, c, cfg)
