@@ -30,8 +30,8 @@ func specTag(name, kind, ns, from string) map[string]any {
 // stale copy status, labels, a lookup policy and spec tags of every kind.
 func backedUpStream(tags ...any) *unstructured.Unstructured {
 	u := testutil.Object("image.openshift.io/v1", "ImageStream", "app", "web", map[string]any{
-		"spec.lookupPolicy.local": true,
-		"spec.tags":               tags,
+		"spec.lookupPolicy.local":      true,
+		"spec.tags":                    tags,
 		"status.dockerImageRepository": srcRegistry + "/app/web",
 		"status.tags": []any{map[string]any{"tag": "v1", "items": []any{map[string]any{
 			"dockerImageReference": srcRegistry + "/app/web@" + isDigest, "image": isDigest,
