@@ -55,6 +55,10 @@ type Registry struct {
 	stopped sync.Once
 }
 
+// At is a registry someone else runs (plain HTTP, no authentication), e.g. the local stack's, so
+// tests can push to and read from it with the same helpers. Stop and Close do nothing.
+func At(host string) *Registry { return &Registry{Host: host} }
+
 // Start runs a registry and waits until it answers.
 func Start(opts Options) (*Registry, error) {
 	bin, err := exec.LookPath(Binary)
@@ -212,7 +216,12 @@ func (r *Registry) Transport() http.RoundTripper {
 }
 
 // Log is what the registry printed so far.
-func (r *Registry) Log() string { return r.log.String() }
+func (r *Registry) Log() string {
+	if r.log == nil {
+		return ""
+	}
+	return r.log.String()
+}
 
 // Stop kills the registry and removes a temporary Dir.
 func (r *Registry) Stop() {

@@ -31,6 +31,13 @@ func (r *Reconciler) copy(ctx context.Context, s *statusWriter, j *job) (ctrl.Re
 	if err := s.write(ctx); err != nil {
 		return r.stopped(ctx, s, err)
 	}
+	var from []string
+	for _, a := range j.sources {
+		from = append(from, a.String())
+	}
+	// Access.String says where credentials come from and whether TLS verification is off; it
+	// never holds a secret.
+	log.Info("copying images", "images", len(j.images), "from", from, "to", j.target.String(), "repository", j.repo)
 
 	copyCtx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
