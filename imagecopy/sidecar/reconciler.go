@@ -67,7 +67,6 @@ type Reconciler struct {
 	StatusInterval time.Duration
 
 	targets targetCache
-	now     func() time.Time
 }
 
 // Setup adds the image-stream copy controller to a manager of the source cluster: the sidecar's
@@ -166,9 +165,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, nil
 	}
 	if st == nil || st.ID != id {
-		st = &imagecopy.Status{ID: id, Phase: imagecopy.PhasePending, Started: transfer.NewTime(r.clock())}
+		st = &imagecopy.Status{ID: id, Phase: imagecopy.PhasePending, Started: transfer.NewTime(time.Now())}
 	}
-	s := &statusWriter{streams: streams, name: req.Name, st: st, clock: r.clock}
+	s := &statusWriter{streams: streams, name: req.Name, st: st}
 	if reqErr != nil {
 		return ctrl.Result{}, s.finish(ctx, imagecopy.PhaseFailed, reqErr.Error())
 	}
@@ -184,18 +183,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		log.Info("waiting to retry", "error", err.Error())
 		st.Message = "retrying: " + err.Error()
 		if werr := s.write(ctx); werr != nil {
-			return ctrl.Result{}, werr
+			return r.stopped(ctx, s, werr)
 		}
 		return ctrl.Result{RequeueAfter: retryInterval}, nil
 	}
 	return r.copy(ctx, s, job)
-}
-
-func (r *Reconciler) clock() time.Time {
-	if r.now != nil {
-		return r.now()
-	}
-	return time.Now()
 }
 
 // statusWriter writes a stream's status annotation and learns from the answer whether the
@@ -204,7 +196,6 @@ type statusWriter struct {
 	streams dynamic.ResourceInterface
 	name    string
 	st      *imagecopy.Status
-	clock   func() time.Time
 }
 
 // errStopped says the request was cancelled, replaced by a newer one, or its stream deleted.
@@ -212,7 +203,7 @@ var errStopped = errors.New("the copy request was cancelled, replaced or deleted
 
 // write patches the status and returns errStopped when the stream no longer wants this copy.
 func (s *statusWriter) write(ctx context.Context) error {
-	s.st.Updated = transfer.NewTime(s.clock())
+	s.st.Updated = transfer.NewTime(time.Now())
 	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{keys.ImageCopyStatus: s.st.Encode()}}})
 	if err != nil {
 		return err
@@ -233,7 +224,7 @@ func (s *statusWriter) write(ctx context.Context) error {
 
 // finish writes a terminal status.
 func (s *statusWriter) finish(ctx context.Context, phase imagecopy.Phase, message string) error {
-	s.st.Phase, s.st.Message, s.st.Completed = phase, message, transfer.NewTime(s.clock())
+	s.st.Phase, s.st.Message, s.st.Completed = phase, message, transfer.NewTime(time.Now())
 	logr.FromContextOrDiscard(ctx).Info("image copy ended", "id", s.st.ID, "phase", phase, "message", message)
 	if err := s.write(ctx); err != nil && !errors.Is(err, errStopped) {
 		return err
