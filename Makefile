@@ -45,16 +45,19 @@ test-unit: ## Unit, contract and data-plane tests (real rsync/stunnel/registries
 	$(GO) test -count=1 -timeout 20m ./...
 
 .PHONY: test-e2e
-test-e2e: ## End-to-end tests on the local two-cluster stack
+test-e2e: deps tools build ## End-to-end tests on the local two-cluster stack (as root)
 	$(GO) test -count=1 -tags=$(GOTAGS),e2e -timeout $(E2E_TIMEOUT) -v ./test/e2e/
 
 .PHONY: bench
 bench: deps tools build ## Benchmarks: ratios against tar|tar, rsync, restic, skopeo; stack overhead
 	hack/bench.sh
 
+# STACK_FLAGS: --kubernetes (a plain pair, no OpenShift APIs), --without-ferry (Velero alone).
+STACK_FLAGS ?=
+
 .PHONY: stack-up
-stack-up: deps tools build ## Start the local two-cluster stack and print its kubeconfigs
-	$(GO) run ./test/stack/cmd/stack up
+stack-up: deps tools build ## Start the local two-cluster stack in the background and print its kubeconfigs
+	$(GO) run ./test/stack/cmd/stack up $(STACK_FLAGS)
 
 .PHONY: stack-down
 stack-down: ## Stop the local stack and remove its state
