@@ -20,10 +20,7 @@ import (
 	"github.com/ferry-dev/ferry/test/stack"
 )
 
-var (
-	imageStreamGVR    = schema.GroupVersionResource{Group: "image.openshift.io", Version: "v1", Resource: "imagestreams"}
-	imageStreamTagGVR = schema.GroupVersionResource{Group: "image.openshift.io", Version: "v1", Resource: "imagestreamtags"}
-)
+var imageStreamGVR = schema.GroupVersionResource{Group: "image.openshift.io", Version: "v1", Resource: "imagestreams"}
 
 // TestImageStreamMigration copies an application's pushed images from the source cluster's
 // registry straight to the target's during the backups, and restores its image streams there:
@@ -36,7 +33,8 @@ var (
 // The stack's image streams are CRDs: OpenShift's API server would compute their status from
 // the pushes; here the test writes the source status as OpenShift would after `docker push`,
 // and checks the target by resolving each tag where OpenShift would look it up (the target's
-// internal registry, mapped namespace, stream, tag).
+// internal registry, mapped namespace, stream, tag). ImageStreamTags cannot be CRD objects
+// (their names hold a colon); the unit tests cover their restore.
 func TestImageStreamMigration(t *testing.T) {
 	s := stacks.Get(t, stack.Options{OpenShift: true})
 	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Minute)
@@ -74,11 +72,6 @@ func TestImageStreamMigration(t *testing.T) {
 	createImageStream(t, ctx, src, ns, "tools", map[string]any{
 		"tags": []any{map[string]any{"name": "stable", "from": map[string]any{"kind": "ImageStreamTag", "name": "web:v1"}}},
 	}, nil)
-	istag := objectOf("image.openshift.io/v1", "ImageStreamTag", ns, "web:v1", map[string]any{
-		"image": map[string]any{"dockerImageReference": repo + "@" + v1},
-	})
-	_, err = src.Dynamic.Resource(imageStreamTagGVR).Namespace(ns).Create(ctx, istag, metav1.CreateOptions{})
-	require.NoError(t, err)
 	create(t, ctx, src, deployment(ns, "web", 0, repo+"@"+v1))
 
 	// Stage: the images go.
@@ -138,8 +131,6 @@ func TestImageStreamMigration(t *testing.T) {
 	tags, _, _ := unstructured.NestedSlice(tools.Object, "spec", "tags")
 	require.Len(t, tags, 1)
 	assert.Equal(t, "web:v1", tags[0].(map[string]any)["from"].(map[string]any)["name"])
-	_, err = dst.Dynamic.Resource(imageStreamTagGVR).Namespace(mapped).Get(ctx, "web:v1", metav1.GetOptions{})
-	assert.Error(t, err, "image stream tags are their stream's: not restored as objects")
 
 	d := requireWorkload(t, ctx, dst, mapped, "web", 0)
 	img := d.Spec.Template.Spec.Containers[0].Image
