@@ -44,18 +44,28 @@ func InternalRegistry(ctx context.Context, c *kube.Clients, override string) (st
 // fromImageConfig reads images.config.openshift.io/cluster status.internalRegistryHostname
 // (OpenShift 4; empty when the registry is removed).
 func fromImageConfig(ctx context.Context, c *kube.Clients) (string, error) {
-	if ok, err := c.APIs.Has(kube.ConfigGV, "images"); err != nil || !ok {
+	u, err := imageConfig(ctx, c)
+	if u == nil || err != nil {
 		return "", err
-	}
-	u, err := c.Dynamic.Resource(kube.ConfigGV.WithResource("images")).Get(ctx, "cluster", metav1.GetOptions{})
-	if ignorable(err) {
-		return "", nil
-	}
-	if err != nil {
-		return "", fmt.Errorf("reading images.config.openshift.io/cluster: %w", err)
 	}
 	host, _, _ := unstructured.NestedString(u.Object, "status", "internalRegistryHostname")
 	return host, nil
+}
+
+// imageConfig reads images.config.openshift.io/cluster, OpenShift 4's image configuration; nil
+// when the cluster has none (or this service account may not read it).
+func imageConfig(ctx context.Context, c *kube.Clients) (*unstructured.Unstructured, error) {
+	if ok, err := c.APIs.Has(kube.ConfigGV, "images"); err != nil || !ok {
+		return nil, err
+	}
+	u, err := c.Dynamic.Resource(kube.ConfigGV.WithResource("images")).Get(ctx, "cluster", metav1.GetOptions{})
+	if ignorable(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading images.config.openshift.io/cluster: %w", err)
+	}
+	return u, nil
 }
 
 // fromAPIServerConfig reads ConfigMap openshift-apiserver/config (OpenShift 4, older path).

@@ -39,15 +39,9 @@ func TargetRegistryEndpoint(ctx context.Context, target *kube.Clients, override 
 }
 
 func externalRegistryHostname(ctx context.Context, c *kube.Clients) (string, error) {
-	if ok, err := c.APIs.Has(kube.ConfigGV, "images"); err != nil || !ok {
+	u, err := imageConfig(ctx, c)
+	if u == nil || err != nil {
 		return "", err
-	}
-	u, err := c.Dynamic.Resource(kube.ConfigGV.WithResource("images")).Get(ctx, "cluster", metav1.GetOptions{})
-	if ignorable(err) {
-		return "", nil
-	}
-	if err != nil {
-		return "", fmt.Errorf("reading images.config.openshift.io/cluster in the target cluster: %w", err)
 	}
 	hosts, _, _ := unstructured.NestedStringSlice(u.Object, "status", "externalRegistryHostnames")
 	for _, h := range hosts {
