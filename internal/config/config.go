@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -79,6 +80,11 @@ type Config struct {
 	// transferCPU / transferMemory: requests of each transfer pod. Defaults 100m and 256Mi.
 	TransferCPU    resource.Quantity
 	TransferMemory resource.Quantity
+	// prepareTimeout: how long a transfer may take to get its target ready (target namespace and
+	// PVC, server pod running, endpoint address). Default 10m.
+	PrepareTimeout time.Duration
+	// quiesceTimeout: how long a final transfer waits for the app's pods to stop. Default 10m.
+	QuiesceTimeout time.Duration
 	// imageCopy: "false" turns off image-stream copies. Default true.
 	ImageCopy bool
 	// internalRegistry: this cluster's internal registry host as it appears in image references,
@@ -117,6 +123,8 @@ func Defaults() *Config {
 		TransferRunAsUser:      65532,
 		TransferCPU:            resource.MustParse("100m"),
 		TransferMemory:         resource.MustParse("256Mi"),
+		PrepareTimeout:         10 * time.Minute,
+		QuiesceTimeout:         10 * time.Minute,
 		ImageCopy:              true,
 	}
 }
@@ -216,6 +224,8 @@ var setters = map[string]setter{
 	},
 	"transferCPU":            quantity(func(c *Config) *resource.Quantity { return &c.TransferCPU }),
 	"transferMemory":         quantity(func(c *Config) *resource.Quantity { return &c.TransferMemory }),
+	"prepareTimeout":         duration(func(c *Config) *time.Duration { return &c.PrepareTimeout }),
+	"quiesceTimeout":         duration(func(c *Config) *time.Duration { return &c.QuiesceTimeout }),
 	"imageCopy":              boolean(func(c *Config) *bool { return &c.ImageCopy }),
 	"internalRegistry":       str(func(c *Config) *string { return &c.InternalRegistry }),
 	"targetRegistryEndpoint": str(func(c *Config) *string { return &c.TargetRegistryEndpoint }),
@@ -392,6 +402,17 @@ func positive(field func(*Config) *int, min int) setter {
 			return fmt.Errorf("want an integer ≥ %d", min)
 		}
 		*field(c) = n
+		return nil
+	}
+}
+
+func duration(field func(*Config) *time.Duration) setter {
+	return func(c *Config, v string) error {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return fmt.Errorf("want a positive duration such as 90s or 15m")
+		}
+		*field(c) = d
 		return nil
 	}
 }

@@ -1,0 +1,284 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	velerov1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/ferry-dev/ferry/internal/config"
+	"github.com/ferry-dev/ferry/internal/keys"
+	"github.com/ferry-dev/ferry/internal/transfer"
+	"github.com/ferry-dev/ferry/test/stack"
+)
+
+// sidecars are the ferry-datamover sidecars started for the pooled stacks, one per stack (it
+// holds a Lease: only one acts at a time anyway).
+var sidecars = struct {
+	sync.Mutex
+	running map[*stack.Stack]*stack.Process
+}{running: map[*stack.Stack]*stack.Process{}}
+
+// baseFerryConfig is what every sidecar test starts from: endpoints through LoadBalancer
+// Services (the pod runner publishes their addresses) and the target's "fast" class.
+var baseFerryConfig = map[string]string{
+	"endpointType":        "LoadBalancer",
+	"storageClassMapping": "standard=fast",
+	"prepareTimeout":      "3m",
+	"quiesceTimeout":      "3m",
+}
+
+// useSidecar configures ferry on the source (ferry-config with base plus overrides, and the
+// target kubeconfig Secret) and makes sure the sidecar runs next to the source's Velero, as a
+// host process, the way the deploy/ manifests run it next to the Velero server.
+func useSidecar(t *testing.T, ctx context.Context, s *stack.Stack, overrides map[string]string) *stack.Process {
+	t.Helper()
+	data := map[string]string{}
+	for k, v := range baseFerryConfig {
+		data[k] = v
+	}
+	for k, v := range overrides {
+		data[k] = v
+	}
+	_, err := config.Parse(data)
+	require.NoError(t, err)
+	src := s.Source
+	applyConfigMap(t, ctx, src, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: src.VeleroNamespace, Name: config.ConfigMapName}, Data: data})
+	kubeconfig, err := s.Target.KubeconfigBytes()
+	require.NoError(t, err)
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: src.VeleroNamespace, Name: "ferry-target"}, Data: map[string][]byte{"kubeconfig": kubeconfig}}
+	if _, err := src.Kube.CoreV1().Secrets(src.VeleroNamespace).Create(ctx, secret, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		require.NoError(t, err)
+	}
+
+	sidecars.Lock()
+	defer sidecars.Unlock()
+	if p := sidecars.running[s]; p != nil {
+		if exited, _ := p.Exited(); !exited {
+			return p
+		}
+	}
+	p := startSidecar(t, s)
+	sidecars.running[s] = p
+	return p
+}
+
+// startSidecar starts `ferry-datamover controller` against the source cluster and waits until it
+// holds its Lease.
+func startSidecar(t *testing.T, s *stack.Stack) *stack.Process {
+	t.Helper()
+	metrics := freeLoopbackPort(t)
+	p, err := s.StartProcess(stack.ProcessSpec{
+		Name: fmt.Sprintf("ferry-datamover-%d", time.Now().UnixNano()),
+		Path: filepath.Join(s.FerryBinDir, "ferry-datamover"),
+		Args: []string{"controller", "--kubeconfig", s.Source.Kubeconfig, "--namespace", s.Source.VeleroNamespace,
+			"--metrics-address", metrics, "--health-address", "0"},
+	})
+	require.NoError(t, err)
+	sidecarMetrics.Store(p, metrics)
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		exited, err := p.Exited()
+		require.False(ct, exited, "sidecar exited: %v\n%s", err, p.Tail(30))
+		l, err := s.Source.Kube.CoordinationV1().Leases(s.Source.VeleroNamespace).Get(context.Background(), transfer.SidecarLease, metav1.GetOptions{})
+		require.NoError(ct, err)
+		require.NotNil(ct, l.Spec.HolderIdentity)
+		require.True(ct, l.Spec.RenewTime != nil && time.Since(l.Spec.RenewTime.Time) < 10*time.Second, "lease renewed recently")
+	}, 2*time.Minute, 500*time.Millisecond)
+	return p
+}
+
+var sidecarMetrics sync.Map // *stack.Process -> metrics address
+
+func freeLoopbackPort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := l.Addr().String()
+	require.NoError(t, l.Close())
+	return addr
+}
+
+func applyConfigMap(t *testing.T, ctx context.Context, c *stack.Cluster, cm *corev1.ConfigMap) {
+	t.Helper()
+	cur, err := c.Kube.CoreV1().ConfigMaps(cm.Namespace).Get(ctx, cm.Name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		_, err = c.Kube.CoreV1().ConfigMaps(cm.Namespace).Create(ctx, cm, metav1.CreateOptions{})
+		require.NoError(t, err)
+		return
+	}
+	require.NoError(t, err)
+	cur.Data = cm.Data
+	_, err = c.Kube.CoreV1().ConfigMaps(cm.Namespace).Update(ctx, cur, metav1.UpdateOptions{})
+	require.NoError(t, err)
+}
+
+// deploymentUsing is a Deployment whose pods mount the PVC.
+func deploymentUsing(ns, name string, replicas int32, claim string) *appsv1.Deployment {
+	d := deployment(ns, name, replicas, "docker.io/library/busybox:1.36")
+	d.Spec.Template.Spec.Volumes = []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{
+		PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: claim},
+	}}}
+	d.Spec.Template.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: "data", MountPath: "/srv"}}
+	return d
+}
+
+// migrationBackup runs `velero backup create` with ferry's migration label and waits for it.
+func migrationBackup(t *testing.T, ctx context.Context, c *stack.Cluster, kind, ns string, extra ...string) (*velerov1.Backup, error) {
+	t.Helper()
+	name := stack.UniqueName(kind)
+	args := append([]string{"--include-namespaces", ns, "--snapshot-volumes=false", "--labels", keys.Migration + "=" + kind}, extra...)
+	b, err := c.CreateBackup(ctx, name, args...)
+	if b == nil {
+		require.NoError(t, err)
+	}
+	return b, err
+}
+
+// transferStatus reads the sidecar's report on a source PVC.
+func transferStatus(t *testing.T, ctx context.Context, c *stack.Cluster, ns, name string) *transfer.Status {
+	t.Helper()
+	p, err := c.Kube.CoreV1().PersistentVolumeClaims(ns).Get(ctx, name, metav1.GetOptions{})
+	require.NoError(t, err)
+	st, err := transfer.ParseStatus(p.Annotations)
+	require.NoError(t, err)
+	require.NotNil(t, st, "PVC %s/%s has no transfer status", ns, name)
+	return st
+}
+
+// waitTransfer waits until the PVC's transfer with id ends, and returns its status.
+func waitTransfer(t *testing.T, ctx context.Context, c *stack.Cluster, ns, name, id string, within time.Duration) *transfer.Status {
+	t.Helper()
+	var st *transfer.Status
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		p, err := c.Kube.CoreV1().PersistentVolumeClaims(ns).Get(ctx, name, metav1.GetOptions{})
+		require.NoError(ct, err)
+		st, err = transfer.ParseStatus(p.Annotations)
+		require.NoError(ct, err)
+		require.NotNil(ct, st)
+		require.Equal(ct, id, st.ID)
+		require.True(ct, st.Phase.Terminal(), "phase %s: %s", st.Phase, st.Message)
+	}, within, time.Second)
+	return st
+}
+
+// noTransferLeftovers checks that nothing ferry made for transfers remains in namespace ns of
+// either cluster: pods, Secrets, Services and service accounts are deleted after a transfer.
+func noTransferLeftovers(t *testing.T, ctx context.Context, s *stack.Stack, namespaces ...string) {
+	t.Helper()
+	sel := metav1.ListOptions{LabelSelector: labels.SelectorFromSet(map[string]string{keys.ManagedByLabel: keys.ManagedByValue}).String()}
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		for _, c := range s.Clusters() {
+			for _, ns := range namespaces {
+				pods, err := c.Kube.CoreV1().Pods(ns).List(ctx, sel)
+				require.NoError(ct, err)
+				assert.Empty(ct, names(pods.Items), "transfer pods left in %s on the %s cluster", ns, c.Name)
+				secrets, err := c.Kube.CoreV1().Secrets(ns).List(ctx, sel)
+				require.NoError(ct, err)
+				var sn []string
+				for _, x := range secrets.Items {
+					sn = append(sn, x.Name)
+				}
+				assert.Empty(ct, sn, "transfer Secrets left in %s on the %s cluster", ns, c.Name)
+				svcs, err := c.Kube.CoreV1().Services(ns).List(ctx, sel)
+				require.NoError(ct, err)
+				assert.Empty(ct, svcs.Items, "transfer Services left in %s on the %s cluster", ns, c.Name)
+				sas, err := c.Kube.CoreV1().ServiceAccounts(ns).List(ctx, sel)
+				require.NoError(ct, err)
+				assert.Empty(ct, sas.Items, "transfer service accounts left in %s on the %s cluster", ns, c.Name)
+			}
+		}
+	}, time.Minute, time.Second)
+}
+
+func names(pods []corev1.Pod) []string {
+	var out []string
+	for _, p := range pods {
+		out = append(out, p.Name)
+	}
+	return out
+}
+
+// eventReasons lists the reasons of the Events on an object.
+func eventReasons(t *testing.T, ctx context.Context, c *stack.Cluster, ns, kind, name string) []string {
+	t.Helper()
+	list, err := c.Kube.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.kind=" + kind + ",involvedObject.name=" + name})
+	require.NoError(t, err)
+	var out []string
+	for _, e := range list.Items {
+		out = append(out, e.Reason)
+	}
+	return out
+}
+
+// fillVolume writes an app-like tree: nested folders, many small files, a larger one, an empty
+// one, a symlink and a hard link, with several owners and modes (the test runs as root).
+func fillVolume(t *testing.T, dir string) {
+	t.Helper()
+	write := func(rel string, size int, mode os.FileMode, uid int) {
+		p := filepath.Join(dir, rel)
+		require.NoError(t, os.MkdirAll(filepath.Dir(p), 0o755))
+		b := make([]byte, size)
+		_, _ = rand.Read(b)
+		require.NoError(t, os.WriteFile(p, b, mode))
+		require.NoError(t, os.Chmod(p, mode))
+		require.NoError(t, os.Lchown(p, uid, uid))
+	}
+	for i := 0; i < 200; i++ {
+		write(fmt.Sprintf("uploads/%02d/file-%03d.bin", i%10, i), 1024+i*37, 0o640, 1000+i%3)
+	}
+	write("db/big.dat", 16<<20, 0o600, 999)
+	write("empty", 0, 0o644, 0)
+	write("uploads/with space and ünïcode.txt", 100, 0o644, 1000)
+	require.NoError(t, os.Symlink("uploads/00/file-000.bin", filepath.Join(dir, "latest")))
+	require.NoError(t, os.Link(filepath.Join(dir, "db/big.dat"), filepath.Join(dir, "db/big.hardlink")))
+}
+
+// mutate changes the tree as a running app would: rewrites n files, adds one, deletes one. It
+// returns how many regular files a delta must send (changed plus added).
+func mutate(t *testing.T, dir string, round, n int) int {
+	t.Helper()
+	for i := 0; i < n; i++ {
+		p := filepath.Join(dir, fmt.Sprintf("uploads/%02d/file-%03d.bin", i%10, i+round*7))
+		b := make([]byte, 2048)
+		_, _ = rand.Read(b)
+		require.NoError(t, os.WriteFile(p, b, 0o640))
+	}
+	require.NoError(t, os.WriteFile(filepath.Join(dir, fmt.Sprintf("uploads/new-%d.txt", round)), []byte(strings.Repeat("x", 500)), 0o644))
+	require.NoError(t, os.Remove(filepath.Join(dir, fmt.Sprintf("uploads/%02d/file-%03d.bin", (round+5)%10, 190+round))))
+	return n + 1
+}
+
+// describeBackup is `velero backup describe --details`, as a user reads it.
+func describeBackup(t *testing.T, ctx context.Context, c *stack.Cluster, name string) string {
+	t.Helper()
+	out, err := c.Velero(ctx, "backup", "describe", name, "--details")
+	require.NoError(t, err)
+	return out
+}
+
+func prettyJSON(v any) string {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+	return buf.String()
+}

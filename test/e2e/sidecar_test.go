@@ -1,0 +1,311 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	velerov1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/ferry-dev/ferry/internal/keys"
+	"github.com/ferry-dev/ferry/internal/transfer"
+	"github.com/ferry-dev/ferry/internal/treediff"
+	"github.com/ferry-dev/ferry/test/stack"
+)
+
+// The sidecar tests change ferry-config and (one of them) kill the sidecar, so they do not run
+// in parallel with each other; Go runs them before the package's parallel tests.
+
+// TestStageStageFinalRestore is the migration a user runs: two stage backups while the app
+// keeps running (the second moves only what changed), a final backup that quiesces the app and
+// moves the last delta, and the restore on the target that brings the app back with its
+// replica count. The target volume equals the source byte for byte, with owners, modes, times,
+// links and holes.
+func TestStageStageFinalRestore(t *testing.T) {
+	s := stacks.Get(t, stack.Options{OpenShift: true})
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Minute)
+	defer cancel()
+	src, dst := s.Source, s.Target
+	sidecar := useSidecar(t, ctx, s, nil)
+
+	ns := s.Namespace(t, "uploader")
+	create(t, ctx, src, pvc(ns, "data"), deploymentUsing(ns, "web", 2, "data"), secret(ns, "creds", map[string]string{"token": "t0ps3cret"}))
+	srcDir := boundVolumeDir(t, ctx, src, ns, "data")
+	fillVolume(t, srcDir)
+	full := treediff.All()
+
+	// Stage 1: everything goes.
+	b1, err := migrationBackup(t, ctx, src, "stage", ns)
+	require.NoError(t, err)
+	st1 := transferStatus(t, ctx, src, ns, "data")
+	assert.Equal(t, string(b1.UID), st1.ID)
+	assert.Equal(t, transfer.PhaseCompleted, st1.Phase, st1.Message)
+	dstDir := boundVolumeDir(t, ctx, dst, ns, "data")
+	require.NoError(t, treediff.Equal(srcDir, dstDir, full), "after stage 1")
+	target, err := dst.Kube.CoreV1().PersistentVolumeClaims(ns).Get(ctx, "data", metav1.GetOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, "fast", *target.Spec.StorageClassName, "storageClassMapping standard=fast")
+	assert.Equal(t, 1, b1.Status.BackupItemOperationsCompleted, "one async operation per copied PVC")
+	t.Logf("stage 1: %d files, %d bytes total, %d bytes sent, %d attempt(s)", st1.Files, st1.BytesTotal, st1.BytesSent, st1.Attempts)
+
+	// Stage 2: only the delta goes.
+	changed := mutate(t, srcDir, 1, 3)
+	b2, err := migrationBackup(t, ctx, src, "stage", ns)
+	require.NoError(t, err)
+	st2 := transferStatus(t, ctx, src, ns, "data")
+	assert.Equal(t, string(b2.UID), st2.ID)
+	assert.Equal(t, int64(changed), st2.FilesSent, "a second stage sends only the changed files")
+	assert.Less(t, st2.BytesSent, st1.BytesSent/20, "and a small part of the bytes")
+	require.NoError(t, treediff.Equal(srcDir, dstDir, full), "after stage 2")
+	assert.Contains(t, describeBackup(t, ctx, src, b2.Name), "Completed", "velero backup describe --details shows the operation")
+
+	// Final: quiesce, last delta.
+	changed = mutate(t, srcDir, 2, 2)
+	b3, err := migrationBackup(t, ctx, src, "final", ns)
+	require.NoError(t, err)
+	st3 := transferStatus(t, ctx, src, ns, "data")
+	assert.Equal(t, transfer.PhaseCompleted, st3.Phase, st3.Message)
+	assert.Equal(t, int64(changed), st3.FilesSent)
+	assert.Equal(t, []string{"Deployment/web"}, st3.Quiesced)
+	web, err := src.Kube.AppsV1().Deployments(ns).Get(ctx, "web", metav1.GetOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, int32(0), *web.Spec.Replicas, "the final backup quiesced the source app")
+	assert.Equal(t, "2", web.Annotations[keys.PreQuiesceReplicas])
+	require.NoError(t, treediff.Equal(srcDir, dstDir, full), "after the final pass")
+	reasons := eventReasons(t, ctx, src, ns, "PersistentVolumeClaim", "data")
+	for _, want := range []string{"TransferAccepted", "TransferPreparing", "TransferQuiescing", "Quiesced", "TransferStarted", "TransferCompleted"} {
+		assert.Contains(t, reasons, want, "Events on the source PVC")
+	}
+
+	// Restore on the target: the app comes back with its replica count, the data stays.
+	_, err = dst.WaitBackupSynced(ctx, b3.Name)
+	require.NoError(t, err)
+	r, err := dst.CreateRestore(ctx, stack.UniqueName("final"), "--from-backup", b3.Name)
+	require.NoError(t, err)
+	assert.Equal(t, velerov1.RestorePhaseCompleted, r.Status.Phase)
+	d := requireWorkload(t, ctx, dst, ns, "web", 2)
+	assert.NotContains(t, d.Annotations, keys.PreQuiesceReplicas)
+	require.NoError(t, treediff.Equal(srcDir, dstDir, full), "after the restore")
+	got, err := dst.Kube.CoreV1().Secrets(ns).Get(ctx, "creds", metav1.GetOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, "t0ps3cret", string(got.Data["token"]))
+
+	noTransferLeftovers(t, ctx, s, ns)
+	checkSidecarMetrics(t, sidecar)
+}
+
+// checkSidecarMetrics reads the sidecar's Prometheus endpoint as a monitoring system would.
+func checkSidecarMetrics(t *testing.T, p *stack.Process) {
+	t.Helper()
+	addr, _ := sidecarMetrics.Load(p)
+	resp, err := http.Get("http://" + addr.(string) + "/metrics")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	for _, m := range []string{`ferry_transfers_total{result="Completed",type="stage"}`, `ferry_transfers_total{result="Completed",type="final"}`, "ferry_transfer_bytes_total", "ferry_transfer_duration_seconds_bucket"} {
+		assert.Contains(t, string(body), m)
+	}
+}
+
+// TestStateOnly moves only state, without a backup or restore: GitOps deploys the app on the
+// target, including a PVC of another storage class; a PVC annotated by hand is copied into it.
+// The PVC's name is long enough that every name ferry derives from it must be shortened.
+func TestStateOnly(t *testing.T) {
+	s := stacks.Get(t, stack.Options{OpenShift: true})
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
+	defer cancel()
+	src, dst := s.Source, s.Target
+	useSidecar(t, ctx, s, nil)
+
+	ns := s.Namespace(t, "state")
+	claim := "uploads-" + strings.Repeat("x", 80) // names of transfer objects must still be ≤ 63
+	create(t, ctx, src, pvc(ns, claim))
+	srcDir := boundVolumeDir(t, ctx, src, ns, claim)
+	fillVolume(t, srcDir)
+	require.NoError(t, dst.CreateNamespace(ctx, ns, nil))
+	preProvisioned := pvc(ns, claim)
+	standard := "standard"
+	preProvisioned.Spec.StorageClassName = &standard
+	preProvisioned.Spec.Resources.Requests = corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("2Gi")}
+	create(t, ctx, dst, preProvisioned)
+
+	live, err := src.Kube.CoreV1().PersistentVolumeClaims(ns).Get(ctx, claim, metav1.GetOptions{})
+	require.NoError(t, err)
+	live.Annotations = map[string]string{keys.TransferID: "by-hand-1"}
+	_, err = src.Kube.CoreV1().PersistentVolumeClaims(ns).Update(ctx, live, metav1.UpdateOptions{})
+	require.NoError(t, err)
+
+	st := waitTransfer(t, ctx, src, ns, claim, "by-hand-1", 5*time.Minute)
+	require.Equal(t, transfer.PhaseCompleted, st.Phase, st.Message)
+	got, err := dst.Kube.CoreV1().PersistentVolumeClaims(ns).Get(ctx, claim, metav1.GetOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, "standard", *got.Spec.StorageClassName, "the pre-provisioned PVC is filled in place, not replaced")
+	assert.NotContains(t, got.Labels, keys.CreatedBy)
+	require.NoError(t, treediff.Equal(srcDir, boundVolumeDir(t, ctx, dst, ns, claim), treediff.All()))
+	deployments, err := dst.Kube.AppsV1().Deployments(ns).List(ctx, metav1.ListOptions{})
+	require.NoError(t, err)
+	assert.Empty(t, deployments.Items, "state only: no objects are restored")
+	noTransferLeftovers(t, ctx, s, ns)
+}
+
+// TestScheduledStages runs `velero schedule create` with the stage label: each scheduled backup
+// is an incremental transfer.
+func TestScheduledStages(t *testing.T) {
+	s := stacks.Get(t, stack.Options{OpenShift: true})
+	ctx, cancel := context.WithTimeout(t.Context(), 12*time.Minute)
+	defer cancel()
+	src, dst := s.Source, s.Target
+	useSidecar(t, ctx, s, nil)
+
+	ns := s.Namespace(t, "sched")
+	create(t, ctx, src, pvc(ns, "data"))
+	srcDir := boundVolumeDir(t, ctx, src, ns, "data")
+	fillVolume(t, srcDir)
+	schedule := stack.UniqueName("stage")
+	_, err := src.Velero(ctx, "schedule", "create", schedule, "--schedule", "@every 1m", "--include-namespaces", ns,
+		"--snapshot-volumes=false", "--labels", keys.Migration+"=stage")
+	require.NoError(t, err)
+	t.Cleanup(func() { _, _ = src.Velero(context.Background(), "schedule", "delete", schedule, "--confirm") })
+
+	// The first scheduled backup copies everything, the next only what changed meanwhile.
+	first := waitScheduledBackup(t, ctx, src, schedule, "")
+	st1 := transferStatus(t, ctx, src, ns, "data")
+	require.Equal(t, string(first.UID), st1.ID)
+	require.Equal(t, transfer.PhaseCompleted, st1.Phase, st1.Message)
+	changed := mutate(t, srcDir, 1, 2)
+	second := waitScheduledBackup(t, ctx, src, schedule, first.Name)
+	st2 := transferStatus(t, ctx, src, ns, "data")
+	require.Equal(t, string(second.UID), st2.ID)
+	require.Equal(t, transfer.PhaseCompleted, st2.Phase, st2.Message)
+	assert.Equal(t, int64(changed), st2.FilesSent)
+	require.NoError(t, treediff.Equal(srcDir, boundVolumeDir(t, ctx, dst, ns, "data"), treediff.All()))
+}
+
+// waitScheduledBackup waits for a Completed backup of the schedule other than after (and newer).
+func waitScheduledBackup(t *testing.T, ctx context.Context, c *stack.Cluster, schedule, after string) *velerov1.Backup {
+	t.Helper()
+	var found *velerov1.Backup
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		var list velerov1.BackupList
+		require.NoError(ct, c.Client.List(ctx, &list))
+		for i := range list.Items {
+			b := &list.Items[i]
+			if b.Labels[velerov1.ScheduleNameLabel] != schedule || b.Name <= after {
+				continue
+			}
+			require.NotEqual(ct, velerov1.BackupPhasePartiallyFailed, b.Status.Phase, "scheduled backup %s: %s", b.Name, b.Status.FailureReason)
+			require.Equal(ct, velerov1.BackupPhaseCompleted, b.Status.Phase, "scheduled backup %s", b.Name)
+			require.Equal(ct, "stage", b.Labels[keys.Migration], "the schedule's label reaches its backups")
+			found = b
+			return
+		}
+		require.Fail(ct, "no new scheduled backup yet")
+	}, 5*time.Minute, 2*time.Second)
+	return found
+}
+
+// TestSidecarKilledMidTransfer kills the sidecar (SIGKILL, no goodbye) while a transfer runs
+// and starts a new one: it picks the transfer up from what it finds in the clusters, finishes
+// it, and leaves no pods or Secrets behind.
+func TestSidecarKilledMidTransfer(t *testing.T) {
+	s := stacks.Get(t, stack.Options{OpenShift: true})
+	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Minute)
+	defer cancel()
+	src, dst := s.Source, s.Target
+	// A bandwidth limit keeps the transfer running long enough to kill the sidecar in it.
+	sidecar := useSidecar(t, ctx, s, map[string]string{"bwlimitKBps": "4096"})
+	t.Cleanup(func() { useSidecar(t, context.Background(), s, nil) })
+
+	ns := s.Namespace(t, "restart")
+	create(t, ctx, src, pvc(ns, "data"))
+	srcDir := boundVolumeDir(t, ctx, src, ns, "data")
+	fillVolume(t, srcDir)
+	name := stack.UniqueName("stage")
+	_, err := src.Velero(ctx, "backup", "create", name, "--include-namespaces", ns, "--snapshot-volumes=false", "--labels", keys.Migration+"=stage")
+	require.NoError(t, err)
+
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		p, err := src.Kube.CoreV1().PersistentVolumeClaims(ns).Get(ctx, "data", metav1.GetOptions{})
+		require.NoError(ct, err)
+		st, _ := transfer.ParseStatus(p.Annotations)
+		require.NotNil(ct, st)
+		require.Equal(ct, transfer.PhaseTransferring, st.Phase)
+		require.Greater(ct, st.BytesDone, int64(0), "some data moved")
+	}, 5*time.Minute, 200*time.Millisecond)
+	require.NoError(t, syscall.Kill(sidecar.Pid(), syscall.SIGKILL))
+	<-sidecar.Done()
+	t.Log("sidecar killed while transferring; starting another")
+	useSidecar(t, ctx, s, map[string]string{"bwlimitKBps": "4096"})
+
+	b, err := src.WaitBackup(ctx, name)
+	require.NoError(t, err)
+	st := transferStatus(t, ctx, src, ns, "data")
+	assert.Equal(t, string(b.UID), st.ID)
+	assert.Equal(t, transfer.PhaseCompleted, st.Phase, st.Message)
+	require.NoError(t, treediff.Equal(srcDir, boundVolumeDir(t, ctx, dst, ns, "data"), treediff.All()))
+	noTransferLeftovers(t, ctx, s, ns)
+}
+
+// TestBadInputFailsClearly: a storage class the target does not have, and an unreachable target,
+// end the backup PartiallyFailed with the reason in `velero backup describe`, a Warning Event on
+// the PVC, and nothing deleted on either cluster.
+func TestBadInputFailsClearly(t *testing.T) {
+	s := stacks.Get(t, stack.Options{OpenShift: true})
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
+	defer cancel()
+	src, dst := s.Source, s.Target
+	t.Cleanup(func() { useSidecar(t, context.Background(), s, nil) })
+
+	ns := s.Namespace(t, "bad")
+	create(t, ctx, src, pvc(ns, "data"))
+	srcDir := boundVolumeDir(t, ctx, src, ns, "data")
+	writeVolume(t, ctx, src, ns, "data", map[string]string{"keep.txt": "precious"})
+
+	t.Run("unknown storage class", func(t *testing.T) {
+		useSidecar(t, ctx, s, map[string]string{"storageClassMapping": "standard=gold"})
+		b, err := migrationBackup(t, ctx, src, "stage", ns)
+		require.Error(t, err)
+		assert.Equal(t, velerov1.BackupPhasePartiallyFailed, b.Status.Phase)
+		assert.Contains(t, describeBackup(t, ctx, src, b.Name), `storage class \"gold\" does not exist on the target cluster`)
+		assert.Contains(t, eventReasons(t, ctx, src, ns, "PersistentVolumeClaim", "data"), "TransferFailed")
+		_, err = dst.Kube.CoreV1().PersistentVolumeClaims(ns).Get(ctx, "data", metav1.GetOptions{})
+		assert.True(t, apierrors.IsNotFound(err), "no target PVC was made")
+	})
+	t.Run("unreachable target", func(t *testing.T) {
+		unreachable := []byte("apiVersion: v1\nkind: Config\nclusters: [{name: t, cluster: {server: 'https://127.0.0.1:9'}}]\n" +
+			"users: [{name: t, user: {token: x}}]\ncontexts: [{name: t, context: {cluster: t, user: t}}]\ncurrent-context: t\n")
+		_, err := src.Kube.CoreV1().Secrets(src.VeleroNamespace).Create(ctx, &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Namespace: src.VeleroNamespace, Name: "ferry-target-unreachable"},
+			Data:       map[string][]byte{"kubeconfig": unreachable},
+		}, metav1.CreateOptions{})
+		if !apierrors.IsAlreadyExists(err) {
+			require.NoError(t, err)
+		}
+		useSidecar(t, ctx, s, map[string]string{"targetKubeconfigSecret": "ferry-target-unreachable", "prepareTimeout": "30s"})
+		b, err := migrationBackup(t, ctx, src, "stage", ns)
+		require.Error(t, err)
+		assert.Equal(t, velerov1.BackupPhasePartiallyFailed, b.Status.Phase)
+		desc := describeBackup(t, ctx, src, b.Name)
+		assert.Contains(t, desc, "Preparing timed out")
+		assert.Contains(t, desc, "127.0.0.1:9")
+	})
+	// Nothing was lost: the source data is intact.
+	content, err := os.ReadFile(srcDir + "/keep.txt")
+	require.NoError(t, err)
+	assert.Equal(t, "precious", string(content))
+	noTransferLeftovers(t, ctx, s, ns)
+}
