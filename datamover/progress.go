@@ -1,0 +1,399 @@
+package datamover
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// EventType names the kinds of line `send --progress=json` prints.
+type EventType string
+
+const (
+	// EventProgress: the transfer is moving (at most about once a second).
+	EventProgress EventType = "progress"
+	// EventRetry: an attempt failed with a transient error; another follows after a backoff.
+	EventRetry EventType = "retry"
+	// EventDone: the target holds the source's tree; `send` exits 0.
+	EventDone EventType = "done"
+	// EventError: the transfer failed for good; `send` exits with ExitCode.
+	EventError EventType = "error"
+)
+
+// Event is one line of `send --progress=json`: a JSON object on stdout. The sidecar reads the
+// client pod's log with ParseEvent. Fields that do not apply to a type are left out.
+type Event struct {
+	Type EventType `json:"type"`
+	Time time.Time `json:"time"`
+	// Attempt counts from 1 (progress, retry, error).
+	Attempt int `json:"attempt,omitempty"`
+
+	// BytesDone is the size of the files copied so far in this attempt (a changed file counts
+	// in full, even when rsync sent only its changed blocks); BytesTotal is the size of all
+	// regular files in the source volume.
+	BytesDone  int64 `json:"bytesDone,omitempty"`
+	BytesTotal int64 `json:"bytesTotal,omitempty"`
+	// Percent is the share of the volume already checked or copied: it reaches 100 when every
+	// file is known to be equal on the target, also when most were already there.
+	Percent float64 `json:"percent,omitempty"`
+	// RateBytesPerSecond is the recent copy rate of file data.
+	RateBytesPerSecond int64 `json:"rateBytesPerSecond,omitempty"`
+	// Files is the number of regular files copied so far (progress) or present in the
+	// volume (done); FilesTotal is the number of regular files in the volume.
+	Files      int64 `json:"files,omitempty"`
+	FilesTotal int64 `json:"filesTotal,omitempty"`
+	// ElapsedSeconds is the time since `send` started (all attempts).
+	ElapsedSeconds float64 `json:"elapsedSeconds,omitempty"`
+
+	// BytesSent is what went over the wire (rsync's own count, after its delta encoding).
+	BytesSent int64 `json:"bytesSent,omitempty"`
+	// FilesTransferred is the number of regular files the last attempt had to copy: after an
+	// unchanged volume it is 0.
+	FilesTransferred int64 `json:"filesTransferred,omitempty"`
+	// Warnings counts files that vanished while they were copied (rsync exit code 24).
+	Warnings int `json:"warnings,omitempty"`
+	// Attempts is the number of attempts the transfer needed (done).
+	Attempts int `json:"attempts,omitempty"`
+
+	// Error is the reason of a retry or of the final failure.
+	Error string `json:"error,omitempty"`
+	// BackoffSeconds is the wait before the next attempt (retry).
+	BackoffSeconds float64 `json:"backoffSeconds,omitempty"`
+	// ExitCode is what `send` exits with (error).
+	ExitCode int `json:"exitCode,omitempty"`
+}
+
+// ErrNotEvent is returned by ParseEvent for a line that is not an event, e.g. a diagnostic
+// from stderr interleaved in a pod log.
+var ErrNotEvent = errors.New("not a ferry transfer event")
+
+// ParseEvent reads one line of `send --progress=json` output. Lines of other output (the pod
+// log mixes stdout and stderr) yield ErrNotEvent.
+func ParseEvent(line []byte) (Event, error) {
+	var e Event
+	line = bytes.TrimSpace(line)
+	if len(line) == 0 || line[0] != '{' {
+		return e, ErrNotEvent
+	}
+	if err := json.Unmarshal(line, &e); err != nil {
+		return Event{}, fmt.Errorf("%w: %v", ErrNotEvent, err)
+	}
+	switch e.Type {
+	case EventProgress, EventRetry, EventDone, EventError:
+		return e, nil
+	}
+	return Event{}, fmt.Errorf("%w: type %q", ErrNotEvent, e.Type)
+}
+
+// Marshal renders the event as one JSON line (with the trailing newline).
+func (e Event) Marshal() []byte {
+	b, err := json.Marshal(e)
+	if err != nil {
+		// Only plain fields: cannot fail.
+		panic(err)
+	}
+	return append(b, '\n')
+}
+
+// Human renders the event for people (`send --progress=human`).
+func (e Event) Human() string {
+	switch e.Type {
+	case EventProgress:
+		return fmt.Sprintf("%5.1f%%  %s of %s  %s/s  %d of %d files  %s  (attempt %d)",
+			e.Percent, formatBytes(e.BytesDone), formatBytes(e.BytesTotal), formatBytes(e.RateBytesPerSecond),
+			e.Files, e.FilesTotal, formatElapsed(e.ElapsedSeconds), e.Attempt)
+	case EventRetry:
+		return fmt.Sprintf("attempt %d failed: %s; retrying in %.0fs", e.Attempt, e.Error, e.BackoffSeconds)
+	case EventDone:
+		s := fmt.Sprintf("done: %d files (%s), %d copied, %s sent, %d attempt(s), %s",
+			e.Files, formatBytes(e.BytesTotal), e.FilesTransferred, formatBytes(e.BytesSent), e.Attempts, formatElapsed(e.ElapsedSeconds))
+		if e.Warnings > 0 {
+			s += fmt.Sprintf(", %d warning(s): files vanished while they were copied", e.Warnings)
+		}
+		return s
+	case EventError:
+		return fmt.Sprintf("failed after %d attempt(s): %s", e.Attempt, e.Error)
+	}
+	return string(e.Type)
+}
+
+func formatBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit && exp < 5; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+func formatElapsed(s float64) string {
+	return (time.Duration(s*float64(time.Second)) / time.Second * time.Second).String()
+}
+
+// rsyncProgress is one `--info=progress2` line of an rsync process: totals for that process.
+type rsyncProgress struct {
+	Bytes       int64 // file data handled so far (whole size of each transferred file)
+	Percent     int
+	Transferred int64 // files transferred so far (xfr#)
+	ToCheck     int64 // entries of the file list still to check (to-chk=X/…)
+	Entries     int64 // entries in the file list (…/Y)
+	HasCounts   bool  // the line carried the (xfr#…, to-chk=…) part
+}
+
+// progress2Line matches rsync's progress2 line, e.g.
+//
+//	409600000 100%   26.38MB/s    0:00:14 (xfr#100000, to-chk=0/100101)
+//
+// The byte count may carry thousands separators when rsync's output is human-readable.
+var progress2Line = regexp.MustCompile(`^\s*(\d[\d,.']*)\s+(\d{1,3})%\s+\S+/s\s+\d+:\d{2}:\d{2}(?:\s+\(xfr#(\d+),\s+(?:to|ir)-chk=(\d+)/(\d+)\))?\s*$`)
+
+// parseProgress2 parses one progress2 line; ok is false for anything else (stats lines, file
+// names, errors). It rejects percentages above 100 and counts that do not add up, so a file
+// name that happens to look like a progress line is not taken for one.
+func parseProgress2(line string) (p rsyncProgress, ok bool) {
+	m := progress2Line.FindStringSubmatch(line)
+	if m == nil {
+		return p, false
+	}
+	bytesStr := strings.Map(func(r rune) rune {
+		if r >= '0' && r <= '9' {
+			return r
+		}
+		return -1
+	}, m[1])
+	var err error
+	if p.Bytes, err = strconv.ParseInt(bytesStr, 10, 64); err != nil {
+		return rsyncProgress{}, false
+	}
+	if p.Percent, err = strconv.Atoi(m[2]); err != nil || p.Percent > 100 {
+		return rsyncProgress{}, false
+	}
+	if m[3] != "" {
+		var e1, e2, e3 error
+		p.Transferred, e1 = strconv.ParseInt(m[3], 10, 64)
+		p.ToCheck, e2 = strconv.ParseInt(m[4], 10, 64)
+		p.Entries, e3 = strconv.ParseInt(m[5], 10, 64)
+		if e1 != nil || e2 != nil || e3 != nil || p.ToCheck > p.Entries {
+			return rsyncProgress{}, false
+		}
+		p.HasCounts = true
+	}
+	return p, true
+}
+
+// rsyncStats is rsync's --stats summary of one process.
+type rsyncStats struct {
+	Files            int64 // "Number of files" (all entries)
+	RegularFiles     int64 // "(reg: N"
+	Created          int64
+	Deleted          int64
+	FilesTransferred int64 // "Number of regular files transferred"
+	TotalSize        int64 // "Total file size"
+	TransferredSize  int64 // "Total transferred file size"
+	LiteralData      int64
+	MatchedData      int64
+	BytesSent        int64 // "Total bytes sent" (on the wire)
+	BytesReceived    int64
+	seen             bool
+}
+
+var (
+	statsLine    = regexp.MustCompile(`^(Number of files|Number of created files|Number of deleted files|Number of regular files transferred|Total file size|Total transferred file size|Literal data|Matched data|Total bytes sent|Total bytes received): (\d[\d,.']*)(?: bytes)?(.*)$`)
+	statsRegular = regexp.MustCompile(`reg: (\d[\d,.']*)`)
+)
+
+// parseStatsLine folds one --stats line into s; it reports whether the line was one.
+func (s *rsyncStats) parseStatsLine(line string) bool {
+	m := statsLine.FindStringSubmatch(strings.TrimSpace(line))
+	if m == nil {
+		return false
+	}
+	n, ok := parseCount(m[2])
+	if !ok {
+		return false
+	}
+	s.seen = true
+	switch m[1] {
+	case "Number of files":
+		s.Files = n
+		if r := statsRegular.FindStringSubmatch(m[3]); r != nil {
+			s.RegularFiles, _ = parseCount(r[1])
+		}
+	case "Number of created files":
+		s.Created = n
+	case "Number of deleted files":
+		s.Deleted = n
+	case "Number of regular files transferred":
+		s.FilesTransferred = n
+	case "Total file size":
+		s.TotalSize = n
+	case "Total transferred file size":
+		s.TransferredSize = n
+	case "Literal data":
+		s.LiteralData = n
+	case "Matched data":
+		s.MatchedData = n
+	case "Total bytes sent":
+		s.BytesSent = n
+	case "Total bytes received":
+		s.BytesReceived = n
+	}
+	return true
+}
+
+// add sums per-process statistics into a transfer's.
+func (s *rsyncStats) add(o rsyncStats) {
+	s.Files += o.Files
+	s.RegularFiles += o.RegularFiles
+	s.Created += o.Created
+	s.Deleted += o.Deleted
+	s.FilesTransferred += o.FilesTransferred
+	s.TotalSize += o.TotalSize
+	s.TransferredSize += o.TransferredSize
+	s.LiteralData += o.LiteralData
+	s.MatchedData += o.MatchedData
+	s.BytesSent += o.BytesSent
+	s.BytesReceived += o.BytesReceived
+	s.seen = s.seen || o.seen
+}
+
+// parseCount reads a number that may carry thousands separators.
+func parseCount(s string) (int64, bool) {
+	digits := strings.Map(func(r rune) rune {
+		if r >= '0' && r <= '9' {
+			return r
+		}
+		return -1
+	}, s)
+	n, err := strconv.ParseInt(digits, 10, 64)
+	return n, err == nil
+}
+
+// scanLinesCR is a bufio.SplitFunc for rsync's output: progress updates end in '\r', everything
+// else in '\n'. Empty lines are dropped.
+func scanLinesCR(data []byte, atEOF bool) (advance int, token []byte, err error) {
+	start := 0
+	for start < len(data) && (data[start] == '\r' || data[start] == '\n') {
+		start++
+	}
+	if i := bytes.IndexAny(data[start:], "\r\n"); i >= 0 {
+		return start + i + 1, data[start : start+i], nil
+	}
+	if atEOF && start < len(data) {
+		return len(data), data[start:], nil
+	}
+	return start, nil, nil
+}
+
+// progressTracker folds the progress lines of a transfer's rsync processes into events.
+type progressTracker struct {
+	mu          sync.Mutex
+	attempt     int
+	start       time.Time
+	jobs        []jobProgress
+	totalWeight int64
+	bytesTotal  int64
+	filesTotal  int64
+	samples     []rateSample // recent (time, bytes done), for the rate
+}
+
+type jobProgress struct {
+	weight, bytes int64 // planned
+	cur           rsyncProgress
+	done          bool
+	doneBytes     int64
+	doneFiles     int64
+}
+
+type rateSample struct {
+	at    time.Time
+	bytes int64
+}
+
+// rateWindow is how far back the rate looks: long enough to smooth file boundaries, short
+// enough to follow a changing link.
+const rateWindow = 5 * time.Second
+
+func newProgressTracker(plan *transferPlan, attempt int, start time.Time) *progressTracker {
+	t := &progressTracker{attempt: attempt, start: start, bytesTotal: plan.Bytes, filesTotal: plan.Files}
+	for _, j := range plan.Jobs {
+		t.jobs = append(t.jobs, jobProgress{weight: j.Weight, bytes: j.Bytes})
+		t.totalWeight += j.Weight
+	}
+	return t
+}
+
+func (t *progressTracker) update(job int, p rsyncProgress) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.jobs[job].cur = p
+}
+
+func (t *progressTracker) finish(job int, s rsyncStats) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	j := &t.jobs[job]
+	j.done, j.doneBytes, j.doneFiles = true, s.TransferredSize, s.FilesTransferred
+}
+
+// event is the progress event at time now.
+func (t *progressTracker) event(now time.Time) Event {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var bytesDone, files int64
+	var weighted float64
+	for _, j := range t.jobs {
+		if j.done {
+			bytesDone += j.doneBytes
+			files += j.doneFiles
+			weighted += float64(j.weight)
+			continue
+		}
+		bytesDone += j.cur.Bytes
+		files += j.cur.Transferred
+		// A job is as far as the more advanced of its data and its file list: a first copy
+		// moves through the bytes, a re-run through the list of unchanged files.
+		f := 0.0
+		if j.bytes > 0 {
+			f = float64(j.cur.Bytes) / float64(j.bytes)
+		}
+		if j.cur.HasCounts && j.cur.Entries > 0 {
+			f = max(f, float64(j.cur.Entries-j.cur.ToCheck)/float64(j.cur.Entries))
+		}
+		weighted += float64(j.weight) * min(f, 1)
+	}
+	percent := 100.0
+	if t.totalWeight > 0 {
+		percent = 100 * weighted / float64(t.totalWeight)
+	}
+	t.samples = append(t.samples, rateSample{now, bytesDone})
+	for len(t.samples) > 2 && now.Sub(t.samples[0].at) > rateWindow {
+		t.samples = t.samples[1:]
+	}
+	var rate int64
+	if first := t.samples[0]; now.Sub(first.at) > 0 && bytesDone >= first.bytes {
+		rate = int64(float64(bytesDone-first.bytes) / now.Sub(first.at).Seconds())
+	}
+	return Event{
+		Type:               EventProgress,
+		Time:               now.UTC(),
+		Attempt:            t.attempt,
+		BytesDone:          bytesDone,
+		BytesTotal:         t.bytesTotal,
+		Percent:            float64(int(percent*10)) / 10,
+		RateBytesPerSecond: rate,
+		Files:              files,
+		FilesTotal:         t.filesTotal,
+		ElapsedSeconds:     now.Sub(t.start).Round(time.Millisecond).Seconds(),
+	}
+}
