@@ -25,7 +25,7 @@ import (
 const (
 	layers    = 8
 	layerSize = 16 << 20
-	rounds    = 3
+	rounds    = 5
 )
 
 func BenchmarkImageCopy(b *testing.B) {
