@@ -102,15 +102,9 @@ func (a *PVCAction) Execute(item runtime.Unstructured, backup *velerov1.Backup) 
 		return u, nil, "", nil, nil
 	}
 
-	mapping := cfg.NamespaceMapping
-	if v, ok := backup.Annotations[keys.NamespaceMapping]; ok {
-		if mapping, err = config.ParseNamespaceMapping(v); err != nil {
-			return nil, nil, "", nil, fmt.Errorf("backup %s: annotation %s: %w", backup.Name, keys.NamespaceMapping, err)
-		}
-	}
-	targetNS := pvc.Namespace
-	if m, ok := mapping[pvc.Namespace]; ok {
-		targetNS = m
+	targetNS, err := targetNamespace(backup, cfg, pvc.Namespace)
+	if err != nil {
+		return nil, nil, "", nil, err
 	}
 	req := &transfer.Request{
 		ID:              string(backup.UID),
@@ -125,7 +119,7 @@ func (a *PVCAction) Execute(item runtime.Unstructured, backup *velerov1.Backup) 
 	if req.ID == "" {
 		return nil, nil, "", nil, fmt.Errorf("backup %s has no UID; cannot name a transfer for PVC %s/%s", backup.Name, pvc.Namespace, pvc.Name)
 	}
-	if err := a.sidecarInstalled(ctx); err != nil {
+	if err := sidecarRunning(ctx, a.clients); err != nil {
 		return nil, nil, "", nil, fmt.Errorf("PVC %s/%s: %w", pvc.Namespace, pvc.Name, err)
 	}
 
@@ -148,19 +142,6 @@ func (a *PVCAction) Execute(item runtime.Unstructured, backup *velerov1.Backup) 
 	op := transfer.OperationID(pvc.Namespace, pvc.Name, req.ID)
 	log.WithField("operationID", op).Infof("requested a %s transfer to %s/%s", req.Type, req.TargetNamespace, req.TargetName)
 	return u, nil, op, nil, nil
-}
-
-// sidecarInstalled fails fast, with the fix in the message, when no ferry-datamover has ever run
-// next to this Velero: without it the operation would wait for the whole item-operation timeout.
-func (a *PVCAction) sidecarInstalled(ctx context.Context) error {
-	_, err := a.clients.Kube.CoordinationV1().Leases(a.clients.Namespace).Get(ctx, transfer.SidecarLease, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		return fmt.Errorf("the ferry-datamover sidecar is not running next to Velero (no Lease %s/%s); add it to the Velero deployment (see deploy/ in the ferry repository)", a.clients.Namespace, transfer.SidecarLease)
-	}
-	if err != nil {
-		return fmt.Errorf("checking for the ferry-datamover sidecar: %w", err)
-	}
-	return nil
 }
 
 // Progress reports the sidecar's status for the operation. "Not done yet" is never an error:
@@ -193,7 +174,7 @@ func (a *PVCAction) Progress(operationID string, backup *velerov1.Backup) (veler
 	}
 	if st == nil || st.ID != id {
 		p.Description = "Waiting for ferry-datamover to pick up the transfer"
-		if err := a.sidecarInstalled(ctx); err != nil {
+		if err := sidecarRunning(ctx, a.clients); err != nil {
 			p.Completed, p.Err = true, err.Error()
 		}
 		return p, nil
