@@ -6,22 +6,17 @@ import (
 	"fmt"
 	"net"
 	"strings"
-	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/ferry-dev/ferry/imagecopy"
 	"github.com/ferry-dev/ferry/internal/config"
 	"github.com/ferry-dev/ferry/internal/keys"
 	"github.com/ferry-dev/ferry/internal/kube"
 )
-
-// TargetKubeconfigKey is the key of the target kubeconfig in the Secret ferry-config names.
-const TargetKubeconfigKey = "kubeconfig"
 
 // job is one stream's copy with everything resolved.
 type job struct {
@@ -163,48 +158,12 @@ func (r *Reconciler) target(ctx context.Context, cfg *config.Config) (*kube.Clie
 	if r.Target != nil {
 		return r.Target(ctx, cfg)
 	}
-	return r.targets.get(ctx, r.Source, cfg)
-}
-
-// targetCache builds the target's clients from the kubeconfig Secret, again only when the Secret
-// changed. An empty Secret name means the target is this cluster.
-type targetCache struct {
-	mu      sync.Mutex
-	version string
-	clients *kube.Clients
-}
-
-func (t *targetCache) get(ctx context.Context, source *kube.Clients, cfg *config.Config) (*kube.Clients, error) {
-	if cfg.TargetKubeconfigSecret == "" {
-		return source, nil
-	}
-	id := source.Namespace + "/" + cfg.TargetKubeconfigSecret
-	secret, err := source.Kube.CoreV1().Secrets(source.Namespace).Get(ctx, cfg.TargetKubeconfigSecret, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		return nil, permanent(fmt.Errorf("the target cluster's kubeconfig Secret %s does not exist", id))
-	}
-	if err != nil {
-		return nil, fmt.Errorf("reading Secret %s: %w", id, err)
-	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.clients != nil && t.version == id+"@"+secret.ResourceVersion {
-		return t.clients, nil
-	}
-	raw, ok := secret.Data[TargetKubeconfigKey]
-	if !ok {
-		return nil, permanent(fmt.Errorf("Secret %s has no key %q holding the target cluster's kubeconfig", id, TargetKubeconfigKey))
-	}
-	restCfg, err := clientcmd.RESTConfigFromKubeConfig(raw)
-	if err != nil {
-		return nil, permanent(fmt.Errorf("Secret %s: key %q is not a usable kubeconfig: %v", id, TargetKubeconfigKey, err))
-	}
-	c, err := kube.NewClients(restCfg, "")
-	if err != nil {
+	r.targetsOnce.Do(func() { r.targets = &kube.Targets{Source: r.Source} })
+	c, err := r.targets.Get(ctx, cfg.TargetKubeconfigSecret)
+	if kube.IsConfigError(err) {
 		return nil, permanent(err)
 	}
-	t.clients, t.version = c, id+"@"+secret.ResourceVersion
-	return c, nil
+	return c, err
 }
 
 // classify keeps an error retryable when a later attempt may succeed (an API server briefly

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -66,7 +67,8 @@ type Reconciler struct {
 	// StatusInterval is how often progress is written; 0 means DefaultStatusInterval.
 	StatusInterval time.Duration
 
-	targets targetCache
+	targets     *kube.Targets
+	targetsOnce sync.Once
 }
 
 // Setup adds the image-stream copy controller to a manager of the source cluster: the sidecar's
