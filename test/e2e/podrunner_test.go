@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
@@ -45,6 +46,11 @@ func transferPod(ns, name string, restart corev1.RestartPolicy, script string, m
 				Env:                      []corev1.EnvVar{{Name: "POD_IP", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "status.podIP"}}}},
 				VolumeMounts:             mounts,
 				TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
+				// Requests make the pod Burstable: the API server fixes the QoS class in the
+				// status, which the runner must keep.
+				Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{
+					corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("64Mi"),
+				}},
 			}},
 			Volumes: volumes,
 		},
@@ -110,6 +116,7 @@ func TestPodRunner(t *testing.T) {
 			ingress = svc.Status.LoadBalancer.Ingress[0].IP
 		}, time.Minute, 200*time.Millisecond)
 		assert.Equal(t, pod.Status.PodIP, ingress, "the LoadBalancer publishes the pod's address")
+		assert.Equal(t, corev1.PodQOSBurstable, pod.Status.QOSClass, "the API server's QoS class is kept")
 
 		dest := t.TempDir()
 		out, err := exec.CommandContext(ctx, "rsync", fmt.Sprintf("rsync://%s/data/payload.txt", net.JoinHostPort(ingress, fmt.Sprint(rsyncPort))), dest+"/").CombinedOutput()
@@ -139,7 +146,8 @@ func TestPodRunner(t *testing.T) {
 
 	t.Run("one-shot pod reports its exit code and logs", func(t *testing.T) {
 		client := transferPod(ns, "client", corev1.RestartPolicyNever,
-			`echo "key=$(cat /mnt/certs/tls.key)"; ls /mnt/certs; echo "cannot reach target" >&2; exit 3`,
+			// One stream (stderr) keeps the order of lines fixed: stdout and stderr are read apart.
+			`exec >&2; echo "key=$(cat /mnt/certs/tls.key)"; ls /mnt/certs; echo "cannot reach target"; exit 3`,
 			[]corev1.VolumeMount{{Name: "certs", MountPath: "/mnt/certs", ReadOnly: true}},
 			[]corev1.Volume{{Name: "certs", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "certs", DefaultMode: ptr.To[int32](0o400)}}}})
 		create(t, ctx, c, client)

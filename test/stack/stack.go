@@ -224,14 +224,22 @@ func (s *Stack) StartProcess(spec ProcessSpec) (*Process, error) {
 	return p, nil
 }
 
-// Problems lists processes of the stack that exited without being asked to.
+// Problems lists what is broken in the stack: processes that exited without being asked to,
+// and failures of the pod runners (which would otherwise only show as pods that never start).
 func (s *Stack) Problems() []string {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	var out []string
 	for _, p := range s.procs {
 		if msg := p.unexpectedExit(); msg != "" {
 			out = append(out, msg)
+		}
+	}
+	s.mu.Unlock()
+	for _, c := range s.Clusters() {
+		if c != nil && c.runner != nil {
+			for _, e := range c.runner.Errors() {
+				out = append(out, fmt.Sprintf("pod runner of the %s cluster: %s", c.Name, e))
+			}
 		}
 	}
 	return out

@@ -98,6 +98,7 @@ type Runner struct {
 
 	mu      sync.Mutex
 	workers map[types.UID]*podWorker
+	errors  []string       // failures that mean the runner is not doing its job, see Errors
 	wg      sync.WaitGroup // workers and loops
 }
 
@@ -200,6 +201,29 @@ func (r *Runner) Start(ctx context.Context) error {
 
 // Wait returns after Start's context ended and every pod process is gone.
 func (r *Runner) Wait() { r.wg.Wait() }
+
+// Errors lists (once each, at most 20) failures that mean the runner is not doing kubelet's job
+// (e.g. a pod status the API server refused), so tests waiting on a pod can fail with the
+// reason instead of timing out.
+func (r *Runner) Errors() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.errors...)
+}
+
+func (r *Runner) reportError(err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	msg := err.Error()
+	for _, e := range r.errors {
+		if e == msg {
+			return
+		}
+	}
+	if len(r.errors) < 20 {
+		r.errors = append(r.errors, msg)
+	}
+}
 
 func (r *Runner) work(ctx context.Context) {
 	for {

@@ -2,6 +2,7 @@ package podrunner
 
 import (
 	"context"
+	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -71,12 +72,11 @@ func (w *podWorker) finishedLocked() bool {
 func (w *podWorker) statusLocked() corev1.PodStatus {
 	phase := w.phaseLocked()
 	st := corev1.PodStatus{
-		Phase:    phase,
-		Reason:   w.failReason,
-		Message:  w.failMessage,
-		HostIP:   w.r.opts.NodeIP,
-		HostIPs:  []corev1.HostIP{{IP: w.r.opts.NodeIP}},
-		QOSClass: corev1.PodQOSBestEffort,
+		Phase:   phase,
+		Reason:  w.failReason,
+		Message: w.failMessage,
+		HostIP:  w.r.opts.NodeIP,
+		HostIPs: []corev1.HostIP{{IP: w.r.opts.NodeIP}},
 	}
 	if w.podIP != "" {
 		st.PodIP, st.PodIPs = w.podIP, []corev1.PodIP{{IP: w.podIP}}
@@ -161,12 +161,15 @@ func (w *podWorker) writeStatus(ctx context.Context) {
 				st.Conditions = append(st.Conditions, old)
 			}
 		}
+		// The API server sets the QoS class at creation and never lets it change.
+		st.QOSClass = pod.Status.QOSClass
 		pod.Status = st
 		_, err = pods.UpdateStatus(ctx, pod, metav1.UpdateOptions{})
 		return err
 	})
 	if err != nil && !apierrors.IsNotFound(err) && ctx.Err() == nil {
 		w.log.Error(err, "writing pod status")
+		w.r.reportError(fmt.Errorf("writing the status of pod %s/%s: %w", w.namespace, w.name, err))
 	}
 	w.r.queue.Add(servicesKeyPrefix + w.namespace)
 }
