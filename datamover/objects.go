@@ -1,0 +1,244 @@
+package datamover
+
+import (
+	"fmt"
+	"strconv"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/ferry-dev/ferry/internal/config"
+	"github.com/ferry-dev/ferry/internal/keys"
+	"github.com/ferry-dev/ferry/internal/names"
+	"github.com/ferry-dev/ferry/internal/transfer"
+)
+
+// Paths inside transfer pods. The test stack's pod runner bind-mounts volumes only under /mnt.
+const (
+	DataPath  = "/mnt/data"
+	CertsPath = "/mnt/certs"
+	// TmpPath is scratch space (stunnel and rsync configuration, pid files): the root file
+	// system of transfer containers is read-only.
+	TmpPath = "/mnt/tmp"
+	// TransferServiceAccount runs the transfer pods in each namespace ferry uses; on OpenShift it
+	// is bound to the ferry-transfer SCC (deploy/).
+	TransferServiceAccount = "ferry-transfer"
+	// SourcePVCAnnotation on a client pod names its source PVC, so pod events map back to it.
+	SourcePVCAnnotation = "ferry.dev/source-pvc"
+	// AttemptLabel numbers a client pod among the attempts of one transfer.
+	AttemptLabel = "ferry.dev/attempt"
+	// Container names.
+	ServeContainer = "serve"
+	SendContainer  = "send"
+)
+
+// RoleServer and RoleClient are the values of keys.TransferRole.
+const (
+	RoleServer = "server"
+	RoleClient = "client"
+)
+
+// transferNames are the names of one PVC's transfer objects. They depend only on the source PVC,
+// so a restarted sidecar finds them again; every name is a valid DNS-1123 label.
+type transferNames struct {
+	hash   string // names.Hash of the source PVC
+	server string // server pod prefix, server Secret, Service, Route
+	client string // client pod prefix, client Secret
+}
+
+func namesFor(namespace, pvc string) transferNames {
+	h := names.Hash(namespace, pvc)
+	return transferNames{
+		hash:   h,
+		server: names.Join(names.MaxLabel, "ferry-server", h),
+		client: names.Join(names.MaxLabel, "ferry-client", h),
+	}
+}
+
+// labels are put on every object of a transfer; selecting by the PVC hash alone finds the
+// leftovers of earlier transfers of the same PVC.
+func (n transferNames) labels(id, role string) map[string]string {
+	l := map[string]string{
+		keys.ManagedByLabel:  keys.ManagedByValue,
+		keys.TransferPVC:     n.hash,
+		keys.TransferIDLabel: names.Label(id),
+	}
+	if role != "" {
+		l[keys.TransferRole] = role
+	}
+	return l
+}
+
+// selector selects all transfer objects of this PVC (any transfer ID).
+func (n transferNames) selector() map[string]string {
+	return map[string]string{keys.ManagedByLabel: keys.ManagedByValue, keys.TransferPVC: n.hash}
+}
+
+func certSecret(namespace, name string, labels map[string]string, b Bundle) *corev1.Secret {
+	return &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name, Labels: labels},
+		Type:       corev1.SecretTypeTLS,
+		Data: map[string][]byte{
+			CAFile:   b.CA,
+			CertFile: b.Cert,
+			KeyFile:  b.Key,
+		},
+	}
+}
+
+// podSecurity is least privilege for each side. As root the receiver needs to set owners
+// (CHOWN), modes and times of files it does not own (FOWNER, FSETID) and to write into any
+// directory (DAC_OVERRIDE); the sender only needs to read everything (DAC_READ_SEARCH).
+// Without root, files keep the transfer user's ownership.
+func podSecurity(cfg *config.Config, role string) (*corev1.PodSecurityContext, *corev1.SecurityContext) {
+	no, yes := false, true
+	sc := &corev1.SecurityContext{
+		AllowPrivilegeEscalation: &no,
+		ReadOnlyRootFilesystem:   &yes,
+		Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+		SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+	}
+	if cfg.TransferRunAsRoot {
+		root := int64(0)
+		sc.RunAsUser = &root
+		if role == RoleServer {
+			sc.Capabilities.Add = []corev1.Capability{"CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID"}
+		} else {
+			sc.Capabilities.Add = []corev1.Capability{"DAC_READ_SEARCH"}
+		}
+		return &corev1.PodSecurityContext{}, sc
+	}
+	uid := cfg.TransferRunAsUser
+	sc.RunAsUser, sc.RunAsGroup, sc.RunAsNonRoot = &uid, &uid, &yes
+	pod := &corev1.PodSecurityContext{}
+	if role == RoleServer {
+		pod.FSGroup = &uid
+	}
+	return pod, sc
+}
+
+func resources(cfg *config.Config) corev1.ResourceRequirements {
+	return corev1.ResourceRequirements{Requests: corev1.ResourceList{
+		corev1.ResourceCPU:    cfg.TransferCPU,
+		corev1.ResourceMemory: cfg.TransferMemory,
+	}}
+}
+
+// serverPod runs `ferry-datamover serve` on the target PVC, listening on the pod's own IP.
+func serverPod(n transferNames, namespace, pvc, id string, cfg *config.Config) *corev1.Pod {
+	podSC, sc := podSecurity(cfg, RoleServer)
+	no := false
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, GenerateName: n.server + "-", Labels: n.labels(id, RoleServer)},
+		Spec: corev1.PodSpec{
+			RestartPolicy:                corev1.RestartPolicyNever,
+			ServiceAccountName:           TransferServiceAccount,
+			AutomountServiceAccountToken: &no,
+			SecurityContext:              podSC,
+			Containers: []corev1.Container{{
+				Name:    ServeContainer,
+				Image:   cfg.TransferImage,
+				Command: []string{"ferry-datamover", "serve", "--dir", DataPath, "--listen", "$(POD_IP):" + strconv.Itoa(DefaultPort), "--certs", CertsPath},
+				Env: append([]corev1.EnvVar{{Name: "POD_IP", ValueFrom: &corev1.EnvVarSource{
+					FieldRef: &corev1.ObjectFieldSelector{FieldPath: "status.podIP"},
+				}}}, tmpEnv),
+				Ports: []corev1.ContainerPort{{Name: "rsync-tls", ContainerPort: DefaultPort}},
+				ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{
+					TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(DefaultPort)},
+				}, PeriodSeconds: 2},
+				VolumeMounts: []corev1.VolumeMount{
+					{Name: "data", MountPath: DataPath},
+					{Name: "certs", MountPath: CertsPath, ReadOnly: true},
+					tmpMount,
+				},
+				Resources:                resources(cfg),
+				SecurityContext:          sc,
+				TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
+			}},
+			Volumes: []corev1.Volume{
+				{Name: "data", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: pvc}}},
+				certVolume(n.server),
+				tmpVolume,
+			},
+		},
+	}
+}
+
+// sendArgs are the arguments of `ferry-datamover send` for a transfer.
+func sendArgs(req *transfer.Request, cfg *config.Config, ep endpoint) []string {
+	args := []string{"ferry-datamover", "send", "--dir", DataPath, "--to", ep.address, "--certs", CertsPath,
+		"--progress=json", "--streams", strconv.Itoa(cfg.Streams)}
+	if ep.sni != "" {
+		args = append(args, "--sni", ep.sni)
+	}
+	if req.Verify || cfg.Verify {
+		args = append(args, "--checksum")
+	}
+	if cfg.BwLimitKBps > 0 {
+		args = append(args, "--bwlimit", strconv.Itoa(cfg.BwLimitKBps))
+	}
+	return args
+}
+
+// clientPod runs `ferry-datamover send` on the source PVC, mounted read-only: a transfer never
+// writes to the source. node pins it next to a running app pod (a ReadWriteOnce volume can only
+// be mounted on the node that already has it).
+func clientPod(n transferNames, pvc *corev1.PersistentVolumeClaim, req *transfer.Request, cfg *config.Config, ep endpoint, attempt int, node string) *corev1.Pod {
+	podSC, sc := podSecurity(cfg, RoleClient)
+	no := false
+	labels := n.labels(req.ID, RoleClient)
+	labels[AttemptLabel] = strconv.Itoa(attempt)
+	p := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace:    pvc.Namespace,
+			GenerateName: fmt.Sprintf("%s-%d-", n.client, attempt),
+			Labels:       labels,
+			Annotations:  map[string]string{SourcePVCAnnotation: pvc.Namespace + "/" + pvc.Name},
+		},
+		Spec: corev1.PodSpec{
+			RestartPolicy:                corev1.RestartPolicyNever,
+			ServiceAccountName:           TransferServiceAccount,
+			AutomountServiceAccountToken: &no,
+			SecurityContext:              podSC,
+			Containers: []corev1.Container{{
+				Name:    SendContainer,
+				Image:   cfg.TransferImage,
+				Command: sendArgs(req, cfg, ep),
+				VolumeMounts: []corev1.VolumeMount{
+					{Name: "data", MountPath: DataPath, ReadOnly: true},
+					{Name: "certs", MountPath: CertsPath, ReadOnly: true},
+					tmpMount,
+				},
+				Env:                      []corev1.EnvVar{tmpEnv},
+				Resources:                resources(cfg),
+				SecurityContext:          sc,
+				TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
+			}},
+			Volumes: []corev1.Volume{
+				{Name: "data", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: pvc.Name, ReadOnly: true}}},
+				certVolume(n.client),
+				tmpVolume,
+			},
+		},
+	}
+	if node != "" {
+		p.Spec.Affinity = &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{
+			RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{{
+				MatchFields: []corev1.NodeSelectorRequirement{{Key: "metadata.name", Operator: corev1.NodeSelectorOpIn, Values: []string{node}}},
+			}}},
+		}}
+	}
+	return p
+}
+
+func certVolume(secret string) corev1.Volume {
+	mode := int32(0o400)
+	return corev1.Volume{Name: "certs", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: secret, DefaultMode: &mode}}}
+}
+
+var (
+	tmpEnv    = corev1.EnvVar{Name: "TMPDIR", Value: TmpPath}
+	tmpMount  = corev1.VolumeMount{Name: "tmp", MountPath: TmpPath}
+	tmpVolume = corev1.Volume{Name: "tmp", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}
+)
