@@ -26,7 +26,8 @@ import (
 //
 // SETUP mounts a tmpfs on /mnt, bind-mounts the volumes at their mountPaths, mounts a tmpfs on
 // /tmp (after the binds: the sources may live under the host's /tmp), changes to workingDir and
-// execs the command line unchanged. The PID namespace makes the command PID 1, so as in a
+// execs the command line unchanged, through setpriv so it has only the capabilities its
+// securityContext gives it. The PID namespace makes the command PID 1, so as in a
 // container everything it started dies with it, and SIGTERM reaches it only if it handles it.
 // --kill-child turns a SIGKILL of unshare into a SIGKILL of the pod's PID 1.
 
@@ -37,8 +38,55 @@ type process struct {
 	code int32 // exit code (128+signal when killed), valid after done
 }
 
-// setupScript builds the shell code that prepares the mount namespace.
-func setupScript(mounts []mount, workingDir string) string {
+// defaultCapabilities are what container runtimes (containerd, CRI-O) give a container whose
+// securityContext asks for nothing else.
+var defaultCapabilities = []string{
+	"chown", "dac_override", "fsetid", "fowner", "mknod", "net_raw", "setgid", "setuid",
+	"setfcap", "setpcap", "net_bind_service", "sys_chroot", "kill", "audit_write",
+}
+
+// privilegeArgs turns a container's securityContext into setpriv flags, so the command runs
+// with the capabilities a container runtime would give it (still as root: runAsUser is not
+// applied, as host-path volumes cannot be handed to another user the way fsGroup does).
+// A privileged container keeps everything.
+func privilegeArgs(sc *corev1.SecurityContext) []string {
+	if sc != nil && sc.Privileged != nil && *sc.Privileged {
+		return nil
+	}
+	caps := map[string]bool{}
+	for _, c := range defaultCapabilities {
+		caps[c] = true
+	}
+	capName := func(c corev1.Capability) string {
+		return strings.TrimPrefix(strings.ToLower(string(c)), "cap_")
+	}
+	if sc != nil && sc.Capabilities != nil {
+		for _, c := range sc.Capabilities.Drop {
+			if capName(c) == "all" {
+				caps = map[string]bool{}
+			} else {
+				delete(caps, capName(c))
+			}
+		}
+		for _, c := range sc.Capabilities.Add {
+			caps[capName(c)] = true
+		}
+	}
+	names := make([]string, 0, len(caps))
+	for c := range caps {
+		names = append(names, "+"+c)
+	}
+	sort.Strings(names)
+	args := []string{"--bounding-set=" + strings.Join(append([]string{"-all"}, names...), ","), "--inh-caps=-all"}
+	if sc != nil && sc.AllowPrivilegeEscalation != nil && !*sc.AllowPrivilegeEscalation {
+		args = append(args, "--no-new-privs")
+	}
+	return args
+}
+
+// setupScript builds the shell code that prepares the mount namespace and then execs the
+// command line, through setpriv with privArgs when there are any.
+func setupScript(mounts []mount, workingDir string, privArgs []string) string {
 	var b strings.Builder
 	b.WriteString("set -e\n")
 	mountBin, mkdirBin := systemTool("mount"), systemTool("mkdir")
@@ -62,7 +110,15 @@ func setupScript(mounts []mount, workingDir string) string {
 	} else {
 		b.WriteString("cd /\n")
 	}
-	b.WriteString(`exec "$@"` + "\n")
+	if len(privArgs) == 0 {
+		b.WriteString(`exec "$@"` + "\n")
+		return b.String()
+	}
+	quoted := make([]string, len(privArgs))
+	for i, a := range privArgs {
+		quoted[i] = shellQuote(a)
+	}
+	fmt.Fprintf(&b, "exec %s %s -- \"$@\"\n", systemTool("setpriv"), strings.Join(quoted, " "))
 	return b.String()
 }
 
@@ -203,7 +259,7 @@ func (w *podWorker) runContainer(ctx context.Context, cr *containerRun, vols map
 	if err != nil {
 		return 0, err
 	}
-	p, err := startProcess(cmdline, env, setupScript(mounts, c.WorkingDir), logs)
+	p, err := startProcess(cmdline, env, setupScript(mounts, c.WorkingDir, privilegeArgs(c.SecurityContext)), logs)
 	if err != nil {
 		return 0, permanent("StartError", "starting container %q: %v", c.Name, err)
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
 )
 
 // These tests run real processes the way the runner runs containers (unshare, bind mounts), so
@@ -23,11 +24,16 @@ func requireRoot(t *testing.T) {
 // runPod starts a command line as a container with volume dir mounted at /mnt/data.
 func runPod(t *testing.T, vol string, cmdline ...string) (*process, string) {
 	t.Helper()
+	return runPodWith(t, vol, nil, cmdline...)
+}
+
+func runPodWith(t *testing.T, vol string, sc *corev1.SecurityContext, cmdline ...string) (*process, string) {
+	t.Helper()
 	logPath := filepath.Join(t.TempDir(), "c-0.log")
 	lw, err := newLogWriter(logPath)
 	require.NoError(t, err)
 	env := []string{"PATH=" + systemPath}
-	p, err := startProcess(cmdline, env, setupScript([]mount{{source: vol, target: "/mnt/data"}}, ""), lw)
+	p, err := startProcess(cmdline, env, setupScript([]mount{{source: vol, target: "/mnt/data"}}, "", privilegeArgs(sc)), lw)
 	require.NoError(t, err)
 	t.Cleanup(func() { p.stop(func() time.Duration { return 0 }) })
 	return p, logPath
@@ -105,4 +111,23 @@ func processRunning(arg string) bool {
 		}
 	}
 	return false
+}
+
+// A container gets the capabilities its securityContext gives it, no more: a chown it may not
+// do fails as it would in a cluster.
+func TestContainerCapabilities(t *testing.T) {
+	requireRoot(t)
+	vol := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(vol, "f"), []byte("x"), 0o644))
+	script := `grep CapBnd /proc/self/status; chown 1234 /mnt/data/f && echo chown-ok || echo chown-denied`
+	only := &corev1.SecurityContext{Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}, Add: []corev1.Capability{"DAC_READ_SEARCH"}}}
+	p, logPath := runPodWith(t, vol, only, "/bin/sh", "-c", script)
+	wait(t, p)
+	logs := lastLogLines(logPath, 10, 4096)
+	assert.Contains(t, logs, "CapBnd:\t0000000000000004", "only CAP_DAC_READ_SEARCH (bit 2)")
+	assert.Contains(t, logs, "chown-denied")
+
+	p, logPath = runPodWith(t, vol, &corev1.SecurityContext{Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}, Add: []corev1.Capability{"CHOWN"}}}, "/bin/sh", "-c", script)
+	wait(t, p)
+	assert.Contains(t, lastLogLines(logPath, 10, 4096), "chown-ok")
 }
