@@ -13,7 +13,8 @@
 //     PVC as its PV's hostPath folder, Secret and ConfigMap volumes as files, emptyDir and
 //     hostPath volumes as folders. PATH starts with the configured folders (ferry's binaries,
 //     as the transfer image has them) before the system ones; env, envFrom and the downward API
-//     fields pods use are filled in;
+//     fields pods use are filled in; the command gets only the capabilities its securityContext
+//     grants (setpriv), as under a container runtime;
 //   - writes pod status back (Pending with podIP, Running, Ready after readiness probes,
 //     Succeeded/Failed with exit codes in containerStatuses[].state.terminated), restarting
 //     containers as restartPolicy says;
@@ -28,8 +29,9 @@
 // Limits, by design: mounts are allowed under /mnt only (a pod mounting elsewhere fails with a
 // clear message); all pods share the host network, so a server must listen on its pod address
 // (status.podIP through the downward API), not 0.0.0.0; a LoadBalancer's service port must equal
-// the container port (there is no NAT); liveness/startup probes, resource limits, security
-// contexts, exec/attach/port-forward and the termination-message file are not implemented.
+// the container port (there is no NAT); containers run as uid 0 whatever runAsUser says;
+// liveness/startup probes, resource limits, exec/attach/port-forward and the termination-message
+// file are not implemented.
 package podrunner
 
 import (
