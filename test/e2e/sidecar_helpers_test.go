@@ -8,11 +8,9 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,22 +19,13 @@ import (
 	velerov1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
-	"github.com/ferry-dev/ferry/internal/config"
 	"github.com/ferry-dev/ferry/internal/keys"
 	"github.com/ferry-dev/ferry/internal/transfer"
 	"github.com/ferry-dev/ferry/test/stack"
 )
-
-// sidecars are the ferry-datamover sidecars started for the pooled stacks, one per stack (it
-// holds a Lease: only one acts at a time anyway).
-var sidecars = struct {
-	sync.Mutex
-	running map[*stack.Stack]*stack.Process
-}{running: map[*stack.Stack]*stack.Process{}}
 
 // baseFerryConfig is what every sidecar test starts from: endpoints through LoadBalancer
 // Services (the pod runner publishes their addresses) and the target's "fast" class.
@@ -48,9 +37,8 @@ var baseFerryConfig = map[string]string{
 }
 
 // useSidecar configures ferry on the source (ferry-config with base plus overrides, and the
-// target kubeconfig Secret) and makes sure the sidecar runs next to the source's Velero, as a
-// host process, the way the deploy/ manifests run it next to the Velero server.
-func useSidecar(t *testing.T, ctx context.Context, s *stack.Stack, overrides map[string]string) *stack.Process {
+// target kubeconfig Secret) and makes sure the sidecar runs next to the source's Velero.
+func useSidecar(t *testing.T, ctx context.Context, s *stack.Stack, overrides map[string]string) *stack.Sidecar {
 	t.Helper()
 	data := map[string]string{}
 	for k, v := range baseFerryConfig {
@@ -59,76 +47,10 @@ func useSidecar(t *testing.T, ctx context.Context, s *stack.Stack, overrides map
 	for k, v := range overrides {
 		data[k] = v
 	}
-	_, err := config.Parse(data)
+	require.NoError(t, s.ConfigureFerry(ctx, data))
+	p, err := s.EnsureSidecar(ctx)
 	require.NoError(t, err)
-	src := s.Source
-	applyConfigMap(t, ctx, src, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: src.VeleroNamespace, Name: config.ConfigMapName}, Data: data})
-	kubeconfig, err := s.Target.KubeconfigBytes()
-	require.NoError(t, err)
-	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: src.VeleroNamespace, Name: "ferry-target"}, Data: map[string][]byte{"kubeconfig": kubeconfig}}
-	if _, err := src.Kube.CoreV1().Secrets(src.VeleroNamespace).Create(ctx, secret, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-		require.NoError(t, err)
-	}
-
-	sidecars.Lock()
-	defer sidecars.Unlock()
-	if p := sidecars.running[s]; p != nil {
-		if exited, _ := p.Exited(); !exited {
-			return p
-		}
-	}
-	p := startSidecar(t, s)
-	sidecars.running[s] = p
 	return p
-}
-
-// startSidecar starts `ferry-datamover controller` against the source cluster and waits until it
-// holds its Lease.
-func startSidecar(t *testing.T, s *stack.Stack) *stack.Process {
-	t.Helper()
-	metrics := freeLoopbackPort(t)
-	p, err := s.StartProcess(stack.ProcessSpec{
-		Name: fmt.Sprintf("ferry-datamover-%d", time.Now().UnixNano()),
-		Path: filepath.Join(s.FerryBinDir, "ferry-datamover"),
-		Args: []string{"controller", "--kubeconfig", s.Source.Kubeconfig, "--namespace", s.Source.VeleroNamespace,
-			"--metrics-address", metrics, "--health-address", "0"},
-	})
-	require.NoError(t, err)
-	sidecarMetrics.Store(p, metrics)
-	require.EventuallyWithT(t, func(ct *assert.CollectT) {
-		exited, err := p.Exited()
-		require.False(ct, exited, "sidecar exited: %v\n%s", err, p.Tail(30))
-		l, err := s.Source.Kube.CoordinationV1().Leases(s.Source.VeleroNamespace).Get(context.Background(), transfer.SidecarLease, metav1.GetOptions{})
-		require.NoError(ct, err)
-		require.NotNil(ct, l.Spec.HolderIdentity)
-		require.True(ct, l.Spec.RenewTime != nil && time.Since(l.Spec.RenewTime.Time) < 10*time.Second, "lease renewed recently")
-	}, 2*time.Minute, 500*time.Millisecond)
-	return p
-}
-
-var sidecarMetrics sync.Map // *stack.Process -> metrics address
-
-func freeLoopbackPort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := l.Addr().String()
-	require.NoError(t, l.Close())
-	return addr
-}
-
-func applyConfigMap(t *testing.T, ctx context.Context, c *stack.Cluster, cm *corev1.ConfigMap) {
-	t.Helper()
-	cur, err := c.Kube.CoreV1().ConfigMaps(cm.Namespace).Get(ctx, cm.Name, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		_, err = c.Kube.CoreV1().ConfigMaps(cm.Namespace).Create(ctx, cm, metav1.CreateOptions{})
-		require.NoError(t, err)
-		return
-	}
-	require.NoError(t, err)
-	cur.Data = cm.Data
-	_, err = c.Kube.CoreV1().ConfigMaps(cm.Namespace).Update(ctx, cur, metav1.UpdateOptions{})
-	require.NoError(t, err)
 }
 
 // deploymentUsing is a Deployment whose pods mount the PVC.

@@ -108,10 +108,9 @@ func TestStageStageFinalRestore(t *testing.T) {
 }
 
 // checkSidecarMetrics reads the sidecar's Prometheus endpoint as a monitoring system would.
-func checkSidecarMetrics(t *testing.T, p *stack.Process) {
+func checkSidecarMetrics(t *testing.T, p *stack.Sidecar) {
 	t.Helper()
-	addr, _ := sidecarMetrics.Load(p)
-	resp, err := http.Get("http://" + addr.(string) + "/metrics")
+	resp, err := http.Get("http://" + p.MetricsAddress + "/metrics")
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)

@@ -1,0 +1,130 @@
+package stack
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"path/filepath"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/ferry-dev/ferry/internal/config"
+	"github.com/ferry-dev/ferry/internal/kube"
+	"github.com/ferry-dev/ferry/internal/transfer"
+)
+
+// TargetSecret is the Secret ConfigureFerry puts the target cluster's kubeconfig in.
+const TargetSecret = "ferry-target"
+
+// ConfigureFerry sets ferry up on the source cluster as deploy/ does on a real one: the
+// ferry-config ConfigMap with data (validated first) and the Secret holding the target
+// cluster's kubeconfig.
+func (s *Stack) ConfigureFerry(ctx context.Context, data map[string]string) error {
+	if _, err := config.Parse(data); err != nil {
+		return err
+	}
+	c := s.Source
+	cms := c.Kube.CoreV1().ConfigMaps(c.VeleroNamespace)
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: c.VeleroNamespace, Name: config.ConfigMapName}, Data: data}
+	cur, err := cms.Get(ctx, cm.Name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		_, err = cms.Create(ctx, cm, metav1.CreateOptions{})
+	case err == nil:
+		cur.Data = data
+		_, err = cms.Update(ctx, cur, metav1.UpdateOptions{})
+	}
+	if err != nil {
+		return fmt.Errorf("writing ferry-config: %w", err)
+	}
+	kubeconfig, err := s.Target.KubeconfigBytes()
+	if err != nil {
+		return err
+	}
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: c.VeleroNamespace, Name: TargetSecret},
+		Data: map[string][]byte{kube.TargetKubeconfigKey: kubeconfig}}
+	if _, err := c.Kube.CoreV1().Secrets(c.VeleroNamespace).Create(ctx, secret, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("writing the target kubeconfig Secret: %w", err)
+	}
+	return nil
+}
+
+// Sidecar is a running ferry-datamover controller.
+type Sidecar struct {
+	*Process
+	// MetricsAddress serves its Prometheus metrics.
+	MetricsAddress string
+}
+
+// sidecars remembers the sidecar each stack runs.
+var sidecars = struct {
+	sync.Mutex
+	running map[*Stack]*Sidecar
+}{running: map[*Stack]*Sidecar{}}
+
+// EnsureSidecar returns the stack's running sidecar, starting one if there is none (or it
+// exited). Only one should run: like two Velero pods, two sidecars would contend for the Lease.
+func (s *Stack) EnsureSidecar(ctx context.Context) (*Sidecar, error) {
+	sidecars.Lock()
+	defer sidecars.Unlock()
+	if p := sidecars.running[s]; p != nil {
+		if exited, _ := p.Exited(); !exited {
+			return p, nil
+		}
+	}
+	p, err := s.startSidecar(ctx)
+	if err != nil {
+		return nil, err
+	}
+	sidecars.running[s] = p
+	return p, nil
+}
+
+// startSidecar starts `ferry-datamover controller` against the source cluster, as a host
+// process (in a real cluster it is a container of Velero's pod), and waits until it holds its
+// Lease, the sign the plugins look for.
+func (s *Stack) startSidecar(ctx context.Context) (*Sidecar, error) {
+	metrics, err := freeLoopbackAddress()
+	if err != nil {
+		return nil, err
+	}
+	p, err := s.StartProcess(ProcessSpec{
+		Name: fmt.Sprintf("ferry-datamover-%d", time.Now().UnixNano()),
+		Path: filepath.Join(s.FerryBinDir, "ferry-datamover"),
+		Args: []string{"controller", "--kubeconfig", s.Source.Kubeconfig, "--namespace", s.Source.VeleroNamespace,
+			"--metrics-address", metrics, "--health-address", "0"},
+	})
+	if err != nil {
+		return nil, err
+	}
+	leases := s.Source.Kube.CoordinationV1().Leases(s.Source.VeleroNamespace)
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	for {
+		if exited, err := p.Exited(); exited {
+			return nil, fmt.Errorf("ferry-datamover exited: %v\n%s", err, p.Tail(30))
+		}
+		l, err := leases.Get(ctx, transfer.SidecarLease, metav1.GetOptions{})
+		if err == nil && l.Spec.HolderIdentity != nil && l.Spec.RenewTime != nil && time.Since(l.Spec.RenewTime.Time) < 10*time.Second {
+			return &Sidecar{Process: p, MetricsAddress: metrics}, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("ferry-datamover did not take its Lease: %w\n%s", ctx.Err(), p.Tail(30))
+		case <-time.After(pollInterval):
+		}
+	}
+}
+
+func freeLoopbackAddress() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
