@@ -31,6 +31,15 @@ type capabilities struct {
 	// RootAttrs: the server may set the volume root's mode, owner and times (it is root, or owns
 	// the directory). An unprivileged receiver on a volume owned by root or an fsGroup may not.
 	RootAttrs bool `json:"rootAttrs"`
+	// Empty: the target held nothing (but lost+found) when the server started: this transfer
+	// is a first copy, and every file on the target is one it wrote itself.
+	Empty bool `json:"empty"`
+	// TargetACLs and TargetXattrs: whether the target already holds ACLs / extended attributes
+	// (from an earlier pass); nil while the server is still looking. A client whose source has
+	// none may leave rsync's --acls / --xattrs off only if the target has none either: rsync
+	// removes a stale attribute only when asked to copy them.
+	TargetACLs   *bool `json:"targetACLs,omitempty"`
+	TargetXattrs *bool `json:"targetXattrs,omitempty"`
 }
 
 const capabilitiesFormat = 1
@@ -49,6 +58,21 @@ func probeCapabilities(dir string, rs rsyncCapabilities) (capabilities, error) {
 	}
 	c.RootAttrs = c.Root || int(st.Uid) == os.Geteuid()
 	return c, nil
+}
+
+// probeTree reports whether any entry below dir carries ACLs or extended attributes that rsync
+// would copy (the same test the sender's walk applies to the source).
+func probeTree(dir string) (acls, xattrs bool, err error) {
+	var st unix.Stat_t
+	if err := unix.Lstat(dir, &st); err != nil {
+		return false, false, err
+	}
+	w := &walker{dev: st.Dev, probeXattrs: true, stopWhenProbed: true}
+	w.probe(dir, nil)
+	if _, err := w.walkTree(dir); err != nil {
+		return false, false, err
+	}
+	return w.acls.Load(), w.xattrs.Load(), nil
 }
 
 func xattrSupported(path, name string) bool {

@@ -7,8 +7,11 @@ import (
 	"math"
 	"os"
 	"path"
+	"runtime"
 	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 )
@@ -52,12 +55,12 @@ type streamJob struct {
 	// Entries are paths relative to the source root for --files-from; directories are recursed.
 	Entries []string
 	// Rules are rsync filter rules (without line ends) this job needs.
-	Rules   []string
-	Inplace bool // large files, written in place
-	Sparse  bool // carries at least one sparse file
-	Bytes   int64
-	Files   int64 // regular files
-	Weight  int64
+	Rules  []string
+	Big    bool // carries large files only
+	Sparse bool // carries at least one sparse file
+	Bytes  int64
+	Files  int64 // regular files
+	Weight int64
 }
 
 // transferPlan is the result of walking the source.
@@ -68,6 +71,10 @@ type transferPlan struct {
 	Files      int64 // regular files in the volume
 	Entries    int64 // all entries (files, directories, links, …), root excluded
 	Hardlinked bool
+	// ACLs and Xattrs: some entry carries a POSIX ACL / an extended attribute that rsync would
+	// copy (security.* labels and ACLs aside). Without any, rsync is spared the work of
+	// reading and comparing them for every file.
+	ACLs, Xattrs bool
 	// ReadOnlyDirs: some directory lacks owner write permission. An unprivileged receiver can
 	// only fill such a directory before rsync sets its final mode, which parallel streams
 	// cannot order; the sender then uses one stream.
@@ -143,12 +150,14 @@ type planOptions struct {
 	// UnitWeight overrides the largest weight of a whole-subtree unit (tests use a tiny one
 	// to split every directory).
 	UnitWeight int64
+	// ProbeXattrs looks for ACLs and extended attributes (when both sides could copy them).
+	ProbeXattrs bool
 }
 
 // planTransfer walks root and splits it into at most o.Streams parallel streams.
 func planTransfer(root string, o planOptions) (*transferPlan, error) {
 	streams := max(o.Streams, 1)
-	w := &walker{links: map[devIno]*dirNode{}}
+	w := &walker{probeXattrs: o.ProbeXattrs}
 	var st unix.Stat_t
 	if err := unix.Lstat(root, &st); err != nil {
 		return nil, fmt.Errorf("source %s: %w", root, err)
@@ -157,15 +166,19 @@ func planTransfer(root string, o planOptions) (*transferPlan, error) {
 		return nil, fmt.Errorf("source %s is not a directory", root)
 	}
 	w.dev = st.Dev
-	top, err := w.walk(root, "")
+	if w.probeXattrs {
+		w.probe(root, nil) // the root pass copies the root's own
+	}
+	top, err := w.walkTree(root)
 	if err != nil {
 		return nil, err
 	}
-	p := &transferPlan{Streams: streams, Bytes: w.bytes, Files: w.files, Entries: w.entries,
-		Hardlinked: len(w.links) > 0, ReadOnlyDirs: w.readOnlyDirs}
+	bigs := bigFiles(top)
+	p := &transferPlan{Streams: streams, Bytes: w.bytes.Load(), Files: w.files.Load(), Entries: w.entries.Load(),
+		Hardlinked: len(w.links) > 0, ReadOnlyDirs: w.readOnlyDirs.Load(), ACLs: w.acls.Load(), Xattrs: w.xattrs.Load()}
 
 	total := top.subtree
-	for _, b := range w.bigs {
+	for _, b := range bigs {
 		total += b.size + entryCost
 	}
 	// Units no heavier than half a stream's share balance well; a subtree that light is
@@ -199,7 +212,7 @@ func planTransfer(root string, o planOptions) (*transferPlan, error) {
 			// Deep: the whole subtree.
 			u.entries = []string{d.path}
 			for _, b := range d.subBig {
-				u.rules = append(u.rules, "- /"+globEscape(b, false))
+				u.rules = append(u.rules, bigFileExcludes(b)...)
 			}
 			markSubtree(d, u)
 			u.weight = d.subtree
@@ -211,7 +224,7 @@ func planTransfer(root string, o planOptions) (*transferPlan, error) {
 		u.entries = []string{d.path}
 		u.rules = []string{"-p /" + globEscape(d.path, true) + "/*/*"}
 		for _, b := range d.big {
-			u.rules = append(u.rules, "- /"+globEscape(b.path, false))
+			u.rules = append(u.rules, bigFileExcludes(b.path)...)
 		}
 		d.unit = u
 		u.files, u.bytes, u.sparse = d.files, d.bytes, d.sparse
@@ -223,7 +236,7 @@ func planTransfer(root string, o planOptions) (*transferPlan, error) {
 	for _, c := range top.children {
 		assign(c)
 	}
-	for _, b := range w.bigs {
+	for _, b := range bigs {
 		u := newUnit()
 		u.big = []bigFile{b}
 		u.bytes, u.files, u.weight = b.size, 1, b.size+entryCost
@@ -259,21 +272,41 @@ func planTransfer(root string, o planOptions) (*transferPlan, error) {
 	return p, nil
 }
 
-// binJobs turns one stream's units into rsync jobs: the large files in one in-place job, the
-// rest in as few jobs as possible such that no job holds a unit below one of its own shallow
-// units (whose filter rule would hide it). Levels of nesting become consecutive jobs.
+// binJobs turns one stream's units into rsync jobs. Large files go in one job per directory:
+// the job lists the directory and includes only its large files and their temporary names
+// (so it also deletes a temporary file a killed rsync left behind), excluding the rest; at the
+// root, where the directory cannot be listed (see the root pass), the files themselves. The
+// other units go in as few jobs as possible such that no job holds a unit below one of its own
+// shallow units (whose filter rule would hide it): levels of nesting become consecutive jobs.
 func binJobs(stream int, bin []*planUnit) []*streamJob {
-	var big *streamJob
+	var bigDirs []string
+	bigByDir := map[string]*streamJob{}
 	levels := map[int]*streamJob{}
 	for _, u := range bin {
 		for _, f := range u.big {
-			if big == nil {
-				big = &streamJob{Stream: stream, Inplace: true}
+			dir := path.Dir(f.path)
+			if dir == "." {
+				dir = ""
 			}
-			big.Entries = append(big.Entries, f.path)
-			big.Bytes += f.size
-			big.Files++
-			big.Weight += f.size + entryCost
+			j := bigByDir[dir]
+			if j == nil {
+				j = &streamJob{Stream: stream, Big: true}
+				if dir != "" {
+					j.Entries = []string{dir}
+				}
+				bigByDir[dir] = j
+				bigDirs = append(bigDirs, dir)
+			}
+			if dir == "" {
+				j.Entries = append(j.Entries, f.path)
+			} else {
+				for _, r := range bigFileExcludes(f.path) {
+					j.Rules = append(j.Rules, "+"+strings.TrimPrefix(r, "-"))
+				}
+			}
+			j.Bytes += f.size
+			j.Files++
+			j.Weight += f.size + entryCost
 		}
 		if len(u.entries) == 0 {
 			continue
@@ -299,8 +332,13 @@ func binJobs(stream int, bin []*planUnit) []*streamJob {
 		j.Weight += u.weight - bigWeight(u.big)
 	}
 	var jobs []*streamJob
-	if big != nil {
-		jobs = append(jobs, big)
+	for _, dir := range bigDirs {
+		j := bigByDir[dir]
+		if dir != "" {
+			// Everything else in the directory belongs to its owner.
+			j.Rules = append(j.Rules, "- /"+globEscape(dir, true)+"/*")
+		}
+		jobs = append(jobs, j)
 	}
 	for level := 0; level < len(bin)+1; level++ {
 		if j := levels[level]; j != nil {
@@ -308,6 +346,23 @@ func binJobs(stream int, bin []*planUnit) []*streamJob {
 		}
 	}
 	return jobs
+}
+
+// bigFileExcludes are the rules that keep a directory's owner away from one of its large
+// files and from the temporary file rsync writes it to while it arrives (".name.XXXXXX", the
+// name without a leading dot and cut to fit NAME_MAX, as rsync's get_tmpname makes it): the
+// owner's --delete would otherwise remove a transfer in progress.
+func bigFileExcludes(p string) []string {
+	dir, name := path.Split(p)
+	tmp := strings.TrimPrefix(name, ".")
+	const maxTmpBase = 255 - 1 - len(".XXXXXX") - 1 // rsync: NAME_MAX - 1 - suffix, minus the NUL
+	tmpRule := "- /" + globEscape(dir+"."+tmp, true) + ".??????"
+	if len(tmp) > maxTmpBase-8 {
+		// A name that long is cut (and, in newer rsyncs, cut on a character boundary):
+		// protect every name that starts alike.
+		tmpRule = "- /" + globEscape(dir+"."+tmp[:maxTmpBase-8], true) + "*"
+	}
+	return []string{"- /" + globEscape(p, false), tmpRule}
 }
 
 func bigWeight(bs []bigFile) (w int64) {
@@ -333,45 +388,113 @@ func sumSubtree(d *dirNode, u *planUnit) {
 	}
 }
 
-// walker collects the source tree's aggregates.
+// walker collects the source tree's aggregates. Directories are read in parallel (the walk is
+// a good part of a re-stage's time); the tree's shape and sums do not depend on the order.
 type walker struct {
-	dev          uint64
-	bytes, files int64
-	entries      int64
-	rootFiles    []string
-	bigs         []bigFile
-	links        map[devIno]*dirNode // first directory seen holding each multiply-linked inode
-	linkPairs    [][2]*dirNode       // directories that share an inode
-	readOnlyDirs bool
+	dev         uint64
+	probeXattrs bool
+	// stopWhenProbed ends the walk once both an ACL and an xattr were seen (probeTree).
+	stopWhenProbed bool
+
+	entries, files, bytes      atomic.Int64
+	readOnlyDirs, acls, xattrs atomic.Bool
+	rootFiles                  []string // written by the root directory's reader only
+
+	mu        sync.Mutex
+	links     map[devIno]*dirNode // first directory seen holding each multiply-linked inode
+	linkPairs [][2]*dirNode       // directories that share an inode
+	err       error
 }
 
-// walk reads directory abs (rel to the root) and its subtree. It opens each directory once
-// and stats its entries relative to that descriptor (no path lookups from the root).
-func (w *walker) walk(abs, rel string) (*dirNode, error) {
-	d := &dirNode{path: rel}
+// walkers is how many directories are read at once.
+var walkers = max(2, runtime.GOMAXPROCS(0))
+
+// walkTree reads the tree below root. Subdirectories of a directory are read by spare
+// goroutines, or by the reader itself when all are busy.
+func (w *walker) walkTree(root string) (*dirNode, error) {
+	if w.links == nil {
+		w.links = map[devIno]*dirNode{}
+	}
+	top := &dirNode{path: ""}
+	sem := make(chan struct{}, walkers-1)
+	var wg sync.WaitGroup
+	var visit func(d *dirNode, abs string)
+	visit = func(d *dirNode, abs string) {
+		defer wg.Done()
+		for _, c := range w.readDir(d, abs) {
+			wg.Add(1)
+			childAbs := abs + "/" + path.Base(c.path)
+			select {
+			case sem <- struct{}{}:
+				go func() { visit(c, childAbs); <-sem }()
+			default:
+				visit(c, childAbs)
+			}
+		}
+	}
+	wg.Add(1)
+	visit(top, root)
+	wg.Wait()
+	if w.err != nil {
+		return nil, w.err
+	}
+	sumTree(top)
+	return top, nil
+}
+
+func (w *walker) fail(err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.err == nil {
+		w.err = err
+	}
+}
+
+func (w *walker) done() bool {
+	if w.stopWhenProbed && w.acls.Load() && w.xattrs.Load() {
+		return true
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.err != nil
+}
+
+// readDir reads one directory: it records its entries in d and returns its subdirectories
+// (not yet read). It opens the directory once and stats entries relative to it.
+func (w *walker) readDir(d *dirNode, abs string) []*dirNode {
+	if w.done() {
+		return nil
+	}
 	fd, err := unix.Open(abs, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, fmt.Errorf("reading source directory %s: %w", abs, err)
+		if !errors.Is(err, unix.ENOENT) || d.path == "" { // a directory that vanished: rsync will tell
+			w.fail(fmt.Errorf("reading source directory %s: %w", abs, err))
+		}
+		return nil
 	}
 	f := os.NewFile(uintptr(fd), abs)
 	defer f.Close()
-	var subdirs []string
+	var subdirs []*dirNode
+	var xbuf []byte
 	for {
 		names, err := f.Readdirnames(4096)
 		for _, name := range names {
-			if rel == "" && name == "lost+found" {
+			if d.path == "" && name == "lost+found" {
 				continue // never transferred (see --filter in commonArgs)
 			}
-			w.entries++
 			var st unix.Stat_t
 			if err := unix.Fstatat(fd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 				if errors.Is(err, unix.ENOENT) {
-					w.entries-- // vanished while we looked: rsync will tell (code 24)
-					continue
+					continue // vanished while we looked: rsync will tell (code 24)
 				}
-				return nil, fmt.Errorf("reading %s: %w", path.Join(abs, name), err)
+				w.fail(fmt.Errorf("reading %s: %w", path.Join(abs, name), err))
+				return nil
 			}
-			child := path.Join(rel, name)
+			w.entries.Add(1)
+			child := path.Join(d.path, name)
+			if w.probeXattrs {
+				xbuf = w.probe(abs+"/"+name, xbuf)
+			}
 			switch st.Mode & unix.S_IFMT {
 			case unix.S_IFDIR:
 				if st.Dev != w.dev {
@@ -379,36 +502,36 @@ func (w *walker) walk(abs, rel string) (*dirNode, error) {
 					continue
 				}
 				if st.Mode&unix.S_IWUSR == 0 {
-					w.readOnlyDirs = true
+					w.readOnlyDirs.Store(true)
 				}
-				subdirs = append(subdirs, name)
+				subdirs = append(subdirs, &dirNode{path: child})
 			case unix.S_IFREG:
-				w.files++
-				w.bytes += st.Size
+				w.files.Add(1)
+				w.bytes.Add(st.Size)
 				sparse := st.Blocks*512 < st.Size
 				if st.Nlink > 1 {
 					key := devIno{uint64(st.Dev), st.Ino}
+					w.mu.Lock()
 					if first, ok := w.links[key]; !ok {
 						w.links[key] = d
 					} else if first != d {
 						w.linkPairs = append(w.linkPairs, [2]*dirNode{first, d})
 					}
+					w.mu.Unlock()
 				}
 				if st.Size >= bigFileMin && st.Nlink == 1 && !sparse {
-					b := bigFile{path: child, size: st.Size}
-					d.big = append(d.big, b)
-					w.bigs = append(w.bigs, b)
+					d.big = append(d.big, bigFile{path: child, size: st.Size})
 					continue
 				}
 				d.files++
 				d.bytes += st.Size
 				d.sparse = d.sparse || sparse
-				if rel == "" {
+				if d.path == "" {
 					w.rootFiles = append(w.rootFiles, name)
 				}
 			default:
 				d.others++
-				if rel == "" {
+				if d.path == "" {
 					w.rootFiles = append(w.rootFiles, name)
 				}
 			}
@@ -417,27 +540,67 @@ func (w *walker) walk(abs, rel string) (*dirNode, error) {
 			break
 		}
 		if err != nil {
-			return nil, fmt.Errorf("reading source directory %s: %w", abs, err)
+			w.fail(fmt.Errorf("reading source directory %s: %w", abs, err))
+			return nil
 		}
 	}
-	sort.Strings(subdirs)
+	sort.Slice(subdirs, func(i, j int) bool { return subdirs[i].path < subdirs[j].path })
+	d.children = subdirs
+	return subdirs
+}
+
+// sumTree fills in the subtree aggregates once every directory is read.
+func sumTree(d *dirNode) {
 	d.subtree = d.bytes + (d.files+d.others+1)*entryCost
-	for _, name := range subdirs {
-		c, err := w.walk(abs+"/"+name, path.Join(rel, name))
-		if err != nil {
-			if errors.Is(err, unix.ENOENT) {
-				continue
-			}
-			return nil, err
-		}
-		d.children = append(d.children, c)
+	for _, c := range d.children {
+		sumTree(c)
 		d.subtree += c.subtree
 		d.subBig = append(d.subBig, c.subBig...)
 	}
 	for _, b := range d.big {
 		d.subBig = append(d.subBig, b.path)
 	}
-	return d, nil
+}
+
+// bigFiles lists the large files of the tree, in tree order.
+func bigFiles(d *dirNode) []bigFile {
+	out := append([]bigFile(nil), d.big...)
+	for _, c := range d.children {
+		out = append(out, bigFiles(c)...)
+	}
+	return out
+}
+
+// probe notes whether the entry at p carries ACLs or extended attributes rsync would copy.
+// buf is reused between calls.
+func (w *walker) probe(p string, buf []byte) []byte {
+	if w.acls.Load() && w.xattrs.Load() {
+		return buf
+	}
+	if buf == nil {
+		buf = make([]byte, 1024)
+	}
+	n, err := unix.Llistxattr(p, buf)
+	if errors.Is(err, unix.ERANGE) {
+		if size, err := unix.Llistxattr(p, nil); err == nil {
+			buf = make([]byte, size+1024)
+			n, err = unix.Llistxattr(p, buf)
+		}
+	}
+	if err != nil || n <= 0 {
+		return buf
+	}
+	for _, attr := range strings.Split(string(buf[:n]), "\x00") {
+		switch {
+		case attr == "" || strings.HasPrefix(attr, "security."):
+		case attr == "system.posix_acl_access" || attr == "system.posix_acl_default":
+			w.acls.Store(true)
+		case strings.HasPrefix(attr, "system."):
+		default:
+			w.xattrs.Store(true)
+		}
+	}
+	return buf
 }
 
 // globEscape makes a path safe inside an rsync filter pattern. rsync treats a backslash as an

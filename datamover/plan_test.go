@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -57,53 +58,57 @@ func buildTree(t *testing.T, root string, spec ...string) {
 	}
 }
 
-// sentBy simulates which jobs send path rel, for the rule forms the planner writes.
+// sentBy simulates which jobs send path rel: the path lies at or below one of the job's
+// entries, and neither it nor a directory on the way there is excluded by the job's rules
+// (first match wins, as in rsync).
 func sentBy(p *transferPlan, rel string) []int {
 	var jobs []int
 	for i, j := range p.Jobs {
-		reached := false
 		for _, e := range j.Entries {
-			if rel == e || strings.HasPrefix(rel, e+"/") {
-				reached = true
+			if rel != e && !strings.HasPrefix(rel, e+"/") {
+				continue
 			}
-		}
-		if !reached {
-			continue
-		}
-		excluded := false
-		for _, r := range j.Rules {
-			switch {
-			case strings.HasPrefix(r, "-p /") && strings.HasSuffix(r, "/*/*"):
-				d := unescapeGlob(strings.TrimSuffix(strings.TrimPrefix(r, "-p /"), "/*/*"))
-				if rest, ok := strings.CutPrefix(rel, d+"/"); ok && strings.Contains(rest, "/") {
+			excluded := false
+			// Each step from the entry down to rel is checked against the rules.
+			steps := []string{e}
+			for q := e; q != rel; {
+				next, _, _ := strings.Cut(strings.TrimPrefix(rel, q+"/"), "/")
+				q = q + "/" + next
+				steps = append(steps, q)
+			}
+			for _, q := range steps {
+				if ruleExcludes(j.Rules, q) {
 					excluded = true
-				}
-			case strings.HasPrefix(r, "- /"):
-				x := strings.TrimPrefix(r, "- /")
-				if strings.ContainsAny(x, "*?[") {
-					x = unescapeGlob(x)
-				}
-				if rel == x || strings.HasPrefix(rel, x+"/") {
-					excluded = true
+					break
 				}
 			}
-		}
-		if !excluded {
-			jobs = append(jobs, i)
+			if !excluded {
+				jobs = append(jobs, i)
+				break
+			}
 		}
 	}
 	return jobs
 }
 
-func unescapeGlob(s string) string {
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+1 < len(s) {
-			i++
+// ruleExcludes applies rsync's first-matching rule among the forms the planner writes:
+// "+ /pattern", "- /pattern" and "-p /pattern" (anchored; * and ? stay within a name).
+func ruleExcludes(rules []string, q string) bool {
+	for _, r := range rules {
+		verb, pattern, _ := strings.Cut(r, " ")
+		pattern = strings.TrimPrefix(pattern, "/")
+		var match bool
+		if strings.ContainsAny(strings.ReplaceAll(pattern, `\\`, ""), "*?[") {
+			m, err := path.Match(pattern, q)
+			match = err == nil && m
+		} else {
+			match = pattern == q // no wildcard: rsync compares literally
 		}
-		b.WriteByte(s[i])
+		if match {
+			return verb != "+"
+		}
 	}
-	return b.String()
+	return false
 }
 
 // checkCoverage asserts the plan's central rule: every non-directory entry is sent by exactly
@@ -135,7 +140,7 @@ func checkCoverage(t *testing.T, root string, p *transferPlan) {
 		st := fi.Sys().(*syscall.Stat_t)
 		if fi.Mode().IsRegular() {
 			big := fi.Size() >= bigFileMin && st.Nlink == 1 && st.Blocks*512 >= fi.Size()
-			assert.Equal(t, big, j.Inplace, "%q: large files, and only they, go in place", rel)
+			assert.Equal(t, big, j.Big, "%q: large files, and only they, go in jobs of their own", rel)
 			if st.Blocks*512 < fi.Size() {
 				assert.True(t, j.Sparse, "%q is sparse: its job must use --sparse", rel)
 			}
@@ -190,16 +195,18 @@ func TestPlanTransfer(t *testing.T) {
 		{name: "large files stream in place", opts: planOptions{Streams: 4},
 			spec: []string{"big1@64", "d/big2@65", "d/small=100", "d/e/big3@64", "d/e/f=1"},
 			check: func(t *testing.T, p *transferPlan) {
-				var inplace []string
+				var big []string
 				var rules []string
 				for _, j := range p.Jobs {
-					if j.Inplace {
-						inplace = append(inplace, j.Entries...)
+					if j.Big {
+						big = append(big, j.Entries...)
 					}
 					rules = append(rules, j.Rules...)
 				}
-				assert.ElementsMatch(t, []string{"big1", "d/big2", "d/e/big3"}, inplace)
-				assert.Subset(t, rules, []string{"- /d/big2", "- /d/e/big3"}, "the directories' owners leave them alone")
+				assert.ElementsMatch(t, []string{"big1", "d", "d/e"}, big, "the directories of large files (the root's files by name)")
+				assert.Subset(t, rules, []string{"- /d/big2", "- /d/.big2.??????", "- /d/e/big3", "- /d/e/.big3.??????"},
+					"the directories' owners leave them and their temporary files alone")
+				assert.Subset(t, rules, []string{"+ /d/big2", "+ /d/.big2.??????", "- /d/*"})
 				assert.Equal(t, int64((64+65+64)<<20+101), p.Bytes)
 			}},
 		{name: "hard links across directories share a stream", opts: planOptions{Streams: 4, UnitWeight: 1},
@@ -237,7 +244,8 @@ func TestPlanTransfer(t *testing.T) {
 				for _, j := range p.Jobs {
 					rules = append(rules, j.Rules...)
 				}
-				assert.Equal(t, []string{`- /\[b]/big\[1]`}, rules)
+				assert.ElementsMatch(t, []string{`- /\[b]/big\[1]`, `- /\[b]/.big\[1].??????`, // the owner of [b]
+					`+ /\[b]/big\[1]`, `+ /\[b]/.big\[1].??????`, `- /\[b]/*`}, rules) // the large file's job
 			}},
 	}
 	for _, tc := range cases {

@@ -150,45 +150,96 @@ type rsyncProgress struct {
 	HasCounts   bool  // the line carried the (xfr#…, to-chk=…) part
 }
 
-// progress2Line matches rsync's progress2 line, e.g.
+// parseProgress2 parses one --info=progress2 line of rsync, e.g.
 //
 //	409600000 100%   26.38MB/s    0:00:14 (xfr#100000, to-chk=0/100101)
 //
-// The byte count may carry thousands separators when rsync's output is human-readable.
-var progress2Line = regexp.MustCompile(`^\s*(\d[\d,.']*)\s+(\d{1,3})%\s+\S+/s\s+\d+:\d{2}:\d{2}(?:\s+\(xfr#(\d+),\s+(?:to|ir)-chk=(\d+)/(\d+)\))?\s*$`)
-
-// parseProgress2 parses one progress2 line; ok is false for anything else (stats lines, file
-// names, errors). It rejects percentages above 100 and counts that do not add up, so a file
-// name that happens to look like a progress line is not taken for one.
+// (the byte count may carry thousands separators when rsync's output is human-readable); ok is
+// false for anything else (stats lines, file names, errors). It rejects percentages above 100
+// and counts that do not add up, so a file name that happens to look like a progress line is
+// not taken for one. rsync prints one such line per file: this runs 100,000 times for 100,000
+// small files, so it is written out by hand rather than as a regular expression.
 func parseProgress2(line string) (p rsyncProgress, ok bool) {
-	m := progress2Line.FindStringSubmatch(line)
-	if m == nil {
+	f := strings.Fields(line)
+	if len(f) != 4 && len(f) != 6 {
 		return p, false
 	}
-	bytesStr := strings.Map(func(r rune) rune {
-		if r >= '0' && r <= '9' {
-			return r
-		}
-		return -1
-	}, m[1])
+	if f[0] == "" || f[0][0] < '0' || f[0][0] > '9' || strings.Trim(f[0], "0123456789,.'") != "" {
+		return p, false
+	}
 	var err error
-	if p.Bytes, err = strconv.ParseInt(bytesStr, 10, 64); err != nil {
+	if p.Bytes, err = strconv.ParseInt(strings.Map(digitsOnly, f[0]), 10, 64); err != nil {
 		return rsyncProgress{}, false
 	}
-	if p.Percent, err = strconv.Atoi(m[2]); err != nil || p.Percent > 100 {
+	pct, found := strings.CutSuffix(f[1], "%")
+	if !found || len(pct) == 0 || len(pct) > 3 || !allDigits(pct) {
 		return rsyncProgress{}, false
 	}
-	if m[3] != "" {
+	if p.Percent, _ = strconv.Atoi(pct); p.Percent > 100 {
+		return rsyncProgress{}, false
+	}
+	if len(f[2]) < 3 || !strings.HasSuffix(f[2], "/s") || !isElapsed(f[3]) {
+		return rsyncProgress{}, false
+	}
+	if len(f) == 6 {
+		xfr, found := strings.CutPrefix(f[4], "(xfr#")
+		if !found {
+			return rsyncProgress{}, false
+		}
+		xfr, found = strings.CutSuffix(xfr, ",")
+		chk, found2 := strings.CutSuffix(f[5], ")")
+		if !found || !found2 || !allDigits(xfr) {
+			return rsyncProgress{}, false
+		}
+		if c, ok := strings.CutPrefix(chk, "to-chk="); ok {
+			chk = c
+		} else if c, ok := strings.CutPrefix(chk, "ir-chk="); ok {
+			chk = c
+		} else {
+			return rsyncProgress{}, false
+		}
+		left, total, found := strings.Cut(chk, "/")
+		if !found || !allDigits(left) || !allDigits(total) {
+			return rsyncProgress{}, false
+		}
 		var e1, e2, e3 error
-		p.Transferred, e1 = strconv.ParseInt(m[3], 10, 64)
-		p.ToCheck, e2 = strconv.ParseInt(m[4], 10, 64)
-		p.Entries, e3 = strconv.ParseInt(m[5], 10, 64)
+		p.Transferred, e1 = strconv.ParseInt(xfr, 10, 64)
+		p.ToCheck, e2 = strconv.ParseInt(left, 10, 64)
+		p.Entries, e3 = strconv.ParseInt(total, 10, 64)
 		if e1 != nil || e2 != nil || e3 != nil || p.ToCheck > p.Entries {
 			return rsyncProgress{}, false
 		}
 		p.HasCounts = true
 	}
 	return p, true
+}
+
+func digitsOnly(r rune) rune {
+	if r >= '0' && r <= '9' {
+		return r
+	}
+	return -1
+}
+
+func allDigits(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// isElapsed matches rsync's H:MM:SS.
+func isElapsed(s string) bool {
+	h, rest, ok := strings.Cut(s, ":")
+	if !ok || !allDigits(h) || len(rest) != 5 || rest[2] != ':' {
+		return false
+	}
+	return allDigits(rest[:2]) && allDigits(rest[3:])
 }
 
 // rsyncStats is rsync's --stats summary of one process.

@@ -28,10 +28,10 @@ func TestStreamArgs(t *testing.T) {
 		},
 		{
 			name: "everything on",
-			opts: rsyncOptions{ACLs: true, Xattrs: true, Checksum: true, Compress: true, BwLimitKBps: 250, Timeout: 10 * time.Minute},
-			job:  streamJob{Sparse: true, Inplace: true}, filter: "/w/filter",
-			want: []string{"--acls", "--xattrs", "--filter=-x security.selinux", "--checksum", "--compress", "--bwlimit=250",
-				"--timeout=600", "--sparse", "--inplace", "--filter=merge /w/filter"},
+			opts: rsyncOptions{ACLs: true, Xattrs: true, Checksum: true, Compress: true, BwLimitKBps: 250, Timeout: 10 * time.Minute, Inplace: true},
+			job:  streamJob{Sparse: true}, filter: "/w/filter",
+			want: []string{"--acls", "--xattrs", "--filter=-x security.selinux", "--filter=-x system.*", "--checksum", "--compress", "--bwlimit=250",
+				"--timeout=600", "--sparse", "--filter=merge /w/filter", "--inplace"},
 		},
 	}
 	for _, tc := range cases {
@@ -67,7 +67,7 @@ func TestRootArgs(t *testing.T) {
 func TestRsyncdConfig(t *testing.T) {
 	root := rsyncdConfig{DataDir: "/mnt/data", ControlDir: "/tmp/w/control", Sync: "/usr/bin/sync", Root: true}.render()
 	for _, w := range []string{"uid = 0\ngid = 0\n", "[data]\npath = /mnt/data\nread only = no\nwrite only = yes\n", "use chroot = yes",
-		"munge symlinks = no", "numeric ids = yes", "[control]\npath = /tmp/w/control", "[sync]", "pre-xfer exec = '/usr/bin/sync' -f '/mnt/data'"} {
+		"munge symlinks = no", "numeric ids = yes", "[control]\npath = /tmp/w/control", "[done]", "pre-xfer exec = '/usr/bin/sync' -f '/mnt/data'"} {
 		assert.Contains(t, root, w)
 	}
 	user := rsyncdConfig{DataDir: "/mnt/my data", ControlDir: "/tmp/c", Sync: "/bin/sync"}.render()

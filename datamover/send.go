@@ -246,26 +246,44 @@ func (s *sender) emit(e Event) {
 // attempt runs the whole transfer once.
 func (s *sender) attempt(ctx context.Context, attempt int) (Event, error) {
 	log := s.log.WithField("attempt", attempt)
+	streams := s.o.Streams
+	phase := time.Now()
+	plan, err := planTransfer(s.src, planOptions{Streams: streams, UnitWeight: s.o.planUnitWeight, ProbeXattrs: s.local.ACLs || s.local.Xattrs})
+	if err != nil {
+		return Event{}, permanentSendError{err}
+	}
+	log.WithField("seconds", time.Since(phase).Seconds()).Debug("walked the source")
+	// First contact after the walk: meanwhile the server may have finished looking at the
+	// target (see capabilities.TargetXattrs).
 	server, err := s.fetchCapabilities(ctx)
 	if err != nil {
 		return Event{}, err
 	}
-	streams := s.o.Streams
-	plan, err := planTransfer(s.src, planOptions{Streams: streams, UnitWeight: s.o.planUnitWeight})
-	if err != nil {
-		return Event{}, permanentSendError{err}
+	// If the answer is still out and matters, wait a little for it: copying ACLs and xattrs
+	// triples the time rsync takes to find unchanged files.
+	matters := (s.local.ACLs && server.ACLs && !plan.ACLs) || (s.local.Xattrs && server.Xattrs && !plan.Xattrs)
+	for wait := 0; matters && (server.TargetACLs == nil || server.TargetXattrs == nil) && wait < 20; wait++ {
+		if err := sleepCtx(ctx, 250*time.Millisecond); err != nil {
+			return Event{}, err
+		}
+		if server, err = s.fetchCapabilities(ctx); err != nil {
+			return Event{}, err
+		}
 	}
 	if plan.ReadOnlyDirs && !server.Root && streams > 1 {
 		log.Info("the source has directories without write permission and the server is not root: using one stream")
-		if plan, err = planTransfer(s.src, planOptions{Streams: 1}); err != nil {
+		if plan, err = planTransfer(s.src, planOptions{Streams: 1, ProbeXattrs: s.local.ACLs || s.local.Xattrs}); err != nil {
 			return Event{}, permanentSendError{err}
 		}
 	}
 	opts := rsyncOptions{
-		ACLs:     s.local.ACLs && server.ACLs,
-		Xattrs:   s.local.Xattrs && server.Xattrs,
+		// ACLs and xattrs cost rsync work for every file: asked for only when both sides can
+		// keep them and either side has some (the target's must be removed if the source's are).
+		ACLs:     s.local.ACLs && server.ACLs && (plan.ACLs || unknownOrTrue(server.TargetACLs)),
+		Xattrs:   s.local.Xattrs && server.Xattrs && (plan.Xattrs || unknownOrTrue(server.TargetXattrs)),
 		Checksum: s.o.Checksum,
 		Compress: s.o.Compress,
+		Inplace:  server.Empty,
 		Timeout:  s.o.Timeout,
 	}
 	if s.o.BwLimitKBps > 0 {
@@ -273,16 +291,19 @@ func (s *sender) attempt(ctx context.Context, attempt int) (Event, error) {
 	}
 	log.WithFields(logrus.Fields{
 		"files": plan.Files, "bytes": plan.Bytes, "jobs": len(plan.Jobs), "streams": plan.Streams,
-		"acls": opts.ACLs, "xattrs": opts.Xattrs, "serverRoot": server.Root,
+		"acls": opts.ACLs, "xattrs": opts.Xattrs, "serverRoot": server.Root, "firstCopy": server.Empty,
 	}).Info("sending")
 
 	tracker := newProgressTracker(plan, attempt, s.start)
 	stopReport := s.reportProgress(tracker)
+	phase = time.Now()
 	stats, vanished, err := s.runJobs(ctx, plan, opts, tracker, attempt)
 	stopReport()
 	if err != nil {
 		return Event{}, err
 	}
+	log.WithField("seconds", time.Since(phase).Seconds()).Debug("streams done")
+	phase = time.Now()
 
 	// Top-level deletions and the root directory's own attributes, after the streams (which
 	// changed the root's mtime by creating entries in it).
@@ -292,12 +313,7 @@ func (s *sender) attempt(ctx context.Context, attempt int) (Event, error) {
 	}
 	stats.add(rootStats)
 	vanished += rootVanished
-
-	// The server flushes the volume before it accepts this connection: once it succeeds, the
-	// data is on the target's disk.
-	if _, _, err := s.runRsync(ctx, []string{"--no-motd", daemonURL(syncModule, "")}, log.WithField("pass", "sync"), nil); err != nil {
-		return Event{}, err
-	}
+	log.WithField("seconds", time.Since(phase).Seconds()).Debug("root pass done")
 
 	done := Event{
 		Type:             EventDone,
@@ -312,12 +328,19 @@ func (s *sender) attempt(ctx context.Context, attempt int) (Event, error) {
 		ElapsedSeconds:   time.Since(s.start).Round(time.Millisecond).Seconds(),
 		Time:             time.Now().UTC(),
 	}
-	if err := s.upload(ctx, completeFile, done.Marshal()); err != nil {
+	// The report goes to the module that flushes the volume before it accepts anything: once
+	// it arrived, the data is on the target's disk and the server may exit.
+	flushStart := time.Now()
+	if err := s.upload(ctx, doneModule, completeFile, done.Marshal()); err != nil {
 		return Event{}, err
 	}
-	log.WithFields(logrus.Fields{"filesCopied": stats.FilesTransferred, "deleted": stats.Deleted, "bytesSent": stats.BytesSent}).Info("done")
+	log.WithFields(logrus.Fields{"filesCopied": stats.FilesTransferred, "deleted": stats.Deleted, "bytesSent": stats.BytesSent,
+		"seconds": time.Since(flushStart).Seconds()}).Info("done; target flushed to disk")
 	return done, nil
 }
+
+// unknownOrTrue reads an optional flag, taking "not known yet" for true.
+func unknownOrTrue(b *bool) bool { return b == nil || *b }
 
 // fetchCapabilities downloads the server's capabilities file; it is also the first contact,
 // so a server that is not up yet fails here (and is retried).
@@ -338,13 +361,13 @@ func (s *sender) fetchCapabilities(ctx context.Context) (capabilities, error) {
 	return c, nil
 }
 
-// upload puts content into the control module as name.
-func (s *sender) upload(ctx context.Context, name string, content []byte) error {
+// upload puts content into module as name.
+func (s *sender) upload(ctx context.Context, module, name string, content []byte) error {
 	local := filepath.Join(s.work, name)
 	if err := os.WriteFile(local, content, 0o600); err != nil {
 		return err
 	}
-	_, _, err := s.runRsync(ctx, []string{"--no-motd", local, daemonURL(controlModule, name)}, s.log.WithField("pass", "report"), nil)
+	_, _, err := s.runRsync(ctx, []string{"--no-motd", local, daemonURL(module, name)}, s.log.WithField("pass", "report"), nil)
 	return err
 }
 
@@ -353,7 +376,7 @@ func (s *sender) reportFailure(cause error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	e := Event{Type: EventError, Error: cause.Error(), ExitCode: exitCodeOf(cause), Time: time.Now().UTC()}
-	if err := s.upload(ctx, failedFile, e.Marshal()); err != nil {
+	if err := s.upload(ctx, controlModule, failedFile, e.Marshal()); err != nil {
 		s.log.WithError(err).Debug("could not report the failure to the server")
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -372,4 +373,29 @@ func TestRunRsyncVanishedIsWarning(t *testing.T) {
 	assert.Equal(t, 12, rerr.Code)
 	assert.Contains(t, rerr.Detail, "connection unexpectedly closed")
 	assert.True(t, rerr.Transient())
+}
+
+// TestSendRemovesStaleAttributes: an ACL and an xattr copied by an earlier pass and since
+// removed from the source are removed from the target too, although the source now has none
+// (the server tells the client that the target still has some).
+func TestSendRemovesStaleAttributes(t *testing.T) {
+	base := t.TempDir()
+	src, dst := filepath.Join(base, "src"), filepath.Join(base, "dst")
+	buildTree(t, src, "d/file=10", "other=5")
+	require.NoError(t, os.Mkdir(dst, 0o755))
+	run(t, "setfacl", "-m", "u:1234:rw", filepath.Join(src, "d/file"))
+	require.NoError(t, unix.Setxattr(filepath.Join(src, "other"), "user.note", []byte("x"), 0))
+	for i, step := range []string{"with attributes", "attributes removed"} {
+		srv := startServer(t, filepath.Join(base, strconv.Itoa(i)), dst)
+		r := send(t, srv, filepath.Join(base, strconv.Itoa(i)), src, nil)
+		require.NoError(t, r.err, step)
+		require.NoError(t, srv.wait(t))
+		require.NoError(t, treediff.Equal(src, dst, treediff.All()), step)
+		if i == 0 {
+			run(t, "setfacl", "-b", filepath.Join(src, "d/file"))
+			require.NoError(t, unix.Removexattr(filepath.Join(src, "other"), "user.note"))
+		}
+	}
+	_, err := unix.Getxattr(filepath.Join(dst, "other"), "user.note", nil)
+	assert.ErrorIs(t, err, unix.ENODATA, "the stale xattr is gone")
 }

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -104,6 +106,15 @@ func Serve(ctx context.Context, o ServeOptions) error {
 	if err := os.Mkdir(control, 0o700); err != nil {
 		return err
 	}
+	empty, err := isEmptyVolume(dir)
+	if err != nil {
+		return err
+	}
+	caps.Empty = empty
+	if empty {
+		no := false
+		caps.TargetACLs, caps.TargetXattrs = &no, &no
+	}
 	files := map[string][]byte{
 		filepath.Join(control, capabilitiesFile): caps.marshal(),
 		filepath.Join(work, "rsyncd.conf"): []byte(rsyncdConfig{
@@ -124,6 +135,30 @@ func Serve(ctx context.Context, o ServeOptions) error {
 		return err
 	}
 	defer srv.stop()
+	if !empty && (caps.ACLs || caps.Xattrs) {
+		// Look for ACLs and xattrs already on the target while the client walks its source;
+		// until the answer is published the client assumes there are some.
+		var mu sync.Mutex
+		stopped := false
+		defer func() { mu.Lock(); stopped = true; mu.Unlock() }()
+		known := caps
+		go func() {
+			acls, xattrs, err := probeTree(dir)
+			mu.Lock()
+			defer mu.Unlock()
+			if stopped {
+				return
+			}
+			if err != nil {
+				log.WithError(err).Debug("looking for ACLs and xattrs on the target")
+				return
+			}
+			known.TargetACLs, known.TargetXattrs = &acls, &xattrs
+			if err := writeFileAtomic(filepath.Join(control, capabilitiesFile), known.marshal(), 0o600); err != nil {
+				log.WithError(err).Warn("publishing the target's ACL and xattr use")
+			}
+		}()
+	}
 	log.WithFields(logrus.Fields{"dir": dir, "listen": o.Listen, "root": caps.Root, "acls": caps.ACLs, "xattrs": caps.Xattrs}).
 		Info("serving: waiting for the client")
 	if o.Ready != nil {
@@ -160,6 +195,25 @@ func Serve(ctx context.Context, o ServeOptions) error {
 			return fmt.Errorf("the client gave up: %s", reason)
 		}
 	}
+}
+
+// isEmptyVolume reports whether dir holds nothing but lost+found: a first copy.
+func isEmptyVolume(dir string) (bool, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	names, err := f.Readdirnames(2)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return false, fmt.Errorf("reading target directory %s: %w", dir, err)
+	}
+	for _, n := range names {
+		if n != "lost+found" {
+			return false, nil
+		}
+	}
+	return true, nil
 }
 
 // drain waits until no rsync started by stunnel is left (the client's last connection).
