@@ -14,6 +14,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	crclient "sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/ferry-dev/ferry/internal/kube"
 )
 
 const (
@@ -23,9 +25,6 @@ const (
 	VeleroImage = "velero/velero:v1.18.3"
 	// BackupStorageLocation is the name of the default BSL of both clusters.
 	BackupStorageLocation = "default"
-	// TargetKubeconfigSecret is the Secret in the source's Velero namespace holding the target's
-	// kubeconfig (key "kubeconfig"), under ferry-config's default name.
-	TargetKubeconfigSecret = "ferry-target"
 
 	credentialsSecret = "cloud-credentials"
 	// backupSyncPeriod is how soon a backup made on one cluster shows up on the other.
@@ -55,7 +54,7 @@ func (c *Cluster) veleroServerArgs() []string {
 
 // createVeleroObjects creates what `velero install` would, minus the pod: the namespace, the
 // `velero` Deployment (never running), the S3 credentials, the shared BSL and, on the source,
-// the target kubeconfig Secret ferry reads.
+// the target kubeconfig Secret ferry reads under ferry-config's default name (TargetSecret).
 func (c *Cluster) createVeleroObjects(ctx context.Context) error {
 	s := c.stack
 	ns := c.VeleroNamespace
@@ -106,8 +105,8 @@ func (c *Cluster) createVeleroObjects(ctx context.Context) error {
 			return fmt.Errorf("reading the target kubeconfig: %w", err)
 		}
 		objs = append(objs, &corev1.Secret{
-			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: TargetKubeconfigSecret},
-			Data:       map[string][]byte{"kubeconfig": kubeconfig},
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: TargetSecret},
+			Data:       map[string][]byte{kube.TargetKubeconfigKey: kubeconfig},
 		})
 	}
 	for _, o := range objs {
