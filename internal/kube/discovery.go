@@ -1,6 +1,7 @@
 package kube
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -8,6 +9,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/discovery/cached/memory"
 )
 
 // OpenShift API group versions ferry uses.
@@ -42,7 +44,9 @@ func (a *APIs) Has(gv schema.GroupVersion, resource string) (bool, error) {
 	if !cached {
 		list, err := a.disc.ServerResourcesForGroupVersion(gv.String())
 		switch {
-		case apierrors.IsNotFound(err):
+		// A group the server does not serve: the API server answers 404; the memory-cached
+		// discovery client (what NewClients uses) answers ErrCacheNotFound.
+		case apierrors.IsNotFound(err), errors.Is(err, memory.ErrCacheNotFound):
 			set = nil
 		case err != nil:
 			return false, fmt.Errorf("discovering %s: %w", gv, err)
