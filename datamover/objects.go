@@ -89,8 +89,10 @@ func certSecret(namespace, name string, labels map[string]string, b Bundle) *cor
 
 // podSecurity is least privilege for each side. As root the receiver needs to set owners
 // (CHOWN), modes and times of files it does not own (FOWNER, FSETID) and to write into any
-// directory (DAC_OVERRIDE); the sender only needs to read everything (DAC_READ_SEARCH).
-// Without root, files keep the transfer user's ownership.
+// directory (DAC_OVERRIDE); its rsync daemon also resets its groups (SETGID: setgroups) and
+// chroots into the volume so no symlink there can lead it out (SYS_CHROOT). The sender only
+// needs to read everything (DAC_READ_SEARCH). Without root, files keep the transfer user's
+// ownership.
 func podSecurity(cfg *config.Config, role string) (*corev1.PodSecurityContext, *corev1.SecurityContext) {
 	no, yes := false, true
 	sc := &corev1.SecurityContext{
@@ -103,7 +105,7 @@ func podSecurity(cfg *config.Config, role string) (*corev1.PodSecurityContext, *
 		root := int64(0)
 		sc.RunAsUser = &root
 		if role == RoleServer {
-			sc.Capabilities.Add = []corev1.Capability{"CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID"}
+			sc.Capabilities.Add = []corev1.Capability{"CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "SETGID", "SYS_CHROOT"}
 		} else {
 			sc.Capabilities.Add = []corev1.Capability{"DAC_READ_SEARCH"}
 		}
