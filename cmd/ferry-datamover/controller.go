@@ -1,0 +1,39 @@
+package main
+
+import (
+	"os"
+
+	"github.com/spf13/cobra"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/ferry-dev/ferry/datamover"
+)
+
+func newControllerCommand() *cobra.Command {
+	opts := datamover.ControllerOptions{Namespace: os.Getenv("VELERO_NAMESPACE"), MetricsAddress: ":8087", HealthAddress: ":8088", Workers: 4}
+	if opts.Namespace == "" {
+		opts.Namespace = "velero"
+	}
+	cmd := &cobra.Command{
+		Use:   "controller",
+		Short: "Run the sidecar: copy every PVC that carries a ferry transfer request to the target cluster",
+		Long: `Runs next to the Velero server (a second container of its pod). It watches PVCs annotated
+with a transfer request (by ferry's PVC backup action, or by hand), and for each creates the target
+PVC, a server pod there and a client pod here, and copies the volume with rsync over mutually
+authenticated TLS, writing progress back on the PVC. Configuration: the ferry-config ConfigMap and
+the target kubeconfig Secret in Velero's namespace.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctrl.SetLogger(zap.New(zap.JSONEncoder()))
+			return datamover.RunController(ctrl.SetupSignalHandler(), opts)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&opts.Kubeconfig, "kubeconfig", "", "kubeconfig of the source cluster (default: $KUBECONFIG, else in-cluster)")
+	f.StringVarP(&opts.Namespace, "namespace", "n", opts.Namespace, "Velero's namespace (default: $VELERO_NAMESPACE, else velero)")
+	f.StringVar(&opts.MetricsAddress, "metrics-address", opts.MetricsAddress, "address of the Prometheus metrics endpoint (0 disables it)")
+	f.StringVar(&opts.HealthAddress, "health-address", opts.HealthAddress, "address of /healthz and /readyz (0 disables them)")
+	f.IntVar(&opts.Workers, "workers", opts.Workers, "PVCs reconciled at once (transfers are bounded by ferry-config's concurrency)")
+	return cmd
+}
