@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -129,6 +130,7 @@ type sender struct {
 	local       capabilities
 	start       time.Time
 	out         *syncWriter
+	fetches     atomic.Int32
 }
 
 func newSender(o SendOptions) (*sender, error) {
@@ -217,8 +219,7 @@ func newSender(o SendOptions) (*sender, error) {
 		return s, permanentSendError{err}
 	}
 	conf := filepath.Join(s.work, "stunnel.conf")
-	// stunnel wants the IPv6 literal without brackets; it splits at the last colon.
-	content := stunnelClientConfig{Connect: host + ":" + port, SNI: sni, CertDir: certDir}.render()
+	content := stunnelClientConfig{Connect: stunnelAddr(o.To), SNI: sni, CertDir: certDir}.render()
 	if err := os.WriteFile(conf, []byte(content), 0o600); err != nil {
 		os.RemoveAll(s.work)
 		return s, permanentSendError{err}
@@ -248,28 +249,46 @@ func (s *sender) attempt(ctx context.Context, attempt int) (Event, error) {
 	log := s.log.WithField("attempt", attempt)
 	streams := s.o.Streams
 	phase := time.Now()
+	// The first contact (the server's capabilities) runs while the source is walked.
+	type fetched struct {
+		caps capabilities
+		err  error
+	}
+	early := make(chan fetched, 1)
+	fetchCtx, cancelFetch := context.WithCancel(ctx)
+	defer cancelFetch()
+	go func() {
+		c, err := s.fetchCapabilities(fetchCtx)
+		early <- fetched{c, err}
+	}()
 	plan, err := planTransfer(s.src, planOptions{Streams: streams, UnitWeight: s.o.planUnitWeight, ProbeXattrs: s.local.ACLs || s.local.Xattrs})
+	if err != nil {
+		cancelFetch() // no point in waiting for the server
+	}
+	f := <-early
 	if err != nil {
 		return Event{}, permanentSendError{err}
 	}
-	log.WithField("seconds", time.Since(phase).Seconds()).Debug("walked the source")
-	// First contact after the walk: meanwhile the server may have finished looking at the
-	// target (see capabilities.TargetXattrs).
-	server, err := s.fetchCapabilities(ctx)
-	if err != nil {
-		return Event{}, err
+	if f.err != nil {
+		return Event{}, f.err
 	}
-	// If the answer is still out and matters, wait a little for it: copying ACLs and xattrs
+	server := f.caps
+	log.WithField("seconds", time.Since(phase).Seconds()).Debug("walked the source")
+	// Whether the target already has ACLs or xattrs (the server looks while the client walks):
+	// if the answer is still out and matters, wait for it, since copying ACLs and xattrs
 	// triples the time rsync takes to find unchanged files.
 	matters := (s.local.ACLs && server.ACLs && !plan.ACLs) || (s.local.Xattrs && server.Xattrs && !plan.Xattrs)
-	for wait := 0; matters && (server.TargetACLs == nil || server.TargetXattrs == nil) && wait < 20; wait++ {
-		if err := sleepCtx(ctx, 250*time.Millisecond); err != nil {
-			return Event{}, err
+	for wait := 0; matters && (server.TargetACLs == nil || server.TargetXattrs == nil) && wait < 40; wait++ {
+		if wait > 0 {
+			if err := sleepCtx(ctx, 250*time.Millisecond); err != nil {
+				return Event{}, err
+			}
 		}
 		if server, err = s.fetchCapabilities(ctx); err != nil {
 			return Event{}, err
 		}
 	}
+	log.WithField("seconds", time.Since(phase).Seconds()).Debug("server capabilities known")
 	if plan.ReadOnlyDirs && !server.Root && streams > 1 {
 		log.Info("the source has directories without write permission and the server is not root: using one stream")
 		if plan, err = planTransfer(s.src, planOptions{Streams: 1, ProbeXattrs: s.local.ACLs || s.local.Xattrs}); err != nil {
@@ -345,8 +364,9 @@ func unknownOrTrue(b *bool) bool { return b == nil || *b }
 // fetchCapabilities downloads the server's capabilities file; it is also the first contact,
 // so a server that is not up yet fails here (and is retried).
 func (s *sender) fetchCapabilities(ctx context.Context) (capabilities, error) {
-	dst := filepath.Join(s.work, "server-"+capabilitiesFile)
-	_ = os.Remove(dst)
+	n := s.fetches.Add(1)
+	dst := filepath.Join(s.work, fmt.Sprintf("server-%d-%s", n, capabilitiesFile))
+	defer os.Remove(dst)
 	if _, _, err := s.runRsync(ctx, []string{"--no-motd", daemonURL(controlModule, capabilitiesFile), dst}, s.log.WithField("pass", "connect"), nil); err != nil {
 		return capabilities{}, err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -398,4 +399,47 @@ func TestSendRemovesStaleAttributes(t *testing.T) {
 	}
 	_, err := unix.Getxattr(filepath.Join(dst, "other"), "user.note", nil)
 	assert.ErrorIs(t, err, unix.ENODATA, "the stale xattr is gone")
+}
+
+// TestSendIPv6: both ends on an IPv6 literal (stunnel wants it without brackets).
+func TestSendIPv6(t *testing.T) {
+	l, err := net.Listen("tcp", "[::1]:0")
+	require.NoError(t, err, "IPv6 loopback")
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	base := t.TempDir()
+	src, dst := filepath.Join(base, "src"), filepath.Join(base, "dst")
+	buildTree(t, src, "a/b=3", "c=4")
+	require.NoError(t, os.Mkdir(dst, 0o755))
+	certs, err := GenerateCerts(time.Hour)
+	require.NoError(t, err)
+	require.NoError(t, certs.WriteDir(filepath.Join(base, "certs")))
+	addr := fmt.Sprintf("[::1]:%d", port)
+	done := make(chan error, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		done <- Serve(ctx, ServeOptions{Dir: dst, Listen: addr, CertDir: filepath.Join(base, "certs", ServerDir), Log: testLogger(t, "serve")})
+	}()
+	r := send(t, &server{addr: addr}, base, src, nil)
+	require.NoError(t, r.err)
+	require.NoError(t, <-done)
+	require.NoError(t, treediff.Equal(src, dst, treediff.All()))
+}
+
+// TestSendEmptyVolume: an empty source empties the target (but its lost+found).
+func TestSendEmptyVolume(t *testing.T) {
+	base := t.TempDir()
+	src, dst := filepath.Join(base, "src"), filepath.Join(base, "dst")
+	require.NoError(t, os.Mkdir(src, 0o755))
+	buildTree(t, dst, "old/file=3", "lost+found/")
+	srv := startServer(t, base, dst)
+	r := send(t, srv, base, src, nil)
+	require.NoError(t, r.err)
+	require.NoError(t, srv.wait(t))
+	assert.Zero(t, r.done.Files)
+	entries, err := os.ReadDir(dst)
+	require.NoError(t, err)
+	require.Len(t, entries, 1)
+	assert.Equal(t, "lost+found", entries[0].Name())
 }

@@ -122,7 +122,7 @@ func Serve(ctx context.Context, o ServeOptions) error {
 		}.render()),
 	}
 	files[filepath.Join(work, "stunnel.conf")] = []byte(stunnelServerConfig{
-		Listen: o.Listen, CertDir: certDir, Rsync: rsync, RsyncdConf: filepath.Join(work, "rsyncd.conf"),
+		Listen: stunnelAddr(o.Listen), CertDir: certDir, Rsync: rsync, RsyncdConf: filepath.Join(work, "rsyncd.conf"),
 	}.render())
 	for name, content := range files {
 		if err := os.WriteFile(name, content, 0o600); err != nil {

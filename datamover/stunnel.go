@@ -212,6 +212,16 @@ func (s *stunnelServer) stop() {
 	}
 }
 
+// stunnelAddr writes host:port the way stunnel reads it: it splits at the last colon and does
+// not know brackets, so an IPv6 literal goes bare ("::1:8443").
+func stunnelAddr(hostport string) string {
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return hostport
+	}
+	return host + ":" + port
+}
+
 func listenPort(addr string) (int, error) {
 	_, p, err := net.SplitHostPort(addr)
 	if err != nil {

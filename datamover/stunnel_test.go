@@ -126,3 +126,14 @@ func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(string(p))
 	return len(p), nil
 }
+
+func TestStunnelAddr(t *testing.T) {
+	for in, want := range map[string]string{
+		"0.0.0.0:8443":          "0.0.0.0:8443",
+		"[::]:8443":             ":::8443",
+		"[fd00::1]:443":         "fd00::1:443",
+		"transfer.example:8443": "transfer.example:8443",
+	} {
+		assert.Equal(t, want, stunnelAddr(in), in)
+	}
+}
