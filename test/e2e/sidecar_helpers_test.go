@@ -185,7 +185,8 @@ func mutate(t *testing.T, dir string, round, n int) int {
 		require.NoError(t, os.WriteFile(p, b, 0o640))
 	}
 	require.NoError(t, os.WriteFile(filepath.Join(dir, fmt.Sprintf("uploads/new-%d.txt", round)), []byte(strings.Repeat("x", 500)), 0o644))
-	require.NoError(t, os.Remove(filepath.Join(dir, fmt.Sprintf("uploads/%02d/file-%03d.bin", (round+5)%10, 190+round))))
+	gone := 190 + round // file i lives in uploads/<i%10>/
+	require.NoError(t, os.Remove(filepath.Join(dir, fmt.Sprintf("uploads/%02d/file-%03d.bin", gone%10, gone))))
 	return n + 1
 }
 
