@@ -222,7 +222,7 @@ func describe(st *transfer.Status) string {
 		s += fmt.Sprintf(" (attempt %d)", st.Attempts)
 	}
 	if st.Target != "" {
-		s += " to " + st.Target
+		s += " (target " + st.Target + ")"
 	}
 	if st.Message != "" && !st.Phase.Terminal() {
 		s += ": " + st.Message

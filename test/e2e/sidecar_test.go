@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"os"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -245,8 +244,7 @@ func TestSidecarKilledMidTransfer(t *testing.T) {
 		require.Equal(ct, transfer.PhaseTransferring, st.Phase)
 		require.Greater(ct, st.BytesDone, int64(0), "some data moved")
 	}, 5*time.Minute, 200*time.Millisecond)
-	require.NoError(t, syscall.Kill(sidecar.Pid(), syscall.SIGKILL))
-	<-sidecar.Done()
+	require.NoError(t, sidecar.Kill())
 	t.Log("sidecar killed while transferring; starting another")
 	useSidecar(t, ctx, s, map[string]string{"bwlimitKBps": "4096"})
 
@@ -279,7 +277,7 @@ func TestBadInputFailsClearly(t *testing.T) {
 		b, err := migrationBackup(t, ctx, src, "stage", ns)
 		require.Error(t, err)
 		assert.Equal(t, velerov1.BackupPhasePartiallyFailed, b.Status.Phase)
-		assert.Contains(t, describeBackup(t, ctx, src, b.Name), `storage class \"gold\" does not exist on the target cluster`)
+		assert.Contains(t, describeBackup(t, ctx, src, b.Name), `storage class "gold" does not exist on the target cluster (it has: fast, standard)`)
 		assert.Contains(t, eventReasons(t, ctx, src, ns, "PersistentVolumeClaim", "data"), "TransferFailed")
 		_, err = dst.Kube.CoreV1().PersistentVolumeClaims(ns).Get(ctx, "data", metav1.GetOptions{})
 		assert.True(t, apierrors.IsNotFound(err), "no target PVC was made")

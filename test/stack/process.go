@@ -113,14 +113,23 @@ func (p *Process) Stop(grace time.Duration) error {
 	p.mu.Lock()
 	p.stopped = true
 	p.mu.Unlock()
-	pgid := -p.cmd.Process.Pid
-	_ = syscall.Kill(pgid, syscall.SIGTERM)
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
 	select {
 	case <-p.done:
 		return nil
 	case <-time.After(grace):
 	}
-	_ = syscall.Kill(pgid, syscall.SIGKILL)
+	return p.Kill()
+}
+
+// Kill ends the process group with SIGKILL at once, as a crash or an OOM kill would: the
+// process gets no chance to tidy up. The stack does not count the exit as a problem. It
+// returns nil once the process is gone.
+func (p *Process) Kill() error {
+	p.mu.Lock()
+	p.stopped = true
+	p.mu.Unlock()
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
 	select {
 	case <-p.done:
 		return nil
