@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -493,7 +494,7 @@ func (w *walker) readDir(d *dirNode, abs string) []*dirNode {
 			w.entries.Add(1)
 			child := path.Join(d.path, name)
 			if w.probeXattrs {
-				xbuf = w.probe(abs+"/"+name, xbuf)
+				xbuf = w.probeAt(fd, abs, name, xbuf)
 			}
 			switch st.Mode & unix.S_IFMT {
 			case unix.S_IFDIR:
@@ -549,6 +550,24 @@ func (w *walker) readDir(d *dirNode, abs string) []*dirNode {
 	return subdirs
 }
 
+// listxattrat is listxattrat(2) (Linux 6.13) without following a final symlink.
+func listxattrat(dirfd int, name string, buf []byte) (int, error) {
+	p, err := unix.BytePtrFromString(name)
+	if err != nil {
+		return 0, err
+	}
+	var bufp unsafe.Pointer
+	if len(buf) > 0 {
+		bufp = unsafe.Pointer(&buf[0])
+	}
+	n, _, errno := unix.Syscall6(unix.SYS_LISTXATTRAT, uintptr(dirfd), uintptr(unsafe.Pointer(p)),
+		unix.AT_SYMLINK_NOFOLLOW, uintptr(bufp), uintptr(len(buf)), 0)
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(n), nil
+}
+
 // sumTree fills in the subtree aggregates once every directory is read.
 func sumTree(d *dirNode) {
 	d.subtree = d.bytes + (d.files+d.others+1)*entryCost
@@ -574,17 +593,40 @@ func bigFiles(d *dirNode) []bigFile {
 // probe notes whether the entry at p carries ACLs or extended attributes rsync would copy.
 // buf is reused between calls.
 func (w *walker) probe(p string, buf []byte) []byte {
+	return w.probeAt(unix.AT_FDCWD, "", p, buf)
+}
+
+// listxattratMissing is set once the kernel answered ENOSYS to listxattrat (before Linux 6.13).
+var listxattratMissing atomic.Bool
+
+// probeAt is probe for name in the directory open as dirfd (abs is its path): listxattrat
+// spares the kernel a path walk from the root for every entry.
+func (w *walker) probeAt(dirfd int, abs, name string, buf []byte) []byte {
 	if w.acls.Load() && w.xattrs.Load() {
 		return buf
 	}
 	if buf == nil {
 		buf = make([]byte, 1024)
 	}
-	n, err := unix.Llistxattr(p, buf)
+	list := func(b []byte) (int, error) {
+		if !listxattratMissing.Load() {
+			n, err := listxattrat(dirfd, name, b)
+			if !errors.Is(err, unix.ENOSYS) {
+				return n, err
+			}
+			listxattratMissing.Store(true)
+		}
+		p := name
+		if abs != "" {
+			p = abs + "/" + name
+		}
+		return unix.Llistxattr(p, b)
+	}
+	n, err := list(buf)
 	if errors.Is(err, unix.ERANGE) {
-		if size, err := unix.Llistxattr(p, nil); err == nil {
+		if size, err := list(nil); err == nil {
 			buf = make([]byte, size+1024)
-			n, err = unix.Llistxattr(p, buf)
+			n, err = list(buf)
 		}
 	}
 	if err != nil || n <= 0 {

@@ -309,3 +309,39 @@ func TestGlobEscape(t *testing.T) {
 	assert.Equal(t, `a\\b`, globEscape(`a\b`, true))
 	assert.Equal(t, `x\*y\?\[z]\\`, globEscape(`x*y?[z]\`, false))
 }
+
+// TestPlanFindsACLsAndXattrs: the walk notes ACLs and user xattrs (both ways of asking the
+// kernel: listxattrat and, on kernels before 6.13, a path lookup).
+func TestPlanFindsACLsAndXattrs(t *testing.T) {
+	for _, fallback := range []bool{false, true} {
+		t.Run(fmt.Sprintf("path lookup %v", fallback), func(t *testing.T) {
+			listxattratMissing.Store(fallback)
+			defer listxattratMissing.Store(false)
+			root := t.TempDir()
+			buildTree(t, root, "a/plain=1", "b/other=1", "c/")
+			p, err := planTransfer(root, planOptions{Streams: 2, ProbeXattrs: true})
+			require.NoError(t, err)
+			assert.False(t, p.ACLs)
+			assert.False(t, p.Xattrs)
+
+			require.NoError(t, unix.Setxattr(filepath.Join(root, "b/other"), "user.k", []byte("v"), 0))
+			p, err = planTransfer(root, planOptions{Streams: 2, ProbeXattrs: true})
+			require.NoError(t, err)
+			assert.False(t, p.ACLs)
+			assert.True(t, p.Xattrs)
+
+			run(t, "setfacl", "-d", "-m", "u:1234:rx", filepath.Join(root, "c"))
+			p, err = planTransfer(root, planOptions{Streams: 2, ProbeXattrs: true})
+			require.NoError(t, err)
+			assert.True(t, p.ACLs)
+
+			p, err = planTransfer(root, planOptions{Streams: 2})
+			require.NoError(t, err)
+			assert.False(t, p.ACLs || p.Xattrs, "not asked, not looked for")
+
+			acls, xattrs, err := probeTree(root)
+			require.NoError(t, err)
+			assert.True(t, acls && xattrs, "the server's look at its target")
+		})
+	}
+}

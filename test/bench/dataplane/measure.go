@@ -390,6 +390,10 @@ func table(header []string, rows [][]string) {
 	fmt.Println("| " + strings.Join(header, " | ") + " |")
 	fmt.Println("|" + strings.Repeat("---|", len(header)))
 	for _, r := range rows {
-		fmt.Println("| " + strings.Join(r, " | ") + " |")
+		cells := make([]string, len(r))
+		for i, c := range r {
+			cells[i] = strings.ReplaceAll(c, "|", `\|`) // "tar | tar"
+		}
+		fmt.Println("| " + strings.Join(cells, " | ") + " |")
 	}
 }
