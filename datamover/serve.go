@@ -150,8 +150,9 @@ func Serve(ctx context.Context, o ServeOptions) error {
 				return
 			}
 			if err != nil {
-				log.WithError(err).Debug("looking for ACLs and xattrs on the target")
-				return
+				// Say "maybe": the client then copies them, rather than waiting for an answer.
+				log.WithError(err).Info("could not look for ACLs and xattrs on the target")
+				acls, xattrs = true, true
 			}
 			known.TargetACLs, known.TargetXattrs = &acls, &xattrs
 			if err := writeFileAtomic(filepath.Join(control, capabilitiesFile), known.marshal(), 0o600); err != nil {
