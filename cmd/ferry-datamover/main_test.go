@@ -209,6 +209,7 @@ func TestServeSignals(t *testing.T) {
 		t.Run(tc.sig.String(), func(t *testing.T) {
 			addr := freeAddr(t)
 			serve := command(t, "serve", "--dir", base, "--listen", addr, "--certs", filepath.Join(base, "certs/server"))
+			serve.Env = append(serve.Env, "TMPDIR="+t.TempDir()) // a killed serve leaves its work directory
 			var stderr bytes.Buffer
 			serve.Stderr = &stderr
 			require.NoError(t, serve.Start())
