@@ -8,8 +8,7 @@
 // listening anywhere. Send runs on the source: it walks the volume, splits it into units owned
 // by exactly one of several parallel rsync streams (plan.go), and runs each rsync through its
 // own stunnel client in inetd mode. A pass over the volume root then deletes what the source no
-// longer has there and sets the root's attributes; the server flushes the volume to disk before
-// it accepts the next connection, and Send's completion report through the control module lets
-// Serve exit 0. Send's progress is a stream of Events (one JSON object per line) that the
+// longer has there and sets the root's attributes. Send's completion report goes to a module
+// that flushes the volume to disk before it accepts it; once it arrived, Serve exits 0. Send's progress is a stream of Events (one JSON object per line) that the
 // controller reads from the client pod's log with ParseEvent.
 package datamover

@@ -84,7 +84,8 @@ func (o rsyncOptions) commonArgs() []string {
 		"--no-human-readable",
 	}
 	if o.ACLs {
-		// POSIX ACLs, when both filesystems support them (otherwise every file would fail).
+		// POSIX ACLs. Asked for (send.go) only when both filesystems support them (otherwise
+		// every file would fail) and either side has some.
 		args = append(args, "--acls")
 	}
 	if o.Xattrs {
