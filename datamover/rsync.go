@@ -184,7 +184,7 @@ func (c rsyncdConfig) render() string {
 	b.WriteString("log file = /dev/stderr\n")
 	b.WriteString("max verbosity = 1\n")
 	b.WriteString("transfer logging = no\n")
-	// Connections come from stunnel over a socketpair: there is no peer address to look up.
+	// Connections come from stunnel on stdin/stdout: there is no peer address worth looking up.
 	b.WriteString("reverse lookup = no\n")
 	// Files' owners are numbers in a migration (see --numeric-ids on the client).
 	b.WriteString("numeric ids = yes\n")

@@ -57,8 +57,9 @@ func (c stunnelServerConfig) render() string {
 	b.WriteString("debug = notice\n")
 	b.WriteString("\n[rsync]\n")
 	fmt.Fprintf(&b, "accept = %s\n", c.Listen)
-	// Each accepted connection gets its own rsync in daemon mode on a socketpair: there is no
-	// rsync listening socket at all (not even on loopback), and no TCP hop between them.
+	// Each accepted connection gets its own rsync in daemon mode on its stdin/stdout (stunnel
+	// connects them to the connection itself): no rsync listening socket at all, not even on
+	// loopback, so nothing but stunnel can reach a daemon.
 	fmt.Fprintf(&b, "exec = %s\n", c.Rsync)
 	fmt.Fprintf(&b, "execArgs = rsync --server --daemon --config=%s .\n", c.RsyncdConf)
 	writeTLS(&b, c.CertDir, ClientName)
@@ -74,8 +75,8 @@ func (c stunnelServerConfig) render() string {
 }
 
 // stunnelClientConfig is the TLS client of one rsync process of `send`. It runs in inetd mode
-// (stdin/stdout are rsync's end of a socketpair, via RSYNC_CONNECT_PROG): one TLS connection
-// per rsync process, and no local listening port.
+// (rsync starts it as RSYNC_CONNECT_PROG and talks to its stdin/stdout): one TLS connection per
+// rsync process, and no local listening port.
 type stunnelClientConfig struct {
 	Connect string // host:port of the server
 	SNI     string // "" sends no SNI
