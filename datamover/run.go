@@ -550,10 +550,13 @@ func podReady(p *corev1.Pod) bool {
 // podState says briefly where a pod is: its phase and the first reason it gives.
 func podState(p *corev1.Pod) string {
 	s := string(p.Status.Phase)
+	if p.Status.Phase == corev1.PodRunning && !podReady(p) {
+		s = "Running, not ready yet"
+	}
 	for _, cs := range p.Status.ContainerStatuses {
 		switch {
 		case cs.State.Waiting != nil && cs.State.Waiting.Reason != "":
-			return s + ": " + cs.State.Waiting.Reason + " " + cs.State.Waiting.Message
+			return strings.TrimSpace(s + ": " + cs.State.Waiting.Reason + " " + cs.State.Waiting.Message)
 		case cs.State.Terminated != nil:
 			msg := strings.TrimSpace(cs.State.Terminated.Message)
 			if i := strings.LastIndex(msg, "\n"); i >= 0 {

@@ -68,6 +68,8 @@ type Report struct {
 	Images       int
 	BlobsSent    map[string]int
 	BlobsSkipped map[string]int
+	// Uploaded is the bytes written into the volume by each round of uploads.
+	Uploaded []int64
 	// ObjectsRestored is what the restore created on the target.
 	ObjectsRestored int
 	// Checks lists each verification and whether it held.
@@ -93,7 +95,7 @@ func (r *Report) OK() bool {
 
 // Run migrates the file uploader from s.Source to s.Target, printing progress to out.
 func Run(ctx context.Context, s *stack.Stack, out io.Writer) (*Report, error) {
-	d := &runner{s: s, out: out, r: &Report{
+	d := &runner{s: s, out: out, backups: map[string]string{}, r: &Report{
 		Namespace: stack.UniqueName(appName),
 		BytesSent: map[string]int64{}, FilesSent: map[string]int64{},
 		BlobsSent: map[string]int{}, BlobsSkipped: map[string]int{},
@@ -102,11 +104,12 @@ func Run(ctx context.Context, s *stack.Stack, out io.Writer) (*Report, error) {
 }
 
 type runner struct {
-	s      *stack.Stack
-	out    io.Writer
-	r      *Report
-	srcDir string
-	image  string // digest of the pushed image
+	s       *stack.Stack
+	out     io.Writer
+	r       *Report
+	srcDir  string
+	image   string            // digest of the pushed image
+	backups map[string]string // label (stage-1, stage-2, final) -> Velero backup name
 }
 
 func (d *runner) printf(format string, args ...any) { fmt.Fprintf(d.out, format, args...) }
@@ -259,6 +262,7 @@ func (d *runner) upload(n, count int) (string, error) {
 		}
 		total += int64(size)
 	}
+	d.r.Uploaded = append(d.r.Uploaded, total)
 	msg := fmt.Sprintf("%d files, %s", count, human(total))
 	if n > 0 {
 		index := filepath.Join(d.srcDir, "index.txt")
@@ -329,7 +333,7 @@ func (d *runner) backup(ctx context.Context, label, kind string) (string, error)
 	d.r.BytesSent[label], d.r.FilesSent[label] = st.BytesSent, st.FilesSent
 	d.r.Files, d.r.Bytes = st.Files, st.BytesTotal
 	d.r.BlobsSent[label], d.r.BlobsSkipped[label], d.r.Images = is.BlobsSent, is.BlobsSkipped, is.Images
-	d.r.Steps[len(d.r.Steps)-1].Name += " " + name
+	d.backups[label] = name
 	detail := fmt.Sprintf("backup %s %s; volume: %d of %d files sent, %s on the wire; images: %d blobs sent, %d skipped",
 		name, b.Status.Phase, st.FilesSent, st.Files, human(st.BytesSent), is.BlobsSent, is.BlobsSkipped)
 	if kind == keys.MigrationFinal {
@@ -397,12 +401,8 @@ func (d *runner) imageStatus(ctx context.Context) (*imagecopy.Status, error) {
 
 func (d *runner) restore(ctx context.Context) (string, error) {
 	dst := d.s.Target
-	final := ""
-	for _, s := range d.r.Steps {
-		if strings.HasPrefix(s.Name, "final backup") {
-			final = s.Name[strings.LastIndex(s.Name, " ")+1:]
-		}
-	}
+	final := d.backups["final"]
+	d.printf("    waiting for backup %s to reach the target's Velero through the shared bucket (Velero syncs once a minute)\n", final)
 	if _, err := dst.WaitBackupSynced(ctx, final); err != nil {
 		return "", err
 	}
@@ -414,8 +414,8 @@ func (d *runner) restore(ctx context.Context) (string, error) {
 	if r.Status.Progress != nil {
 		d.r.ObjectsRestored = r.Status.Progress.ItemsRestored
 	}
-	return fmt.Sprintf("restore %s %s: %d items, %d warnings (existing objects the transfers made: the PVC, the image stream)",
-		name, r.Status.Phase, d.r.ObjectsRestored, r.Status.Warnings), nil
+	return fmt.Sprintf("restore %s %s: %d items restored, %d warnings (objects that already existed, such as the PVC the transfers filled; `velero restore describe %s` lists them)",
+		name, r.Status.Phase, d.r.ObjectsRestored, r.Status.Warnings, name), nil
 }
 
 // verify compares the target with the source as a user would.
