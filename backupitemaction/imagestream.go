@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/ferry-dev/ferry/internal/units"
 	"strconv"
 	"strings"
 	"sync"
@@ -195,7 +196,7 @@ func (a *ImageStreamAction) Progress(operationID string, backup *velerov1.Backup
 func imageCopyProgress(st *imagecopy.Status, ns, name string) velero.OperationProgress {
 	p := velero.OperationProgress{OperationUnits: "Images", NCompleted: int64(st.ImagesDone), NTotal: int64(st.Images)}
 	p.Description = fmt.Sprintf("%s %d/%d images: %d blobs sent (%s), %d already in the target", st.Phase, st.ImagesDone, st.Images,
-		st.BlobsSent, humanBytes(st.BytesSent), st.BlobsSkipped)
+		st.BlobsSent, units.Bytes(st.BytesSent), st.BlobsSkipped)
 	if st.Target != "" {
 		p.Description += ", to " + st.Target
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/ferry-dev/ferry/internal/units"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -215,7 +216,7 @@ func describe(st *transfer.Status) string {
 	if st.Phase == transfer.PhaseTransferring || st.Phase == transfer.PhaseCompleted {
 		s += fmt.Sprintf(" %.0f%%", st.Percent)
 		if st.RateBPS > 0 && st.Phase == transfer.PhaseTransferring {
-			s += fmt.Sprintf(" at %s/s", humanBytes(st.RateBPS))
+			s += fmt.Sprintf(" at %s/s", units.Bytes(st.RateBPS))
 		}
 	}
 	if st.Attempts > 1 {
@@ -228,19 +229,6 @@ func describe(st *transfer.Status) string {
 		s += ": " + st.Message
 	}
 	return s
-}
-
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
 // Cancel asks the sidecar to stop the transfer; it cleans up and reports Cancelled.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/ferry-dev/ferry/internal/units"
 	"regexp"
 	"strconv"
 	"strings"
@@ -106,13 +107,13 @@ func (e Event) Human() string {
 	switch e.Type {
 	case EventProgress:
 		return fmt.Sprintf("%5.1f%%  %s of %s  %s/s  %d of %d files  %s  (attempt %d)",
-			e.Percent, formatBytes(e.BytesDone), formatBytes(e.BytesTotal), formatBytes(e.RateBytesPerSecond),
+			e.Percent, units.Bytes(e.BytesDone), units.Bytes(e.BytesTotal), units.Bytes(e.RateBytesPerSecond),
 			e.Files, e.FilesTotal, formatElapsed(e.ElapsedSeconds), e.Attempt)
 	case EventRetry:
 		return fmt.Sprintf("attempt %d failed: %s; retrying in %.0fs", e.Attempt, e.Error, e.BackoffSeconds)
 	case EventDone:
 		s := fmt.Sprintf("done: %d files (%s), %d copied, %s sent, %d attempt(s), %s",
-			e.Files, formatBytes(e.BytesTotal), e.FilesTransferred, formatBytes(e.BytesSent), e.Attempts, formatElapsed(e.ElapsedSeconds))
+			e.Files, units.Bytes(e.BytesTotal), e.FilesTransferred, units.Bytes(e.BytesSent), e.Attempts, formatElapsed(e.ElapsedSeconds))
 		if e.Warnings > 0 {
 			s += fmt.Sprintf(", %d warning(s): files vanished while they were copied", e.Warnings)
 		}
@@ -121,19 +122,6 @@ func (e Event) Human() string {
 		return fmt.Sprintf("failed after %d attempt(s): %s", e.Attempt, e.Error)
 	}
 	return string(e.Type)
-}
-
-func formatBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit && exp < 5; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
 func formatElapsed(s float64) string {

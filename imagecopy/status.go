@@ -1,7 +1,6 @@
 package imagecopy
 
 import (
-	"encoding/json"
 	"fmt"
 
 	"github.com/ferry-dev/ferry/internal/keys"
@@ -98,23 +97,8 @@ func (s *Status) ErrorSummary() string {
 
 // ParseStatus reads the status annotation; (nil, nil) when there is none.
 func ParseStatus(ann map[string]string) (*Status, error) {
-	v, ok := ann[keys.ImageCopyStatus]
-	if !ok || v == "" {
-		return nil, nil
-	}
-	var s Status
-	if err := json.Unmarshal([]byte(v), &s); err != nil {
-		return nil, fmt.Errorf("annotation %s is not a ferry image copy status: %v", keys.ImageCopyStatus, err)
-	}
-	return &s, nil
+	return transfer.DecodeAnnotation[Status](ann, keys.ImageCopyStatus, "a ferry image copy status")
 }
 
 // Encode renders the status for the annotation.
-func (s *Status) Encode() string {
-	b, err := json.Marshal(s)
-	if err != nil {
-		// Only plain fields: cannot fail.
-		panic(err)
-	}
-	return string(b)
-}
+func (s *Status) Encode() string { return transfer.EncodeJSON(s) }

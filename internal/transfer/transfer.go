@@ -206,20 +206,29 @@ func (t *Time) UnmarshalJSON(b []byte) error {
 
 // ParseStatus reads the status annotation; (nil, nil) when there is none.
 func ParseStatus(ann map[string]string) (*Status, error) {
-	v, ok := ann[keys.TransferStatus]
-	if !ok || v == "" {
-		return nil, nil
-	}
-	var s Status
-	if err := json.Unmarshal([]byte(v), &s); err != nil {
-		return nil, fmt.Errorf("annotation %s is not a ferry transfer status: %v", keys.TransferStatus, err)
-	}
-	return &s, nil
+	return DecodeAnnotation[Status](ann, keys.TransferStatus, "a ferry transfer status")
 }
 
 // Encode renders the status for the annotation.
-func (s *Status) Encode() string {
-	b, err := json.Marshal(s)
+func (s *Status) Encode() string { return EncodeJSON(s) }
+
+// DecodeAnnotation reads a JSON report kept in annotation key (a status the sidecar writes);
+// (nil, nil) when there is none. what names the report in the error.
+func DecodeAnnotation[T any](ann map[string]string, key, what string) (*T, error) {
+	v, ok := ann[key]
+	if !ok || v == "" {
+		return nil, nil
+	}
+	var out T
+	if err := json.Unmarshal([]byte(v), &out); err != nil {
+		return nil, fmt.Errorf("annotation %s is not %s: %v", key, what, err)
+	}
+	return &out, nil
+}
+
+// EncodeJSON renders a report made of plain fields for an annotation.
+func EncodeJSON(v any) string {
+	b, err := json.Marshal(v)
 	if err != nil {
 		// Only plain fields: cannot fail.
 		panic(err)

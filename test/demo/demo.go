@@ -13,6 +13,7 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"github.com/ferry-dev/ferry/internal/units"
 	"io"
 	"os"
 	"path/filepath"
@@ -263,7 +264,7 @@ func (d *runner) upload(n, count int) (string, error) {
 		total += int64(size)
 	}
 	d.r.Uploaded = append(d.r.Uploaded, total)
-	msg := fmt.Sprintf("%d files, %s", count, human(total))
+	msg := fmt.Sprintf("%d files, %s", count, units.Bytes(total))
 	if n > 0 {
 		index := filepath.Join(d.srcDir, "index.txt")
 		if err := os.WriteFile(index, []byte(fmt.Sprintf("%d uploads, last edit %s\n", n+count, time.Now().Format(time.RFC3339))), 0o644); err != nil {
@@ -335,7 +336,7 @@ func (d *runner) backup(ctx context.Context, label, kind string) (string, error)
 	d.r.BlobsSent[label], d.r.BlobsSkipped[label], d.r.Images = is.BlobsSent, is.BlobsSkipped, is.Images
 	d.backups[label] = name
 	detail := fmt.Sprintf("backup %s %s; volume: %d of %d files sent, %s on the wire; images: %d blobs sent, %d skipped",
-		name, b.Status.Phase, st.FilesSent, st.Files, human(st.BytesSent), is.BlobsSent, is.BlobsSkipped)
+		name, b.Status.Phase, st.FilesSent, st.Files, units.Bytes(st.BytesSent), is.BlobsSent, is.BlobsSkipped)
 	if kind == keys.MigrationFinal {
 		detail += "; quiesced " + strings.Join(st.Quiesced, ", ")
 	}
@@ -360,10 +361,10 @@ func (d *runner) showProgress(ctx context.Context, done <-chan struct{}) {
 		}
 		line := fmt.Sprintf("    %s/%s: %s", d.r.Namespace, pvcName, st.Phase)
 		if st.BytesTotal > 0 {
-			line += fmt.Sprintf(" %3.0f%% %s of %s", st.Percent, human(st.BytesDone), human(st.BytesTotal))
+			line += fmt.Sprintf(" %3.0f%% %s of %s", st.Percent, units.Bytes(st.BytesDone), units.Bytes(st.BytesTotal))
 		}
 		if st.RateBPS > 0 && st.Phase == transfer.PhaseTransferring {
-			line += fmt.Sprintf(" at %s/s", human(st.RateBPS))
+			line += fmt.Sprintf(" at %s/s", units.Bytes(st.RateBPS))
 		}
 		if st.Message != "" {
 			line += " — " + st.Message
@@ -515,10 +516,10 @@ func (d *runner) report() {
 		fmt.Fprintf(w, "    %s\t%s\n", s.Name, s.Took)
 	}
 	w.Flush()
-	d.printf("\n    volume %s/%s: %d files, %s\n", r.Namespace, pvcName, r.Files, human(r.Bytes))
+	d.printf("\n    volume %s/%s: %d files, %s\n", r.Namespace, pvcName, r.Files, units.Bytes(r.Bytes))
 	for _, b := range []string{"stage-1", "stage-2", "final"} {
 		if _, ok := r.BytesSent[b]; ok {
-			d.printf("      %-8s %4d files sent, %10s on the wire; images: %d blobs sent, %d skipped\n", b, r.FilesSent[b], human(r.BytesSent[b]), r.BlobsSent[b], r.BlobsSkipped[b])
+			d.printf("      %-8s %4d files sent, %10s on the wire; images: %d blobs sent, %d skipped\n", b, r.FilesSent[b], units.Bytes(r.BytesSent[b]), r.BlobsSent[b], r.BlobsSkipped[b])
 		}
 	}
 	d.printf("    images copied: %d; objects restored on the target: %d\n\n", r.Images, r.ObjectsRestored)
@@ -546,17 +547,4 @@ func (d *runner) commands(src, dst, ns string) {
     velero --kubecontext %[3]s restore create --from-backup final
     # (this demo ran them with the velero CLI against the local %[2]s and %[3]s clusters)
 `, ns, src, dst)
-}
-
-func human(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit && exp < 5; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
