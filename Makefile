@@ -44,12 +44,16 @@ test: deps tools build vet test-unit test-e2e ## Everything: unit, contract, dat
 test-unit: ## Unit, contract and data-plane tests (real rsync/stunnel/registries; no cluster)
 	$(GO) test -count=1 -timeout 20m ./...
 
-# E2E_FLAGS: extra `go test` flags for test-e2e, e.g. E2E_FLAGS='-run TestPodRunner'.
+# E2E_FLAGS: extra `go test` flags for test-e2e, e.g. E2E_FLAGS="-run 'TestPodRunner|TestDemo'".
+# A failed run ends with a summary of its failures (hack/test-summary.sh); the whole log is _output/e2e.log.
 E2E_FLAGS ?=
 
 .PHONY: test-e2e
 test-e2e: deps tools build ## End-to-end tests on the local two-cluster stack (as root)
-	$(GO) test -count=1 -tags=$(GOTAGS),e2e -timeout $(E2E_TIMEOUT) -v $(E2E_FLAGS) ./test/e2e/
+	@mkdir -p _output
+	@status=0; $(GO) test -count=1 -tags=$(GOTAGS),e2e -timeout $(E2E_TIMEOUT) -v $(E2E_FLAGS) ./test/e2e/ 2>&1 \
+		| tee _output/e2e.log || status=$$?; \
+	if [ $$status -ne 0 ]; then hack/test-summary.sh _output/e2e.log; fi; exit $$status
 
 .PHONY: bench
 bench: deps tools build ## Benchmarks: ratios against tar|tar, rsync, restic, skopeo; stack overhead

@@ -221,6 +221,15 @@ func TestReconcilePreparesTheTarget(t *testing.T) {
 	pods, err := c.target.CoreV1().Pods("app2").List(ctx, metav1.ListOptions{})
 	require.NoError(t, err)
 	require.Len(t, pods.Items, 1, "one server pod, even after several reconciles")
+	sa, err := c.target.CoreV1().ServiceAccounts("app2").Get(ctx, TransferServiceAccount, metav1.GetOptions{})
+	require.NoError(t, err)
+	svc, err := c.target.CoreV1().Services("app2").Get(ctx, n.server, metav1.GetOptions{})
+	require.NoError(t, err)
+	// A backup of either cluster taken meanwhile (the final one always is) leaves these out.
+	for _, obj := range []metav1.Object{srv, cli, &pods.Items[0], sa, svc} {
+		assert.Equal(t, "true", obj.GetLabels()[keys.ExcludeFromBackup], "%s", obj.GetName())
+	}
+	assert.NotContains(t, pvc.Labels, keys.ExcludeFromBackup, "the target PVC is the user's")
 
 	// Cancel: everything of the transfer goes, the target PVC and namespace stay.
 	var live corev1.PersistentVolumeClaim

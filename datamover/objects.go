@@ -59,15 +59,18 @@ func namesFor(namespace, pvc string) transferNames {
 // labels are put on every object of a transfer; selecting by the PVC hash alone finds the
 // leftovers of earlier transfers of the same PVC.
 func (n transferNames) labels(id, role string) map[string]string {
-	l := map[string]string{
-		keys.ManagedByLabel:  keys.ManagedByValue,
-		keys.TransferPVC:     n.hash,
-		keys.TransferIDLabel: names.Label(id),
-	}
+	l := ownLabels()
+	l[keys.TransferPVC] = n.hash
+	l[keys.TransferIDLabel] = names.Label(id)
 	if role != "" {
 		l[keys.TransferRole] = role
 	}
 	return l
+}
+
+// ownLabels mark an object as ferry's and keep it out of Velero backups.
+func ownLabels() map[string]string {
+	return map[string]string{keys.ManagedByLabel: keys.ManagedByValue, keys.ExcludeFromBackup: "true"}
 }
 
 // selector selects all transfer objects of this PVC (any transfer ID).

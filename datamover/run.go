@@ -95,15 +95,6 @@ func (t *transferRun) prepare(ctx context.Context) (ctrl.Result, error) {
 	if err := t.ensureTargetPVC(ctx, tc); err != nil {
 		return ctrl.Result{}, err
 	}
-	for _, side := range []struct {
-		kube kubernetes.Interface
-		apis *kube.APIs
-		ns   string
-	}{{t.c.kube, t.c.apis, t.pvc.Namespace}, {tc.Kube, tc.APIs, t.req.TargetNamespace}} {
-		if err := ensureTransferServiceAccount(ctx, side.kube, side.apis, side.ns); err != nil {
-			return ctrl.Result{}, err
-		}
-	}
 	if err := t.ensureCerts(ctx, tc); err != nil {
 		return ctrl.Result{}, err
 	}
@@ -278,7 +269,7 @@ func checkStorageClass(ctx context.Context, tc *kube.Clients, sc *string) error 
 // ensureTransferServiceAccount makes the service account transfer pods run as, and on OpenShift
 // binds it to the ClusterRole granting the ferry-transfer SCC.
 func ensureTransferServiceAccount(ctx context.Context, k kubernetes.Interface, apis *kube.APIs, namespace string) error {
-	lbl := map[string]string{keys.ManagedByLabel: keys.ManagedByValue}
+	lbl := ownLabels()
 	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: TransferServiceAccount, Labels: lbl}}
 	if _, err := k.CoreV1().ServiceAccounts(namespace).Create(ctx, sa, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("creating service account %s/%s: %w", namespace, TransferServiceAccount, err)
@@ -361,6 +352,9 @@ func (t *transferRun) ensureServer(ctx context.Context, tc *kube.Clients) (*core
 			continue
 		}
 		return p, nil
+	}
+	if err := ensureTransferServiceAccount(ctx, tc.Kube, tc.APIs, t.req.TargetNamespace); err != nil {
+		return nil, err
 	}
 	created, err := tc.Kube.CoreV1().Pods(t.req.TargetNamespace).Create(ctx, serverPod(t.names, t.req.TargetNamespace, t.req.TargetName, t.req.ID, t.cfg), metav1.CreateOptions{})
 	if err != nil {
@@ -470,6 +464,11 @@ func (t *transferRun) startClient(ctx context.Context, attempt int) error {
 	if t.cfg.EndpointType == config.EndpointRoute {
 		host, _, _ := strings.Cut(t.st.Endpoint, ":")
 		ep.sni = host
+	}
+	// Right before the pod (here and for the server): another PVC's transfer ending in this
+	// namespace removes the service account, and a pod naming a missing one is Forbidden.
+	if err := ensureTransferServiceAccount(ctx, t.c.kube, t.c.apis, t.pvc.Namespace); err != nil {
+		return err
 	}
 	pod := clientPod(t.names, t.pvc, t.req, t.cfg, ep, attempt, node)
 	if _, err := t.c.kube.CoreV1().Pods(t.pvc.Namespace).Create(ctx, pod, metav1.CreateOptions{}); err != nil {

@@ -125,6 +125,10 @@ const (
 	TransferIDLabel = prefix + "transfer-id"
 	// CreatedBy marks a target PVC ferry created (vs. a pre-provisioned one it filled in place).
 	CreatedBy = prefix + "created-by-transfer"
+	// ExcludeFromBackup is Velero's own label (velerov1.ExcludeFromBackupLabel), "true" on every
+	// transfer object: a backup taken while a transfer runs (the final one always is) must not
+	// carry ferry's pods, Secrets or service account to the target.
+	ExcludeFromBackup = "velero.io/exclude-from-backup"
 )
 
 // Image streams.

@@ -103,7 +103,8 @@ func waitTransfer(t *testing.T, ctx context.Context, c *stack.Cluster, ns, name,
 }
 
 // noTransferLeftovers checks that nothing ferry made for transfers remains in namespace ns of
-// either cluster: pods, Secrets, Services and service accounts are deleted after a transfer.
+// either cluster: pods, Secrets, Services, service accounts and RoleBindings are deleted after a
+// transfer (and no restore brings them back).
 func noTransferLeftovers(t *testing.T, ctx context.Context, s *stack.Stack, namespaces ...string) {
 	t.Helper()
 	sel := metav1.ListOptions{LabelSelector: labels.SelectorFromSet(map[string]string{keys.ManagedByLabel: keys.ManagedByValue}).String()}
@@ -115,26 +116,29 @@ func noTransferLeftovers(t *testing.T, ctx context.Context, s *stack.Stack, name
 				assert.Empty(ct, names(pods.Items), "transfer pods left in %s on the %s cluster", ns, c.Name)
 				secrets, err := c.Kube.CoreV1().Secrets(ns).List(ctx, sel)
 				require.NoError(ct, err)
-				var sn []string
-				for _, x := range secrets.Items {
-					sn = append(sn, x.Name)
-				}
-				assert.Empty(ct, sn, "transfer Secrets left in %s on the %s cluster", ns, c.Name)
+				assert.Empty(ct, names(secrets.Items), "transfer Secrets left in %s on the %s cluster", ns, c.Name)
 				svcs, err := c.Kube.CoreV1().Services(ns).List(ctx, sel)
 				require.NoError(ct, err)
-				assert.Empty(ct, svcs.Items, "transfer Services left in %s on the %s cluster", ns, c.Name)
+				assert.Empty(ct, names(svcs.Items), "transfer Services left in %s on the %s cluster", ns, c.Name)
 				sas, err := c.Kube.CoreV1().ServiceAccounts(ns).List(ctx, sel)
 				require.NoError(ct, err)
-				assert.Empty(ct, sas.Items, "transfer service accounts left in %s on the %s cluster", ns, c.Name)
+				assert.Empty(ct, names(sas.Items), "transfer service accounts left in %s on the %s cluster", ns, c.Name)
+				rbs, err := c.Kube.RbacV1().RoleBindings(ns).List(ctx, sel)
+				require.NoError(ct, err)
+				assert.Empty(ct, names(rbs.Items), "transfer RoleBindings left in %s on the %s cluster", ns, c.Name)
 			}
 		}
 	}, time.Minute, time.Second)
 }
 
-func names(pods []corev1.Pod) []string {
+// names lists the names of API objects, for messages that stay readable.
+func names[T any, P interface {
+	*T
+	GetName() string
+}](items []T) []string {
 	var out []string
-	for _, p := range pods {
-		out = append(out, p.Name)
+	for i := range items {
+		out = append(out, P(&items[i]).GetName())
 	}
 	return out
 }

@@ -256,11 +256,17 @@ func (s *Stack) LogFiles() []string {
 }
 
 // WriteDiagnostics writes what went wrong (unexpected exits) and the last lines of every log.
-func (s *Stack) WriteDiagnostics(w io.Writer, lines int) {
+func (s *Stack) WriteDiagnostics(w io.Writer, lines int) { s.writeDiagnostics(w, lines, time.Time{}) }
+
+// writeDiagnostics is WriteDiagnostics for the logs written to since a time (all if zero).
+func (s *Stack) writeDiagnostics(w io.Writer, lines int, since time.Time) {
 	for _, p := range s.Problems() {
 		fmt.Fprintf(w, "PROBLEM: %s\n", p)
 	}
 	for _, f := range s.LogFiles() {
+		if fi, err := os.Stat(f); err != nil || fi.ModTime().Before(since) {
+			continue
+		}
 		fmt.Fprintf(w, "----- %s (last %d lines) -----\n%s\n", f, lines, tailFile(f, lines))
 	}
 }

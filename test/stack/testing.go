@@ -39,10 +39,12 @@ func StartT(t testing.TB, opts Options) *Stack {
 	return s
 }
 
-func (s *Stack) diagnosticsText() string {
+func (s *Stack) diagnosticsText() string { return s.diagnosticsSince(time.Time{}) }
+
+func (s *Stack) diagnosticsSince(since time.Time) string {
 	var b strings.Builder
 	b.WriteString("local stack diagnostics:\n")
-	s.WriteDiagnostics(&b, diagnosticLines)
+	s.writeDiagnostics(&b, diagnosticLines, since)
 	return b.String()
 }
 
@@ -92,9 +94,11 @@ func (p *Pool) Get(t testing.TB, opts Options) *Stack {
 	if problems := s.Problems(); len(problems) > 0 {
 		t.Fatalf("the local stack is broken: %s\n%s", strings.Join(problems, "; "), s.diagnosticsText())
 	}
+	// A shared stack's logs span every test so far: a failed test shows only those it wrote to.
+	since := time.Now()
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Log(s.diagnosticsText())
+			t.Log(s.diagnosticsSince(since))
 		}
 	})
 	return s
