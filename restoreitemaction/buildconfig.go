@@ -39,13 +39,9 @@ func (a *BuildConfigAction) AppliesTo() (velero.ResourceSelector, error) {
 var buildStrategies = []string{"sourceStrategy", "dockerStrategy", "customStrategy"}
 
 func (a *BuildConfigAction) Execute(input *velero.RestoreItemActionExecuteInput) (*velero.RestoreItemActionExecuteOutput, error) {
-	u, ok := input.Item.(*unstructured.Unstructured)
+	u, from, ok := restoredItem(input)
 	if !ok {
 		return velero.NewRestoreItemActionExecuteOutput(input.Item), nil
-	}
-	from, _ := input.ItemFromBackup.(*unstructured.Unstructured)
-	if from == nil {
-		from = u
 	}
 	nsMap := namespaceMapping(input)
 	rw := imageRewrite{from: from.GetAnnotations()[keys.SourceRegistry], nsMap: nsMap}

@@ -65,13 +65,9 @@ func (a *ImageStreamAction) AppliesTo() (velero.ResourceSelector, error) {
 }
 
 func (a *ImageStreamAction) Execute(input *velero.RestoreItemActionExecuteInput) (*velero.RestoreItemActionExecuteOutput, error) {
-	u, ok := input.Item.(*unstructured.Unstructured)
+	u, from, ok := restoredItem(input)
 	if !ok {
 		return velero.NewRestoreItemActionExecuteOutput(input.Item), nil
-	}
-	from, _ := input.ItemFromBackup.(*unstructured.Unstructured)
-	if from == nil {
-		from = u
 	}
 	nsMap := namespaceMapping(input)
 	sourceNS, name := u.GetNamespace(), u.GetName()

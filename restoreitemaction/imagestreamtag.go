@@ -44,7 +44,7 @@ func (a *ImageStreamTagAction) AppliesTo() (velero.ResourceSelector, error) {
 }
 
 func (a *ImageStreamTagAction) Execute(input *velero.RestoreItemActionExecuteInput) (*velero.RestoreItemActionExecuteOutput, error) {
-	u, ok := input.Item.(*unstructured.Unstructured)
+	u, from, ok := restoredItem(input)
 	if !ok {
 		return velero.NewRestoreItemActionExecuteOutput(input.Item), nil
 	}
@@ -57,10 +57,6 @@ func (a *ImageStreamTagAction) Execute(input *velero.RestoreItemActionExecuteInp
 	if ref == nil {
 		log.Info("not restored: a pushed tag is recreated by the image copy, not as an object")
 		return velero.NewRestoreItemActionExecuteOutput(u).WithoutRestore(), nil
-	}
-	from, _ := input.ItemFromBackup.(*unstructured.Unstructured)
-	if from == nil {
-		from = u
 	}
 	nsMap := namespaceMapping(input)
 	rw := imageRewrite{from: from.GetAnnotations()[keys.SourceRegistry], nsMap: nsMap}

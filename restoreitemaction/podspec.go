@@ -44,13 +44,9 @@ func (a *PodSpecAction) AppliesTo() (velero.ResourceSelector, error) {
 }
 
 func (a *PodSpecAction) Execute(input *velero.RestoreItemActionExecuteInput) (*velero.RestoreItemActionExecuteOutput, error) {
-	u, ok := input.Item.(*unstructured.Unstructured)
+	u, from, ok := restoredItem(input)
 	if !ok || skipReason(input) != "" {
 		return velero.NewRestoreItemActionExecuteOutput(input.Item), nil
-	}
-	from, _ := input.ItemFromBackup.(*unstructured.Unstructured)
-	if from == nil {
-		from = u
 	}
 	nsMap := namespaceMapping(input)
 	targetNS := mapNamespace(nsMap, u.GetNamespace())

@@ -34,13 +34,9 @@ func (a *PVCAction) AppliesTo() (velero.ResourceSelector, error) {
 }
 
 func (a *PVCAction) Execute(input *velero.RestoreItemActionExecuteInput) (*velero.RestoreItemActionExecuteOutput, error) {
-	u, ok := input.Item.(*unstructured.Unstructured)
+	u, from, ok := restoredItem(input)
 	if !ok {
 		return velero.NewRestoreItemActionExecuteOutput(input.Item), nil
-	}
-	from, _ := input.ItemFromBackup.(*unstructured.Unstructured)
-	if from == nil {
-		from = u
 	}
 	ann := from.GetAnnotations()
 	action := ann[keys.PVAction]

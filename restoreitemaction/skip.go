@@ -47,12 +47,9 @@ func (a *SkipAction) Execute(input *velero.RestoreItemActionExecuteInput) (*vele
 
 // skipReason says why an item is not restored, or "" when it is.
 func skipReason(input *velero.RestoreItemActionExecuteInput) string {
-	u, ok := input.ItemFromBackup.(*unstructured.Unstructured)
+	_, u, ok := restoredItem(input)
 	if !ok {
-		u, ok = input.Item.(*unstructured.Unstructured)
-		if !ok {
-			return ""
-		}
+		return ""
 	}
 	kind, group := u.GetKind(), u.GroupVersionKind().Group
 	ann := u.GetAnnotations()
