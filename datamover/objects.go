@@ -6,7 +6,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/ferry-dev/ferry/internal/config"
 	"github.com/ferry-dev/ferry/internal/keys"
@@ -21,6 +20,8 @@ const (
 	// TmpPath is scratch space (stunnel and rsync configuration, pid files): the root file
 	// system of transfer containers is read-only.
 	TmpPath = "/mnt/tmp"
+	// readyFile is created by serve once stunnel listens: the server pod's readiness.
+	readyFile = TmpPath + "/ready"
 	// TransferServiceAccount runs the transfer pods in each namespace ferry uses; on OpenShift it
 	// is bound to the ferry-transfer SCC (deploy/).
 	TransferServiceAccount = "ferry-transfer"
@@ -144,13 +145,15 @@ func serverPod(n transferNames, namespace, pvc, id string, cfg *config.Config) *
 			Containers: []corev1.Container{{
 				Name:    ServeContainer,
 				Image:   cfg.TransferImage,
-				Command: []string{"ferry-datamover", "serve", "--dir", DataPath, "--listen", "$(POD_IP):" + strconv.Itoa(DefaultPort), "--certs", CertsPath},
+				Command: []string{"ferry-datamover", "serve", "--dir", DataPath, "--listen", "$(POD_IP):" + strconv.Itoa(DefaultPort), "--certs", CertsPath,
+					"--ready-file", readyFile},
 				Env: append([]corev1.EnvVar{{Name: "POD_IP", ValueFrom: &corev1.EnvVarSource{
 					FieldRef: &corev1.ObjectFieldSelector{FieldPath: "status.podIP"},
 				}}}, tmpEnv),
 				Ports: []corev1.ContainerPort{{Name: "rsync-tls", ContainerPort: DefaultPort}},
+				// Not a TCP probe: stunnel would log each as a failed TLS handshake.
 				ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{
-					TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(DefaultPort)},
+					Exec: &corev1.ExecAction{Command: []string{"test", "-e", readyFile}},
 				}, PeriodSeconds: 2},
 				VolumeMounts: []corev1.VolumeMount{
 					{Name: "data", MountPath: DataPath},

@@ -36,7 +36,9 @@ func TestTransferPods(t *testing.T) {
 
 	srv := serverPod(n, "app2", "data", "t1", cfg)
 	c := srv.Spec.Containers[0]
-	assert.Equal(t, []string{"ferry-datamover", "serve", "--dir", "/mnt/data", "--listen", "$(POD_IP):8443", "--certs", "/mnt/certs"}, c.Command)
+	assert.Equal(t, []string{"ferry-datamover", "serve", "--dir", "/mnt/data", "--listen", "$(POD_IP):8443", "--certs", "/mnt/certs",
+		"--ready-file", "/mnt/tmp/ready"}, c.Command)
+	assert.Equal(t, []string{"test", "-e", "/mnt/tmp/ready"}, c.ReadinessProbe.Exec.Command, "no TCP probe: stunnel would log each as a failed handshake")
 	assert.ElementsMatch(t, []corev1.Capability{"CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "SETGID", "SYS_CHROOT"}, c.SecurityContext.Capabilities.Add)
 	assert.Equal(t, []corev1.Capability{"ALL"}, c.SecurityContext.Capabilities.Drop)
 	assert.False(t, *srv.Spec.AutomountServiceAccountToken, "transfer pods need no API access")

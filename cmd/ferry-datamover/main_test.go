@@ -208,16 +208,17 @@ func TestServeSignals(t *testing.T) {
 	}{{syscall.SIGTERM, 143}, {syscall.SIGKILL, -1}} {
 		t.Run(tc.sig.String(), func(t *testing.T) {
 			addr := freeAddr(t)
-			serve := command(t, "serve", "--dir", base, "--listen", addr, "--certs", filepath.Join(base, "certs/server"))
+			ready := filepath.Join(t.TempDir(), "ready")
+			serve := command(t, "serve", "--dir", base, "--listen", addr, "--certs", filepath.Join(base, "certs/server"), "--ready-file", ready)
 			serve.Env = append(serve.Env, "TMPDIR="+t.TempDir()) // a killed serve leaves its work directory
 			var stderr bytes.Buffer
 			serve.Stderr = &stderr
 			require.NoError(t, serve.Start())
-			var stunnel int
-			require.Eventually(t, func() bool {
-				stunnel = childOf(serve.Process.Pid, "stunnel4")
-				return stunnel != 0 && listening(addr)
-			}, 20*time.Second, 50*time.Millisecond, "serve starts stunnel")
+			require.Eventually(t, func() bool { _, err := os.Stat(ready); return err == nil }, 20*time.Second, 50*time.Millisecond,
+				"the ready file appears (the server pod's readiness)")
+			stunnel := childOf(serve.Process.Pid, "stunnel4")
+			require.NotZero(t, stunnel, "serve runs stunnel")
+			require.True(t, listening(addr), "ready means TLS connections are accepted")
 
 			require.NoError(t, serve.Process.Signal(tc.sig))
 			err := serve.Wait()
@@ -226,6 +227,7 @@ func TestServeSignals(t *testing.T) {
 			assert.Equal(t, tc.code, exit.ExitCode(), stderr.String())
 			if tc.sig == syscall.SIGTERM {
 				assert.Contains(t, stderr.String(), "stopped by terminated")
+				assert.NoFileExists(t, ready, "not ready once stopped")
 			}
 			assert.Eventually(t, func() bool { return !processAlive(stunnel) }, 10*time.Second, 50*time.Millisecond, "stunnel ends with serve")
 		})
