@@ -85,8 +85,9 @@ func privilegeArgs(sc *corev1.SecurityContext) []string {
 }
 
 // setupScript builds the shell code that prepares the mount namespace and then execs the
-// command line, through setpriv with privArgs when there are any.
-func setupScript(mounts []mount, workingDir string, privArgs []string) string {
+// command line, through setpriv with privArgs when there are any. Folders of pathDirs under the
+// host's /tmp (ferry's binaries, when the checkout is there) stay visible under the pod's /tmp.
+func setupScript(mounts []mount, workingDir string, privArgs []string, pathDirs []string) string {
 	var b strings.Builder
 	b.WriteString("set -e\n")
 	mountBin, mkdirBin := systemTool("mount"), systemTool("mkdir")
@@ -104,7 +105,22 @@ func setupScript(mounts []mount, workingDir string, privArgs []string) string {
 			fmt.Fprintf(&b, "%s -o remount,bind,ro %s\n", mountBin, shellQuote(m.target))
 		}
 	}
+	// The new /tmp would hide them: park them under the pod's /mnt, then move them back in.
+	var keep []string
+	for _, d := range pathDirs {
+		if d = filepath.Clean(d); strings.HasPrefix(d, "/tmp/") {
+			keep = append(keep, d)
+		}
+	}
+	for i, d := range keep {
+		park := fmt.Sprintf("/mnt/.ferry-pod-keep-%d", i)
+		fmt.Fprintf(&b, "%s -p %s\n%s --bind %s %s\n", mkdirBin, park, mountBin, shellQuote(d), park)
+	}
 	fmt.Fprintf(&b, "%s -t tmpfs -o mode=1777 ferry-pod-tmp /tmp\n", mountBin)
+	for i, d := range keep {
+		park := fmt.Sprintf("/mnt/.ferry-pod-keep-%d", i)
+		fmt.Fprintf(&b, "%s -p %s\n%s --move %s %s\n%s %s\n", mkdirBin, shellQuote(d), mountBin, park, shellQuote(d), systemTool("rmdir"), park)
+	}
 	if workingDir != "" {
 		fmt.Fprintf(&b, "cd %s\n", shellQuote(workingDir))
 	} else {
@@ -259,7 +275,7 @@ func (w *podWorker) runContainer(ctx context.Context, cr *containerRun, vols map
 	if err != nil {
 		return 0, err
 	}
-	p, err := startProcess(cmdline, env, setupScript(mounts, c.WorkingDir, privilegeArgs(c.SecurityContext)), logs)
+	p, err := startProcess(cmdline, env, setupScript(mounts, c.WorkingDir, privilegeArgs(c.SecurityContext), w.r.opts.PathDirs), logs)
 	if err != nil {
 		return 0, permanent("StartError", "starting container %q: %v", c.Name, err)
 	}

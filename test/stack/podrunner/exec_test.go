@@ -14,7 +14,7 @@ func TestSetupScript(t *testing.T) {
 		{source: "/tmp/hostpath_pv/x", target: "/mnt/data"},
 		{source: "/work/it's", target: "/mnt/certs", readOnly: true},
 		{source: "/work/f", target: "/mnt/f", file: true},
-	}, "/mnt/data", nil)
+	}, "/mnt/data", nil, nil)
 	lines := strings.Split(strings.TrimSpace(script), "\n")
 	assert.Equal(t, "set -e", lines[0])
 	assert.Contains(t, lines[1], "-t tmpfs -o mode=0755 ferry-pod-mnt /mnt", "a private /mnt first")
@@ -46,7 +46,7 @@ func TestShellQuote(t *testing.T) {
 }
 
 func TestSetupScriptDropsPrivileges(t *testing.T) {
-	script := setupScript(nil, "", []string{"--bounding-set=-all,+chown", "--no-new-privs"})
+	script := setupScript(nil, "", []string{"--bounding-set=-all,+chown", "--no-new-privs"}, nil)
 	assert.Contains(t, script, `setpriv '--bounding-set=-all,+chown' '--no-new-privs' -- "$@"`)
 }
 

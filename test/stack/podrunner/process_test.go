@@ -33,7 +33,7 @@ func runPodWith(t *testing.T, vol string, sc *corev1.SecurityContext, cmdline ..
 	lw, err := newLogWriter(logPath)
 	require.NoError(t, err)
 	env := []string{"PATH=" + systemPath}
-	p, err := startProcess(cmdline, env, setupScript([]mount{{source: vol, target: "/mnt/data"}}, "", privilegeArgs(sc)), lw)
+	p, err := startProcess(cmdline, env, setupScript([]mount{{source: vol, target: "/mnt/data"}}, "", privilegeArgs(sc), nil), lw)
 	require.NoError(t, err)
 	t.Cleanup(func() { p.stop(func() time.Duration { return 0 }) })
 	return p, logPath
@@ -130,4 +130,31 @@ func TestContainerCapabilities(t *testing.T) {
 	p, logPath = runPodWith(t, vol, &corev1.SecurityContext{Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}, Add: []corev1.Capability{"CHOWN"}}}, "/bin/sh", "-c", script)
 	wait(t, p)
 	assert.Contains(t, lastLogLines(logPath, 10, 4096), "chown-ok")
+}
+
+// TestContainerFindsBinariesUnderTmp: a checkout under the host's /tmp (ferry's binaries on
+// PATH there) still runs, although the pod gets a /tmp of its own.
+func TestContainerFindsBinariesUnderTmp(t *testing.T) {
+	requireRoot(t)
+	bin, err := os.MkdirTemp("/tmp", "ferry-bin-")
+	require.NoError(t, err)
+	t.Cleanup(func() { os.RemoveAll(bin) })
+	require.NoError(t, os.WriteFile(filepath.Join(bin, "hello-from-tmp"), []byte("#!/bin/sh\necho hello\n"), 0o755))
+	require.NoError(t, os.WriteFile("/tmp/"+filepath.Base(bin)+"-sibling", nil, 0o644))
+	t.Cleanup(func() { os.Remove("/tmp/" + filepath.Base(bin) + "-sibling") })
+
+	logPath := filepath.Join(t.TempDir(), "c-0.log")
+	lw, err := newLogWriter(logPath)
+	require.NoError(t, err)
+	env := []string{"PATH=" + bin + ":" + systemPath}
+	script := setupScript([]mount{{source: t.TempDir(), target: "/mnt/data"}}, "", privilegeArgs(nil), []string{bin, "/usr/local/bin"})
+	p, err := startProcess([]string{"/bin/sh", "-c", `hello-from-tmp; ls -A /tmp; echo "mnt=$(ls -A /mnt)"`}, env, script, lw)
+	require.NoError(t, err)
+	t.Cleanup(func() { p.stop(func() time.Duration { return 0 }) })
+	wait(t, p)
+	logs := lastLogLines(logPath, 100, 1<<20)
+	assert.Equal(t, int32(0), p.code, logs)
+	assert.Contains(t, logs, "hello\n")
+	assert.NotContains(t, logs, "-sibling", "the rest of the host's /tmp stays hidden")
+	assert.Contains(t, logs, "mnt=data\n", "nothing left over in /mnt")
 }
