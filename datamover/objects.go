@@ -143,8 +143,8 @@ func serverPod(n transferNames, namespace, pvc, id string, cfg *config.Config) *
 			AutomountServiceAccountToken: &no,
 			SecurityContext:              podSC,
 			Containers: []corev1.Container{{
-				Name:    ServeContainer,
-				Image:   cfg.TransferImage,
+				Name:  ServeContainer,
+				Image: cfg.TransferImage,
 				Command: []string{"ferry-datamover", "serve", "--dir", DataPath, "--listen", "$(POD_IP):" + strconv.Itoa(DefaultPort), "--certs", CertsPath,
 					"--ready-file", readyFile},
 				Env: append([]corev1.EnvVar{{Name: "POD_IP", ValueFrom: &corev1.EnvVarSource{
