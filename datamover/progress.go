@@ -5,12 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/ferry-dev/ferry/internal/units"
 	"regexp"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/ferry-dev/ferry/internal/units"
 )
 
 // EventType names the kinds of line `send --progress=json` prints.

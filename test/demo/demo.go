@@ -13,7 +13,6 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
-	"github.com/ferry-dev/ferry/internal/units"
 	"io"
 	"os"
 	"path/filepath"
@@ -36,6 +35,7 @@ import (
 	"github.com/ferry-dev/ferry/internal/keys"
 	"github.com/ferry-dev/ferry/internal/transfer"
 	"github.com/ferry-dev/ferry/internal/treediff"
+	"github.com/ferry-dev/ferry/internal/units"
 	"github.com/ferry-dev/ferry/test/stack"
 )
 
