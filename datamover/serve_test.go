@@ -16,6 +16,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/ferry-dev/ferry/internal/testutil"
 )
 
 func TestServeSetupErrors(t *testing.T) {
@@ -74,10 +76,10 @@ func TestServeStops(t *testing.T) {
 	base := t.TempDir()
 	dst := filepath.Join(base, "dst")
 	require.NoError(t, os.Mkdir(dst, 0o755))
-	before := childPIDs("stunnel4")
+	before := testutil.ChildPIDs(os.Getpid(), "stunnel4")
 	srv := startServer(t, base, dst)
 	var stunnels []int
-	for _, pid := range childPIDs("stunnel4") {
+	for _, pid := range testutil.ChildPIDs(os.Getpid(), "stunnel4") {
 		if !containsInt(before, pid) {
 			stunnels = append(stunnels, pid)
 		}
@@ -98,7 +100,7 @@ func TestServeStops(t *testing.T) {
 	err = srv.wait(t)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "stopped before the client reported completion")
-	assert.False(t, alive(stunnels[0]), "stunnel is gone")
+	assert.False(t, testutil.ProcessAlive(stunnels[0]), "stunnel is gone")
 	assert.Zero(t, groupMembers(stunnels[0]), "and so are the rsync daemons it started")
 	conn.Close()
 }

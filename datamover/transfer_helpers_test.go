@@ -5,8 +5,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
-	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -250,46 +248,6 @@ func run(t *testing.T, name string, args ...string) {
 	t.Helper()
 	out, err := exec.Command(name, args...).CombinedOutput()
 	require.NoError(t, err, "%s %v: %s", name, args, out)
-}
-
-// childPIDs lists the direct children of this process whose command is comm.
-func childPIDs(comm string) []int {
-	var pids []int
-	procs, _ := os.ReadDir("/proc")
-	for _, p := range procs {
-		pid, err := strconv.Atoi(p.Name())
-		if err != nil {
-			continue
-		}
-		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil {
-			continue
-		}
-		i, j := bytes.IndexByte(stat, '('), bytes.LastIndexByte(stat, ')')
-		if i < 0 || j < i {
-			continue
-		}
-		var state string
-		var ppid int
-		_, _ = fmt.Sscan(string(stat[j+1:]), &state, &ppid)
-		if ppid == os.Getpid() && string(stat[i+1:j]) == comm && state != "Z" {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
-}
-
-func alive(pid int) bool {
-	err := unix.Kill(pid, 0)
-	if err != nil {
-		return !errors.Is(err, unix.ESRCH)
-	}
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	j := bytes.LastIndexByte(stat, ')')
-	return j < 0 || !bytes.HasPrefix(bytes.TrimSpace(stat[j+1:]), []byte("Z"))
 }
 
 func mustJSON(v any) string {

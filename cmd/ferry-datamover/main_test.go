@@ -4,12 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
-	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -19,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ferry-dev/ferry/datamover"
+	"github.com/ferry-dev/ferry/internal/testutil"
 	"github.com/ferry-dev/ferry/internal/treediff"
 )
 
@@ -216,8 +215,9 @@ func TestServeSignals(t *testing.T) {
 			require.NoError(t, serve.Start())
 			require.Eventually(t, func() bool { _, err := os.Stat(ready); return err == nil }, 20*time.Second, 50*time.Millisecond,
 				"the ready file appears (the server pod's readiness)")
-			stunnel := childOf(serve.Process.Pid, "stunnel4")
-			require.NotZero(t, stunnel, "serve runs stunnel")
+			stunnels := testutil.ChildPIDs(serve.Process.Pid, "stunnel4")
+			require.Len(t, stunnels, 1, "serve runs stunnel")
+			stunnel := stunnels[0]
 			require.True(t, listening(addr), "ready means TLS connections are accepted")
 
 			require.NoError(t, serve.Process.Signal(tc.sig))
@@ -229,7 +229,7 @@ func TestServeSignals(t *testing.T) {
 				assert.Contains(t, stderr.String(), "stopped by terminated")
 				assert.NoFileExists(t, ready, "not ready once stopped")
 			}
-			assert.Eventually(t, func() bool { return !processAlive(stunnel) }, 10*time.Second, 50*time.Millisecond, "stunnel ends with serve")
+			assert.Eventually(t, func() bool { return !testutil.ProcessAlive(stunnel) }, 10*time.Second, 50*time.Millisecond, "stunnel ends with serve")
 		})
 	}
 }
@@ -241,39 +241,4 @@ func listening(addr string) bool {
 	}
 	c.Close()
 	return true
-}
-
-// childOf returns the pid of a child of parent running comm (0 if none).
-func childOf(parent int, comm string) int {
-	procs, _ := os.ReadDir("/proc")
-	for _, p := range procs {
-		pid, err := strconv.Atoi(p.Name())
-		if err != nil {
-			continue
-		}
-		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil {
-			continue
-		}
-		i, j := bytes.IndexByte(stat, '('), bytes.LastIndexByte(stat, ')')
-		if i < 0 || j < i {
-			continue
-		}
-		var state string
-		var ppid int
-		_, _ = fmt.Sscan(string(stat[j+1:]), &state, &ppid)
-		if ppid == parent && string(stat[i+1:j]) == comm {
-			return pid
-		}
-	}
-	return 0
-}
-
-func processAlive(pid int) bool {
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	j := bytes.LastIndexByte(stat, ')')
-	return j > 0 && !bytes.HasPrefix(bytes.TrimSpace(stat[j+1:]), []byte("Z"))
 }
