@@ -360,14 +360,7 @@ func TestPVCActionProgress(t *testing.T) {
 			a := NewPVCAction(log, cluster.Clients, configOf(t, nil))
 			p, err := a.Progress(op, migrationBackup("stage"))
 			require.NoError(t, err, "Progress must report through OperationProgress, never an error")
-			assert.Equal(t, tc.wantCompleted, p.Completed)
-			if tc.wantErr != "" {
-				assert.Contains(t, p.Err, tc.wantErr)
-			} else {
-				assert.Empty(t, p.Err)
-			}
-			assert.Equal(t, tc.wantDone, p.NCompleted)
-			assert.Equal(t, tc.wantTotal, p.NTotal)
+			assertProgress(t, p, tc.wantCompleted, tc.wantErr, tc.wantDone, tc.wantTotal)
 			assert.Contains(t, p.Description, tc.wantDesc)
 		})
 	}
