@@ -2,8 +2,6 @@ package backupitemaction
 
 import (
 	"fmt"
-	"strconv"
-	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 
@@ -11,14 +9,11 @@ import (
 	"github.com/ferry-dev/ferry/internal/keys"
 )
 
-// decision is what ferry does with one PVC and its PV in a migration.
+// decision is what ferry does with one PVC and its PV in a migration (how a copy lands is
+// operation.ResolveVolume's to say).
 type decision struct {
 	// Action is keys.PVActionCopy or keys.PVActionMove.
 	Action string
-	// For copies: the target storage class (nil keeps the source's) and access modes.
-	StorageClass *string
-	AccessModes  []corev1.PersistentVolumeAccessMode
-	Verify       bool
 	// Reason explains a default that was overridden (e.g. move requested by config, PV not movable).
 	Reason string
 }
@@ -43,41 +38,6 @@ func decide(pvc *corev1.PersistentVolumeClaim, pv *corev1.PersistentVolume, cfg 
 			}
 			d.Action, d.Reason = keys.PVActionCopy, "copied instead of moved: "+why
 		}
-	}
-	if d.Action == keys.PVActionMove {
-		return d, nil
-	}
-
-	if v, ok := pvc.Annotations[keys.StorageClass]; ok {
-		v = strings.TrimSpace(v)
-		d.StorageClass = &v
-	} else {
-		var source string
-		if pvc.Spec.StorageClassName != nil {
-			source = *pvc.Spec.StorageClassName
-		}
-		if target, mapped := cfg.TargetStorageClass(source); mapped {
-			d.StorageClass = &target
-		} else if pvc.Spec.StorageClassName != nil {
-			d.StorageClass = &source
-		}
-	}
-	if v, ok := pvc.Annotations[keys.AccessModes]; ok {
-		modes, err := config.ParseAccessModes(v)
-		if err != nil {
-			return nil, fmt.Errorf("PVC %s: annotation %s: %w", id, keys.AccessModes, err)
-		}
-		d.AccessModes = modes
-	} else {
-		d.AccessModes = cfg.TargetAccessModes(pvc.Spec.AccessModes)
-	}
-	d.Verify = cfg.Verify
-	if v, ok := pvc.Annotations[keys.Verify]; ok {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			return nil, fmt.Errorf("PVC %s: annotation %s=%q: want true or false", id, keys.Verify, v)
-		}
-		d.Verify = b
 	}
 	return d, nil
 }

@@ -2,19 +2,16 @@ package backupitemaction
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
 	"sync"
-	"time"
 
 	imagev1 "github.com/openshift/api/image/v1"
 	"github.com/sirupsen/logrus"
 	velerov1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v1"
 	"github.com/vmware-tanzu/velero/pkg/plugin/velero"
 	biav2 "github.com/vmware-tanzu/velero/pkg/plugin/velero/backupitemaction/v2"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -24,7 +21,7 @@ import (
 	"github.com/ferry-dev/ferry/internal/config"
 	"github.com/ferry-dev/ferry/internal/keys"
 	"github.com/ferry-dev/ferry/internal/kube"
-	"github.com/ferry-dev/ferry/internal/transfer"
+	"github.com/ferry-dev/ferry/internal/operation"
 	"github.com/ferry-dev/ferry/internal/units"
 )
 
@@ -123,19 +120,11 @@ func (a *ImageStreamAction) Execute(item runtime.Unstructured, backup *velerov1.
 	if err := sidecarRunning(ctx, a.clients); err != nil {
 		return nil, nil, "", nil, fmt.Errorf("%s: %w", id, err)
 	}
-	req := &imagecopy.Request{ID: string(backup.UID), TargetNamespace: targetNS, TargetName: name, Backup: backup.Name}
-	patch := map[string]any{keys.ImageCopyCancel: nil} // a stale cancel of an older ID must not linger
-	for k, v := range req.Annotations() {
-		patch[k] = v
-	}
-	body, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": patch}})
-	if err != nil {
+	req := &operation.ImageCopyRequest{Request: operation.Request{ID: string(backup.UID), TargetNamespace: targetNS, TargetName: name, Backup: backup.Name}}
+	if err := a.operations().request(ctx, ns, name, req.Annotations()); err != nil {
 		return nil, nil, "", nil, err
 	}
-	if _, err := a.clients.Dynamic.Resource(imageStreams).Namespace(ns).Patch(ctx, name, types.MergePatchType, body, metav1.PatchOptions{}); err != nil {
-		return nil, nil, "", nil, fmt.Errorf("%s: writing the image copy request: %w", id, err)
-	}
-	op := transfer.OperationID(ns, name, req.ID)
+	op := operation.ID(ns, name, req.ID)
 	log.WithField("operationID", op).Infof("requested a copy of the stream's images to %s/%s in the target registry", targetNS, name)
 	return u, nil, op, nil, nil
 }
@@ -154,47 +143,45 @@ func dropCopyAnnotations(u *unstructured.Unstructured) {
 	}
 }
 
-// Progress reports the sidecar's status for the operation. "Not done yet" is never an error:
-// Velero fails an operation for good on the first error Progress returns.
-func (a *ImageStreamAction) Progress(operationID string, backup *velerov1.Backup) (velero.OperationProgress, error) {
-	ns, name, id, err := transfer.ParseOperationID(operationID)
-	if err != nil {
-		return velero.OperationProgress{}, biav2.InvalidOperationIDError(operationID)
+// operations follows the image copies this action requested.
+func (a *ImageStreamAction) operations() *operations {
+	return &operations{
+		log: a.log, clients: a.clients, keys: operation.ImageCopyKeys, units: "Images",
+		annotations: func(ctx context.Context, ns, name string) (map[string]string, error) {
+			u, err := a.clients.Dynamic.Resource(imageStreams).Namespace(ns).Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return nil, err
+			}
+			return u.GetAnnotations(), nil
+		},
+		patch: func(ctx context.Context, ns, name string, body []byte) error {
+			_, err := a.clients.Dynamic.Resource(imageStreams).Namespace(ns).Patch(ctx, name, types.MergePatchType, body, metav1.PatchOptions{})
+			return err
+		},
+		fromStatus: func(ann map[string]string, ns, name string) (*velero.OperationProgress, operation.Status, error) {
+			st, err := operation.ParseImageCopyStatus(ann)
+			if st == nil || err != nil {
+				return nil, nil, err
+			}
+			p := imageCopyProgress(st, ns, name)
+			return &p, st, nil
+		},
 	}
-	ctx := context.Background()
-	p := velero.OperationProgress{OperationUnits: "Images"}
-	u, err := a.clients.Dynamic.Resource(imageStreams).Namespace(ns).Get(ctx, name, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		p.Completed, p.Err = true, fmt.Sprintf("ImageStream %s/%s was deleted before its images were copied", ns, name)
-		return p, nil
-	}
-	if err != nil {
-		p.Description = fmt.Sprintf("cannot read ImageStream %s/%s yet: %v", ns, name, err)
-		return p, nil
-	}
-	ann := u.GetAnnotations()
-	if cur := ann[keys.ImageCopyID]; cur != id {
-		p.Completed, p.Err = true, fmt.Sprintf("ImageStream %s/%s: image copy %s was replaced by copy %q (another backup or a hand-written request)", ns, name, id, cur)
-		return p, nil
-	}
-	st, err := imagecopy.ParseStatus(ann)
-	if err != nil {
-		p.Completed, p.Err = true, fmt.Sprintf("ImageStream %s/%s: %v", ns, name, err)
-		return p, nil
-	}
-	if st == nil || st.ID != id {
-		p.Description = "Waiting for ferry-datamover to pick up the image copy"
-		if err := sidecarRunning(ctx, a.clients); err != nil {
-			p.Completed, p.Err = true, err.Error()
-		}
-		return p, nil
-	}
-	return imageCopyProgress(st, ns, name), nil
+}
+
+// Progress reports the sidecar's status for the image copy.
+func (a *ImageStreamAction) Progress(operationID string, _ *velerov1.Backup) (velero.OperationProgress, error) {
+	return a.operations().Progress(operationID)
+}
+
+// Cancel asks the sidecar to stop the copy; it reports Cancelled.
+func (a *ImageStreamAction) Cancel(operationID string, _ *velerov1.Backup) error {
+	return a.operations().Cancel(operationID)
 }
 
 // imageCopyProgress maps the sidecar's status onto Velero's operation progress.
-func imageCopyProgress(st *imagecopy.Status, ns, name string) velero.OperationProgress {
-	p := velero.OperationProgress{OperationUnits: "Images", NCompleted: int64(st.ImagesDone), NTotal: int64(st.Images)}
+func imageCopyProgress(st *operation.ImageCopyStatus, ns, name string) velero.OperationProgress {
+	p := velero.OperationProgress{NCompleted: int64(st.ImagesDone), NTotal: int64(st.Images)}
 	p.Description = fmt.Sprintf("%s %d/%d images: %d blobs sent (%s), %d already in the target", st.Phase, st.ImagesDone, st.Images,
 		st.BlobsSent, units.Bytes(st.BytesSent), st.BlobsSkipped)
 	if st.Target != "" {
@@ -203,68 +190,6 @@ func imageCopyProgress(st *imagecopy.Status, ns, name string) velero.OperationPr
 	if st.Message != "" && !st.Phase.Terminal() {
 		p.Description += ": " + st.Message
 	}
-	if st.Started != nil {
-		p.Started = st.Started.Time
-	}
-	if st.Updated != nil {
-		p.Updated = st.Updated.Time
-	}
-	switch st.Phase {
-	case imagecopy.PhaseCompleted:
-		p.Completed = true
-	case imagecopy.PhaseFailed:
-		p.Completed, p.Err = true, fmt.Sprintf("images of ImageStream %s/%s not copied: %s", ns, name, st.Message)
-	case imagecopy.PhaseCancelled:
-		p.Completed, p.Err = true, fmt.Sprintf("the image copy of ImageStream %s/%s was cancelled", ns, name)
-	}
+	header(&p, &st.Header, fmt.Sprintf("image copy of ImageStream %s/%s", ns, name))
 	return p
-}
-
-// Cancel asks the sidecar to stop the copy; it reports Cancelled.
-func (a *ImageStreamAction) Cancel(operationID string, backup *velerov1.Backup) error {
-	ns, name, id, err := transfer.ParseOperationID(operationID)
-	if err != nil {
-		return biav2.InvalidOperationIDError(operationID)
-	}
-	body, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{keys.ImageCopyCancel: id}}})
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	_, err = a.clients.Dynamic.Resource(imageStreams).Namespace(ns).Patch(ctx, name, types.MergePatchType, body, metav1.PatchOptions{})
-	if apierrors.IsNotFound(err) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("ImageStream %s/%s: asking ferry-datamover to cancel image copy %s: %w", ns, name, id, err)
-	}
-	a.log.WithFields(logrus.Fields{"namespace": ns, "name": name, "operationID": operationID}).Info("asked ferry-datamover to cancel the image copy")
-	return nil
-}
-
-// targetNamespace maps a source namespace the way every ferry transfer does: the Backup's
-// ferry.dev/namespace-mapping annotation, else ferry-config's namespaceMapping.
-func targetNamespace(backup *velerov1.Backup, cfg *config.Config, namespace string) (string, error) {
-	mapping := cfg.NamespaceMapping
-	if v, ok := backup.Annotations[keys.NamespaceMapping]; ok {
-		var err error
-		if mapping, err = config.ParseNamespaceMapping(v); err != nil {
-			return "", fmt.Errorf("backup %s: annotation %s: %w", backup.Name, keys.NamespaceMapping, err)
-		}
-	}
-	if m, ok := mapping[namespace]; ok {
-		return m, nil
-	}
-	return namespace, nil
-}
-
-// sidecarRunning fails fast, with the fix in the message, when no ferry-datamover has ever run
-// next to this Velero: without it the operation would wait for the whole item-operation timeout.
-func sidecarRunning(ctx context.Context, clients *kube.Clients) error {
-	_, err := clients.Kube.CoordinationV1().Leases(clients.Namespace).Get(ctx, transfer.SidecarLease, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		return fmt.Errorf("the ferry-datamover sidecar is not running next to Velero (no Lease %s/%s); add it to the Velero deployment (see deploy/ in the ferry repository)", clients.Namespace, transfer.SidecarLease)
-	}
-	if err != nil {
-		return fmt.Errorf("checking for the ferry-datamover sidecar: %w", err)
-	}
-	return nil
 }

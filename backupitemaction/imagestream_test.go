@@ -11,10 +11,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
-	"github.com/ferry-dev/ferry/imagecopy"
 	"github.com/ferry-dev/ferry/internal/keys"
+	"github.com/ferry-dev/ferry/internal/operation"
 	"github.com/ferry-dev/ferry/internal/testutil"
-	"github.com/ferry-dev/ferry/internal/transfer"
 )
 
 const (
@@ -192,7 +191,7 @@ func TestImageStreamActionExecute(t *testing.T) {
 			if tc.wantLog != "" {
 				assert.Contains(t, logs.String(), tc.wantLog)
 			}
-			req, err := imagecopy.ParseRequest("app", "web", live.GetAnnotations())
+			req, err := operation.ParseImageCopyRequest("app", "web", live.GetAnnotations())
 			require.NoError(t, err)
 			if tc.wantTarget == "" {
 				assert.Empty(t, op)
@@ -226,12 +225,12 @@ func TestImageStreamActionExecuteClearsStaleState(t *testing.T) {
 func TestImageStreamActionProgress(t *testing.T) {
 	op := "app/web/" + backupUID
 	started := time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)
-	status := func(s imagecopy.Status) string {
+	status := func(s operation.ImageCopyStatus) string {
 		s.ID = backupUID
-		s.Started = transfer.NewTime(started)
-		return s.Encode()
+		s.Started = operation.NewTime(started)
+		return operation.Encode(&s)
 	}
-	failed := imagecopy.Status{Phase: imagecopy.PhaseFailed, Images: 3, ImagesDone: 3}
+	failed := operation.ImageCopyStatus{Header: operation.Header{Phase: operation.PhaseFailed}, Images: 3, ImagesDone: 3}
 	failed.AddError("gone", imageDigest, "manifest unknown")
 	failed.Message = failed.ErrorSummary()
 	tests := []struct {
@@ -248,39 +247,40 @@ func TestImageStreamActionProgress(t *testing.T) {
 		{name: "not picked up yet", ann: []string{keys.ImageCopyID, backupUID}, wantDesc: "Waiting for ferry-datamover"},
 		{
 			name: "not picked up and no sidecar ever ran", ann: []string{keys.ImageCopyID, backupUID}, noLease: true,
-			wantCompleted: true, wantErr: "ferry-datamover sidecar is not running",
+			wantCompleted: true, wantErr: "ferry-datamover sidecar is not running", wantDesc: "Waiting for ferry-datamover to pick up the image copy",
 		},
 		{
 			name:     "an older copy's status is not this one's",
-			ann:      []string{keys.ImageCopyID, backupUID, keys.ImageCopyStatus, (&imagecopy.Status{ID: "older", Phase: imagecopy.PhaseCompleted}).Encode()},
+			ann:      []string{keys.ImageCopyID, backupUID, keys.ImageCopyStatus, operation.Encode(&operation.ImageCopyStatus{Header: operation.Header{ID: "older", Phase: operation.PhaseCompleted}})},
 			wantDesc: "Waiting",
 		},
 		{
 			name:      "copying reports images and blobs",
-			ann:       []string{keys.ImageCopyID, backupUID, keys.ImageCopyStatus, status(imagecopy.Status{Phase: imagecopy.PhaseCopying, Images: 4, ImagesDone: 1, BlobsSent: 3, BlobsSkipped: 2, BytesSent: 3 << 20, Target: "reg.example/app/web"})},
+			ann:       []string{keys.ImageCopyID, backupUID, keys.ImageCopyStatus, status(operation.ImageCopyStatus{Header: operation.Header{Phase: operation.PhaseCopying}, Images: 4, ImagesDone: 1, BlobsSent: 3, BlobsSkipped: 2, BytesSent: 3 << 20, Target: "reg.example/app/web"})},
 			wantDone:  1,
 			wantTotal: 4,
 			wantDesc:  "Copying 1/4 images: 3 blobs sent (3.0 MiB), 2 already in the target, to reg.example/app/web",
 		},
 		{
 			name:          "completed",
-			ann:           []string{keys.ImageCopyID, backupUID, keys.ImageCopyStatus, status(imagecopy.Status{Phase: imagecopy.PhaseCompleted, Images: 4, ImagesDone: 4, BlobsSkipped: 9})},
+			ann:           []string{keys.ImageCopyID, backupUID, keys.ImageCopyStatus, status(operation.ImageCopyStatus{Header: operation.Header{Phase: operation.PhaseCompleted}, Images: 4, ImagesDone: 4, BlobsSkipped: 9})},
 			wantCompleted: true, wantDone: 4, wantTotal: 4, wantDesc: "0 blobs sent",
 		},
 		{
 			name:          "per-tag errors fail the operation with the tags named",
 			ann:           []string{keys.ImageCopyID, backupUID, keys.ImageCopyStatus, status(failed)},
 			wantCompleted: true, wantDone: 3, wantTotal: 3,
-			wantErr: "images of ImageStream app/web not copied: 1 of 3 images not copied; tag gone (" + imageDigest + "): manifest unknown",
+			wantErr:  "image copy of ImageStream app/web failed: 1 of 3 images not copied; tag gone (" + imageDigest + "): manifest unknown",
+			wantDesc: "Failed 3/3 images: 0 blobs sent (0 B), 0 already in the target",
 		},
 		{
 			name:          "cancelled",
-			ann:           []string{keys.ImageCopyID, backupUID, keys.ImageCopyStatus, status(imagecopy.Status{Phase: imagecopy.PhaseCancelled})},
-			wantCompleted: true, wantErr: "cancelled",
+			ann:           []string{keys.ImageCopyID, backupUID, keys.ImageCopyStatus, status(operation.ImageCopyStatus{Header: operation.Header{Phase: operation.PhaseCancelled}})},
+			wantCompleted: true, wantErr: "image copy of ImageStream app/web was cancelled", wantDesc: "Cancelled 0/0 images",
 		},
 		{
 			name: "replaced by a newer request", ann: []string{keys.ImageCopyID, "newer"},
-			wantCompleted: true, wantErr: `replaced by copy "newer"`,
+			wantCompleted: true, wantErr: `image copy ` + backupUID + ` was replaced by image copy "newer"`,
 		},
 		{
 			name: "malformed status", ann: []string{keys.ImageCopyID, backupUID, keys.ImageCopyStatus, "{oops"},
@@ -305,7 +305,11 @@ func TestImageStreamActionProgress(t *testing.T) {
 			require.NoError(t, err, "Progress must report through OperationProgress, never an error")
 			assertProgress(t, p, tc.wantCompleted, tc.wantErr, tc.wantDone, tc.wantTotal)
 			assert.Equal(t, "Images", p.OperationUnits)
-			assert.Contains(t, p.Description, tc.wantDesc)
+			if tc.wantDesc == "" {
+				assert.Empty(t, p.Description, "a row without wantDesc expects no description")
+			} else {
+				assert.Contains(t, p.Description, tc.wantDesc)
+			}
 		})
 	}
 }
@@ -317,7 +321,7 @@ func TestImageStreamActionCancel(t *testing.T) {
 	require.NoError(t, a.Cancel("app/web/"+backupUID, migrationBackup("stage")))
 	live, err := cluster.Dynamic.Resource(imageStreams).Namespace("app").Get(context.Background(), "web", metav1.GetOptions{})
 	require.NoError(t, err)
-	req, err := imagecopy.ParseRequest("app", "web", live.GetAnnotations())
+	req, err := operation.ParseImageCopyRequest("app", "web", live.GetAnnotations())
 	require.NoError(t, err)
 	assert.True(t, req.Cancel)
 	assert.NoError(t, a.Cancel("app/gone/"+backupUID, migrationBackup("stage")), "cancelling a stream that is gone is not an error")

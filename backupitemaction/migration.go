@@ -2,27 +2,32 @@
 package backupitemaction
 
 import (
+	"context"
 	"fmt"
 
 	velerov1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/ferry-dev/ferry/internal/config"
 	"github.com/ferry-dev/ferry/internal/keys"
-	"github.com/ferry-dev/ferry/internal/transfer"
+	"github.com/ferry-dev/ferry/internal/kube"
+	"github.com/ferry-dev/ferry/internal/operation"
 )
 
 // migrationType reads the ferry.dev/migration label of a Backup. ok is false for an ordinary
 // backup; a label with another value is an error, because the user meant a migration and a typo
 // must not silently turn it into an ordinary backup.
-func migrationType(backup *velerov1.Backup) (t transfer.Type, ok bool, err error) {
+func migrationType(backup *velerov1.Backup) (t operation.TransferType, ok bool, err error) {
 	v, found := backup.Labels[keys.Migration]
 	if !found {
 		return "", false, nil
 	}
-	switch transfer.Type(v) {
-	case transfer.Stage, transfer.Final:
-		return transfer.Type(v), true, nil
+	switch operation.TransferType(v) {
+	case operation.Stage, operation.Final:
+		return operation.TransferType(v), true, nil
 	}
-	return "", false, fmt.Errorf("backup %s has label %s=%q: want %q or %q", backup.Name, keys.Migration, v, transfer.Stage, transfer.Final)
+	return "", false, fmt.Errorf("backup %s has label %s=%q: want %q or %q", backup.Name, keys.Migration, v, operation.Stage, operation.Final)
 }
 
 // finalizing reports whether Velero is re-running actions on post-operation items, when no new
@@ -30,4 +35,33 @@ func migrationType(backup *velerov1.Backup) (t transfer.Type, ok bool, err error
 func finalizing(backup *velerov1.Backup) bool {
 	p := backup.Status.Phase
 	return p == velerov1.BackupPhaseFinalizing || p == velerov1.BackupPhaseFinalizingPartiallyFailed
+}
+
+// targetNamespace maps a source namespace the way every ferry transfer does: the Backup's
+// ferry.dev/namespace-mapping annotation, else ferry-config's namespaceMapping.
+func targetNamespace(backup *velerov1.Backup, cfg *config.Config, namespace string) (string, error) {
+	mapping := cfg.NamespaceMapping
+	if v, ok := backup.Annotations[keys.NamespaceMapping]; ok {
+		var err error
+		if mapping, err = config.ParseNamespaceMapping(v); err != nil {
+			return "", fmt.Errorf("backup %s: annotation %s: %w", backup.Name, keys.NamespaceMapping, err)
+		}
+	}
+	if m, ok := mapping[namespace]; ok {
+		return m, nil
+	}
+	return namespace, nil
+}
+
+// sidecarRunning fails fast, with the fix in the message, when no ferry-datamover has ever run
+// next to this Velero: without it the operation would wait for the whole item-operation timeout.
+func sidecarRunning(ctx context.Context, clients *kube.Clients) error {
+	_, err := clients.Kube.CoordinationV1().Leases(clients.Namespace).Get(ctx, operation.SidecarLease, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return fmt.Errorf("the ferry-datamover sidecar is not running next to Velero (no Lease %s/%s); add it to the Velero deployment (see deploy/ in the ferry repository)", clients.Namespace, operation.SidecarLease)
+	}
+	if err != nil {
+		return fmt.Errorf("checking for the ferry-datamover sidecar: %w", err)
+	}
+	return nil
 }

@@ -2,9 +2,7 @@ package backupitemaction
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"time"
 
 	"github.com/sirupsen/logrus"
 	velerov1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v1"
@@ -16,11 +14,12 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 
 	"github.com/ferry-dev/ferry/internal/config"
 	"github.com/ferry-dev/ferry/internal/keys"
 	"github.com/ferry-dev/ferry/internal/kube"
-	"github.com/ferry-dev/ferry/internal/transfer"
+	"github.com/ferry-dev/ferry/internal/operation"
 	"github.com/ferry-dev/ferry/internal/units"
 )
 
@@ -107,15 +106,16 @@ func (a *PVCAction) Execute(item runtime.Unstructured, backup *velerov1.Backup) 
 	if err != nil {
 		return nil, nil, "", nil, err
 	}
-	req := &transfer.Request{
-		ID:              string(backup.UID),
-		Type:            mtype,
-		TargetNamespace: targetNS,
-		TargetName:      pvc.Name,
-		StorageClass:    d.StorageClass,
-		AccessModes:     d.AccessModes,
-		Verify:          d.Verify,
-		Backup:          backup.Name,
+	choice, err := operation.ResolveVolume(&pvc, cfg)
+	if err != nil {
+		return nil, nil, "", nil, err
+	}
+	req := &operation.TransferRequest{
+		Request:      operation.Request{ID: string(backup.UID), TargetNamespace: targetNS, TargetName: pvc.Name, Backup: backup.Name},
+		Type:         mtype,
+		StorageClass: choice.StorageClass,
+		AccessModes:  choice.AccessModes,
+		Verify:       &choice.Verify,
 	}
 	if req.ID == "" {
 		return nil, nil, "", nil, fmt.Errorf("backup %s has no UID; cannot name a transfer for PVC %s/%s", backup.Name, pvc.Namespace, pvc.Name)
@@ -123,99 +123,74 @@ func (a *PVCAction) Execute(item runtime.Unstructured, backup *velerov1.Backup) 
 	if err := sidecarRunning(ctx, a.clients); err != nil {
 		return nil, nil, "", nil, fmt.Errorf("PVC %s/%s: %w", pvc.Namespace, pvc.Name, err)
 	}
-
 	reqAnn := req.Annotations()
-	patch := map[string]any{}
-	for k, v := range reqAnn {
-		patch[k] = v
-		ann[k] = v
-	}
-	patch[keys.TransferCancel] = nil // a stale cancel of an older ID must not linger
-	delete(ann, keys.TransferCancel)
-	body, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": patch}})
-	if err != nil {
+	if err := a.operations().request(ctx, pvc.Namespace, pvc.Name, reqAnn); err != nil {
 		return nil, nil, "", nil, err
 	}
-	if _, err := a.clients.Kube.CoreV1().PersistentVolumeClaims(pvc.Namespace).Patch(ctx, pvc.Name, types.MergePatchType, body, metav1.PatchOptions{}); err != nil {
-		return nil, nil, "", nil, fmt.Errorf("PVC %s/%s: writing the transfer request: %w", pvc.Namespace, pvc.Name, err)
+	for k, v := range reqAnn {
+		ann[k] = v
 	}
+	delete(ann, keys.TransferCancel)
 	u.SetAnnotations(ann)
-	op := transfer.OperationID(pvc.Namespace, pvc.Name, req.ID)
+	op := operation.ID(pvc.Namespace, pvc.Name, req.ID)
 	log.WithField("operationID", op).Infof("requested a %s transfer to %s/%s", req.Type, req.TargetNamespace, req.TargetName)
 	return u, nil, op, nil, nil
 }
 
-// Progress reports the sidecar's status for the operation. "Not done yet" is never an error:
-// Velero fails an operation for good on the first error Progress returns.
-func (a *PVCAction) Progress(operationID string, backup *velerov1.Backup) (velero.OperationProgress, error) {
-	ns, name, id, err := transfer.ParseOperationID(operationID)
-	if err != nil {
-		return velero.OperationProgress{}, biav2.InvalidOperationIDError(operationID)
+// operations follows the transfers this action requested.
+func (a *PVCAction) operations() *operations {
+	pvcs := func(ns string) typedcorev1.PersistentVolumeClaimInterface {
+		return a.clients.Kube.CoreV1().PersistentVolumeClaims(ns)
 	}
-	ctx := context.Background()
-	p := velero.OperationProgress{OperationUnits: "Bytes"}
-	pvc, err := a.clients.Kube.CoreV1().PersistentVolumeClaims(ns).Get(ctx, name, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		p.Completed, p.Err = true, fmt.Sprintf("PVC %s/%s was deleted before its transfer finished", ns, name)
-		return p, nil
+	return &operations{
+		log: a.log, clients: a.clients, keys: operation.TransferKeys, units: "Bytes",
+		annotations: func(ctx context.Context, ns, name string) (map[string]string, error) {
+			pvc, err := pvcs(ns).Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return nil, err
+			}
+			return pvc.Annotations, nil
+		},
+		patch: func(ctx context.Context, ns, name string, body []byte) error {
+			_, err := pvcs(ns).Patch(ctx, name, types.MergePatchType, body, metav1.PatchOptions{})
+			return err
+		},
+		fromStatus: func(ann map[string]string, ns, name string) (*velero.OperationProgress, operation.Status, error) {
+			st, err := operation.ParseTransferStatus(ann)
+			if st == nil || err != nil {
+				return nil, nil, err
+			}
+			p := transferProgress(st, ns, name)
+			return &p, st, nil
+		},
 	}
-	if err != nil {
-		// The API server may be briefly unreachable; ask again at the next poll.
-		p.Description = fmt.Sprintf("cannot read PVC %s/%s yet: %v", ns, name, err)
-		return p, nil
-	}
-	if cur := pvc.Annotations[keys.TransferID]; cur != id {
-		p.Completed, p.Err = true, fmt.Sprintf("PVC %s/%s: transfer %s was replaced by transfer %q (another backup or a hand-written request)", ns, name, id, cur)
-		return p, nil
-	}
-	st, err := transfer.ParseStatus(pvc.Annotations)
-	if err != nil {
-		p.Completed, p.Err = true, fmt.Sprintf("PVC %s/%s: %v", ns, name, err)
-		return p, nil
-	}
-	if st == nil || st.ID != id {
-		p.Description = "Waiting for ferry-datamover to pick up the transfer"
-		if err := sidecarRunning(ctx, a.clients); err != nil {
-			p.Completed, p.Err = true, err.Error()
-		}
-		return p, nil
-	}
-	return progressFromStatus(st, pvc), nil
 }
 
-// progressFromStatus maps the sidecar's status onto Velero's operation progress.
-func progressFromStatus(st *transfer.Status, pvc *corev1.PersistentVolumeClaim) velero.OperationProgress {
-	p := velero.OperationProgress{
-		OperationUnits: "Bytes",
-		NCompleted:     st.BytesDone,
-		NTotal:         st.BytesTotal,
-		Description:    describe(st),
-	}
-	if st.Started != nil {
-		p.Started = st.Started.Time
-	}
-	if st.Updated != nil {
-		p.Updated = st.Updated.Time
-	}
-	switch st.Phase {
-	case transfer.PhaseCompleted:
-		p.Completed = true
-		if p.NTotal == 0 {
-			p.NTotal = p.NCompleted
-		}
-	case transfer.PhaseFailed:
-		p.Completed, p.Err = true, fmt.Sprintf("transfer of PVC %s/%s failed: %s", pvc.Namespace, pvc.Name, st.Message)
-	case transfer.PhaseCancelled:
-		p.Completed, p.Err = true, fmt.Sprintf("transfer of PVC %s/%s was cancelled", pvc.Namespace, pvc.Name)
+// Progress reports the sidecar's status for the transfer.
+func (a *PVCAction) Progress(operationID string, _ *velerov1.Backup) (velero.OperationProgress, error) {
+	return a.operations().Progress(operationID)
+}
+
+// Cancel asks the sidecar to stop the transfer; it cleans up and reports Cancelled.
+func (a *PVCAction) Cancel(operationID string, _ *velerov1.Backup) error {
+	return a.operations().Cancel(operationID)
+}
+
+// transferProgress maps the sidecar's status onto Velero's operation progress.
+func transferProgress(st *operation.TransferStatus, ns, name string) velero.OperationProgress {
+	p := velero.OperationProgress{NCompleted: st.BytesDone, NTotal: st.BytesTotal, Description: describe(st)}
+	header(&p, &st.Header, fmt.Sprintf("transfer of PVC %s/%s", ns, name))
+	if st.Phase == operation.PhaseCompleted && p.NTotal == 0 {
+		p.NTotal = p.NCompleted
 	}
 	return p
 }
 
-func describe(st *transfer.Status) string {
+func describe(st *operation.TransferStatus) string {
 	s := string(st.Phase)
-	if st.Phase == transfer.PhaseTransferring || st.Phase == transfer.PhaseCompleted {
+	if st.Phase == operation.PhaseTransferring || st.Phase == operation.PhaseCompleted {
 		s += fmt.Sprintf(" %.0f%%", st.Percent)
-		if st.RateBPS > 0 && st.Phase == transfer.PhaseTransferring {
+		if st.RateBPS > 0 && st.Phase == operation.PhaseTransferring {
 			s += fmt.Sprintf(" at %s/s", units.Bytes(st.RateBPS))
 		}
 	}
@@ -229,24 +204,4 @@ func describe(st *transfer.Status) string {
 		s += ": " + st.Message
 	}
 	return s
-}
-
-// Cancel asks the sidecar to stop the transfer; it cleans up and reports Cancelled.
-func (a *PVCAction) Cancel(operationID string, backup *velerov1.Backup) error {
-	ns, name, id, err := transfer.ParseOperationID(operationID)
-	if err != nil {
-		return biav2.InvalidOperationIDError(operationID)
-	}
-	body, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{keys.TransferCancel: id}}})
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	_, err = a.clients.Kube.CoreV1().PersistentVolumeClaims(ns).Patch(ctx, name, types.MergePatchType, body, metav1.PatchOptions{})
-	if apierrors.IsNotFound(err) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("PVC %s/%s: asking ferry-datamover to cancel transfer %s: %w", ns, name, id, err)
-	}
-	a.log.WithFields(logrus.Fields{"namespace": ns, "name": name, "operationID": operationID}).Info("asked ferry-datamover to cancel the transfer")
-	return nil
 }

@@ -16,8 +16,8 @@ import (
 
 	"github.com/ferry-dev/ferry/internal/config"
 	"github.com/ferry-dev/ferry/internal/keys"
+	"github.com/ferry-dev/ferry/internal/operation"
 	"github.com/ferry-dev/ferry/internal/testutil"
-	"github.com/ferry-dev/ferry/internal/transfer"
 )
 
 const backupUID = "6f1c2a9e-0000-4000-8000-000000000001"
@@ -53,7 +53,7 @@ func nfsPV() *corev1.PersistentVolume {
 }
 
 func sidecarLease() *coordinationv1.Lease {
-	return &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: testutil.VeleroNamespace, Name: transfer.SidecarLease}}
+	return &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: testutil.VeleroNamespace, Name: operation.SidecarLease}}
 }
 
 func configOf(t *testing.T, data map[string]string) func() (*config.Config, error) {
@@ -238,7 +238,7 @@ func TestPVCActionExecute(t *testing.T) {
 			}
 			if tc.wantOp {
 				assert.Equal(t, "app/data/"+backupUID, op)
-				req, err := transfer.ParseRequest("app", "data", live.Annotations)
+				req, err := operation.ParseTransferRequest("app", "data", live.Annotations)
 				require.NoError(t, err)
 				require.NotNil(t, req, "the live PVC carries the transfer request")
 				assert.Equal(t, backupUID, req.ID)
@@ -268,10 +268,10 @@ func TestPVCActionExecuteClearsStaleCancel(t *testing.T) {
 func TestPVCActionProgress(t *testing.T) {
 	op := "app/data/" + backupUID
 	started := time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)
-	status := func(s transfer.Status) string {
+	status := func(s operation.TransferStatus) string {
 		s.ID = backupUID
-		s.Started = transfer.NewTime(started)
-		return s.Encode()
+		s.Started = operation.NewTime(started)
+		return operation.Encode(&s)
 	}
 	tests := []struct {
 		name          string
@@ -295,37 +295,41 @@ func TestPVCActionProgress(t *testing.T) {
 			noLease:       true,
 			wantCompleted: true,
 			wantErr:       "ferry-datamover sidecar is not running",
+			wantDesc:      "Waiting for ferry-datamover to pick up the transfer",
 		},
 		{
 			name:     "an older transfer's status is not this one's",
-			ann:      []string{keys.TransferID, backupUID, keys.TransferStatus, (&transfer.Status{ID: "older", Phase: transfer.PhaseCompleted}).Encode()},
+			ann:      []string{keys.TransferID, backupUID, keys.TransferStatus, operation.Encode(&operation.TransferStatus{Header: operation.Header{ID: "older", Phase: operation.PhaseCompleted}})},
 			wantDesc: "Waiting",
 		},
 		{
 			name:      "transferring reports bytes",
-			ann:       []string{keys.TransferID, backupUID, keys.TransferStatus, status(transfer.Status{Phase: transfer.PhaseTransferring, BytesDone: 50, BytesTotal: 200, Percent: 25, RateBPS: 3 << 20, Attempts: 2})},
+			ann:       []string{keys.TransferID, backupUID, keys.TransferStatus, status(operation.TransferStatus{Header: operation.Header{Phase: operation.PhaseTransferring}, BytesDone: 50, BytesTotal: 200, Percent: 25, RateBPS: 3 << 20, Attempts: 2})},
 			wantDone:  50,
 			wantTotal: 200,
 			wantDesc:  "Transferring 25% at 3.0 MiB/s (attempt 2)",
 		},
 		{
 			name:          "completed",
-			ann:           []string{keys.TransferID, backupUID, keys.TransferStatus, status(transfer.Status{Phase: transfer.PhaseCompleted, BytesDone: 200, BytesTotal: 200, Percent: 100})},
+			ann:           []string{keys.TransferID, backupUID, keys.TransferStatus, status(operation.TransferStatus{Header: operation.Header{Phase: operation.PhaseCompleted}, BytesDone: 200, BytesTotal: 200, Percent: 100})},
 			wantCompleted: true,
 			wantDone:      200,
 			wantTotal:     200,
+			wantDesc:      "Completed 100%",
 		},
 		{
 			name:          "failed carries the sidecar's reason",
-			ann:           []string{keys.TransferID, backupUID, keys.TransferStatus, status(transfer.Status{Phase: transfer.PhaseFailed, Message: `storage class "gold" does not exist on the target`})},
+			ann:           []string{keys.TransferID, backupUID, keys.TransferStatus, status(operation.TransferStatus{Header: operation.Header{Phase: operation.PhaseFailed, Message: `storage class "gold" does not exist on the target`}})},
 			wantCompleted: true,
 			wantErr:       `transfer of PVC app/data failed: storage class "gold" does not exist on the target`,
+			wantDesc:      "Failed",
 		},
 		{
 			name:          "cancelled",
-			ann:           []string{keys.TransferID, backupUID, keys.TransferStatus, status(transfer.Status{Phase: transfer.PhaseCancelled})},
+			ann:           []string{keys.TransferID, backupUID, keys.TransferStatus, status(operation.TransferStatus{Header: operation.Header{Phase: operation.PhaseCancelled}})},
 			wantCompleted: true,
-			wantErr:       "cancelled",
+			wantErr:       "transfer of PVC app/data was cancelled",
+			wantDesc:      "Cancelled",
 		},
 		{
 			name:          "replaced by a newer request",
@@ -361,7 +365,11 @@ func TestPVCActionProgress(t *testing.T) {
 			p, err := a.Progress(op, migrationBackup("stage"))
 			require.NoError(t, err, "Progress must report through OperationProgress, never an error")
 			assertProgress(t, p, tc.wantCompleted, tc.wantErr, tc.wantDone, tc.wantTotal)
-			assert.Contains(t, p.Description, tc.wantDesc)
+			if tc.wantDesc == "" {
+				assert.Empty(t, p.Description, "a row without wantDesc expects no description")
+			} else {
+				assert.Contains(t, p.Description, tc.wantDesc)
+			}
 		})
 	}
 }
@@ -381,7 +389,7 @@ func TestPVCActionCancel(t *testing.T) {
 	require.NoError(t, a.Cancel("app/data/"+backupUID, migrationBackup("stage")))
 	live, err := cluster.Kube.CoreV1().PersistentVolumeClaims("app").Get(context.Background(), "data", metav1.GetOptions{})
 	require.NoError(t, err)
-	req, err := transfer.ParseRequest("app", "data", live.Annotations)
+	req, err := operation.ParseTransferRequest("app", "data", live.Annotations)
 	require.NoError(t, err)
 	assert.True(t, req.Cancel)
 	// cancelling a PVC that is gone is not an error

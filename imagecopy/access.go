@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 
@@ -69,10 +70,10 @@ func access(ctx context.Context, source *kube.Clients, cfg *config.Config, host,
 	if secretName != "" {
 		secret, err := source.Kube.CoreV1().Secrets(source.Namespace).Get(ctx, secretName, metav1.GetOptions{})
 		if err != nil {
-			return Access{}, fmt.Errorf("reading registry credentials Secret %s/%s: %w", source.Namespace, secretName, err)
+			return Access{}, configured(fmt.Errorf("reading registry credentials Secret %s/%s: %w", source.Namespace, secretName, err))
 		}
 		if a.Username, a.Password, err = credentialsFromSecret(secret, host); err != nil {
-			return Access{}, err
+			return Access{}, config.Error(err)
 		}
 		a.CredentialsFrom = "Secret " + source.Namespace + "/" + secretName
 	} else if token, err := bearerToken(tokenFrom); err != nil {
@@ -83,15 +84,24 @@ func access(ctx context.Context, source *kube.Clients, cfg *config.Config, host,
 	if cfg.RegistryCASecret != "" {
 		secret, err := source.Kube.CoreV1().Secrets(source.Namespace).Get(ctx, cfg.RegistryCASecret, metav1.GetOptions{})
 		if err != nil {
-			return Access{}, fmt.Errorf("reading registry CA Secret %s/%s: %w", source.Namespace, cfg.RegistryCASecret, err)
+			return Access{}, configured(fmt.Errorf("reading registry CA Secret %s/%s: %w", source.Namespace, cfg.RegistryCASecret, err))
 		}
 		pool, err := caPool(secret)
 		if err != nil {
-			return Access{}, err
+			return Access{}, config.Error(err)
 		}
 		a.RootCAs = pool
 	}
 	return a, nil
+}
+
+// configured makes a missing Secret that ferry-config names a configuration mistake; other
+// errors reading it (an API server briefly away) stay what they are.
+func configured(err error) error {
+	if apierrors.IsNotFound(err) {
+		return config.Error(err)
+	}
+	return err
 }
 
 // bearerToken is the token a rest.Config authenticates with; the file wins, read now.

@@ -7,6 +7,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
+	"github.com/ferry-dev/ferry/internal/config"
 	"github.com/ferry-dev/ferry/internal/kube"
 )
 
@@ -31,11 +32,11 @@ func TargetRegistryEndpoint(ctx context.Context, target *kube.Clients, override 
 			return host, err
 		}
 	}
-	return "", fmt.Errorf("cannot find where to push images in the target cluster: it publishes no external registry name " +
+	return "", config.Error(fmt.Errorf("cannot find where to push images in the target cluster: it publishes no external registry name " +
 		"(images.config.openshift.io/cluster status.externalRegistryHostnames) and has no registry route " +
 		"(openshift-image-registry/default-route, default/docker-registry); expose the target registry " +
 		"(OpenShift 4: set spec.defaultRoute=true on configs.imageregistry.operator.openshift.io/cluster) " +
-		"or set targetRegistryEndpoint in ferry-config")
+		"or set targetRegistryEndpoint in ferry-config"))
 }
 
 func externalRegistryHostname(ctx context.Context, c *kube.Clients) (string, error) {

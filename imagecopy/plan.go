@@ -7,6 +7,8 @@ import (
 	"github.com/opencontainers/go-digest"
 	imagev1 "github.com/openshift/api/image/v1"
 	"go.podman.io/image/v5/docker/reference"
+
+	"github.com/ferry-dev/ferry/internal/operation"
 )
 
 // Image is one image of a stream to copy.
@@ -43,7 +45,7 @@ func (im Image) Destination(repo string) string {
 //
 // Items that cannot be copied (no digest, a malformed reference) are returned as problems, one per
 // item, so the rest of the stream is still copied.
-func Plan(is *imagev1.ImageStream, registries ...string) (images []Image, problems []ImageError) {
+func Plan(is *imagev1.ImageStream, registries ...string) (images []Image, problems []operation.ImageError) {
 	local := map[string]bool{}
 	for _, r := range registries {
 		if r != "" {
@@ -62,7 +64,7 @@ func Plan(is *imagev1.ImageStream, registries ...string) (images []Image, proble
 		for i, item := range tag.Items {
 			im, isLocal, err := planItem(tag.Tag, item, local)
 			if err != nil {
-				problems = append(problems, ImageError{Tag: tag.Tag, Image: item.Image, Error: fmt.Sprintf("history item %d: %v", i, err)})
+				problems = append(problems, operation.ImageError{Tag: tag.Tag, Image: item.Image, Error: fmt.Sprintf("history item %d: %v", i, err)})
 				continue
 			}
 			if !isLocal {
@@ -70,7 +72,7 @@ func Plan(is *imagev1.ImageStream, registries ...string) (images []Image, proble
 			}
 			if i == 0 && own {
 				if _, err := reference.WithTag(reference.TrimNamed(im.named), tag.Tag); err != nil {
-					problems = append(problems, ImageError{Tag: tag.Tag, Image: im.Digest, Error: "the tag name is not valid in a registry; its current image is copied by digest only"})
+					problems = append(problems, operation.ImageError{Tag: tag.Tag, Image: im.Digest, Error: "the tag name is not valid in a registry; its current image is copied by digest only"})
 				} else {
 					im.Tagged = true
 					taggedDigests[im.Digest] = true

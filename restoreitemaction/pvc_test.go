@@ -10,8 +10,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/ferry-dev/ferry/internal/keys"
+	"github.com/ferry-dev/ferry/internal/operation"
 	"github.com/ferry-dev/ferry/internal/testutil"
-	"github.com/ferry-dev/ferry/internal/transfer"
 )
 
 func TestPVCAction(t *testing.T) {
@@ -23,7 +23,7 @@ func TestPVCAction(t *testing.T) {
 		p.Spec.AccessModes = []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce}
 		return p
 	}
-	status := (&transfer.Status{ID: "u1", Phase: transfer.PhaseCompleted}).Encode()
+	status := operation.Encode(&operation.TransferStatus{Header: operation.Header{ID: "u1", Phase: operation.PhaseCompleted}})
 	copied := []string{
 		keys.PVAction, "copy", keys.BackupMigration, "final", keys.TransferID, "u1", keys.TransferTarget, "app2/data",
 		keys.TransferStorageClass, "fast", keys.TransferAccessModes, "ReadWriteMany", keys.TransferStatus, status,

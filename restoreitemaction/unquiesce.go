@@ -19,7 +19,7 @@ var _ riav1.RestoreItemAction = (*UnquiesceAction)(nil)
 func NewUnquiesceAction(log logrus.FieldLogger) *UnquiesceAction { return &UnquiesceAction{log: log} }
 
 func (a *UnquiesceAction) AppliesTo() (velero.ResourceSelector, error) {
-	return velero.ResourceSelector{IncludedResources: quiesce.Resources}, nil
+	return velero.ResourceSelector{IncludedResources: quiesce.Resources()}, nil
 }
 
 func (a *UnquiesceAction) Execute(input *velero.RestoreItemActionExecuteInput) (*velero.RestoreItemActionExecuteOutput, error) {

@@ -5,13 +5,13 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/ferry-dev/ferry/datamover"
+	"github.com/ferry-dev/ferry/dataplane"
 )
 
 func newCertsCommand() *cobra.Command {
 	var (
 		out      string
-		validity = datamover.DefaultCertValidity
+		validity = dataplane.DefaultCertValidity
 	)
 	cmd := &cobra.Command{
 		Use:   "certs --out DIR",
@@ -24,7 +24,7 @@ is discarded after signing. Directories are created 0700, files 0600.`,
 			if out == "" {
 				return usageError{fmt.Errorf("--out is required")}
 			}
-			certs, err := datamover.GenerateCerts(validity)
+			certs, err := dataplane.GenerateCerts(validity)
 			if err != nil {
 				return usageError{err}
 			}

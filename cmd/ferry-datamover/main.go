@@ -1,6 +1,6 @@
 // Command ferry-datamover is ferry's data mover: the data plane (`certs`, `serve`, `send`) that
 // copies a volume with rsync through a mutually authenticated TLS tunnel, and the sidecar that
-// drives it. main only wires the subcommands; the work is in package datamover.
+// drives it. main only wires the subcommands; the work is in packages dataplane and sidecar.
 package main
 
 import (

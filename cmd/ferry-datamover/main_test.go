@@ -16,8 +16,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/ferry-dev/ferry/datamover"
-	"github.com/ferry-dev/ferry/internal/testutil"
+	"github.com/ferry-dev/ferry/dataplane"
+	"github.com/ferry-dev/ferry/internal/proctest"
 	"github.com/ferry-dev/ferry/internal/treediff"
 )
 
@@ -74,20 +74,20 @@ func TestCertsCommand(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "certs")
 	r := runCommand(t, "certs", "--out", out, "--validity", "48h")
 	require.Equal(t, 0, r.code, r.stderr)
-	for _, side := range []string{datamover.ServerDir, datamover.ClientDir} {
+	for _, side := range []string{dataplane.ServerDir, dataplane.ClientDir} {
 		fi, err := os.Stat(filepath.Join(out, side))
 		require.NoError(t, err)
 		assert.Equal(t, os.FileMode(0o700), fi.Mode().Perm())
-		for _, f := range []string{datamover.CAFile, datamover.CertFile, datamover.KeyFile} {
+		for _, f := range []string{dataplane.CAFile, dataplane.CertFile, dataplane.KeyFile} {
 			fi, err := os.Stat(filepath.Join(out, side, f))
 			require.NoError(t, err)
 			assert.Equal(t, os.FileMode(0o600), fi.Mode().Perm())
 		}
-		role := datamover.ServerName
-		if side == datamover.ClientDir {
-			role = datamover.ClientName
+		role := dataplane.ServerName
+		if side == dataplane.ClientDir {
+			role = dataplane.ClientName
 		}
-		_, err = datamover.LoadBundle(filepath.Join(out, side), role)
+		_, err = dataplane.LoadBundle(filepath.Join(out, side), role)
 		assert.NoError(t, err)
 	}
 	assert.Empty(t, r.stdout)
@@ -136,18 +136,18 @@ func TestServeAndSend(t *testing.T) {
 	require.Equal(t, 0, r.code, r.stderr)
 	require.NoError(t, serve.Wait(), serveErr.String())
 
-	// stdout: JSON events only, the last one "done".
-	var last datamover.Event
+	// stdout: JSON reports only, the last one "done".
+	var last dataplane.Report
 	sc := bufio.NewScanner(strings.NewReader(r.stdout))
 	n := 0
 	for sc.Scan() {
-		e, err := datamover.ParseEvent(sc.Bytes())
+		e, err := dataplane.ParseReport(sc.Bytes())
 		require.NoError(t, err, "stdout line %q", sc.Text())
 		last = e
 		n++
 	}
 	require.Positive(t, n)
-	assert.Equal(t, datamover.EventDone, last.Type)
+	assert.Equal(t, dataplane.ReportDone, last.Type)
 	assert.Equal(t, int64(1), last.FilesTransferred)
 	require.NoError(t, treediff.Equal(src, dst, treediff.All()))
 	for _, out := range []string{r.stdout, r.stderr, serveErr.String()} {
@@ -181,7 +181,7 @@ func TestServeFailures(t *testing.T) {
 }
 
 // TestSendFailure: nothing to connect to; send gives up with rsync's exit code and an error
-// event.
+// report.
 func TestSendFailure(t *testing.T) {
 	base := t.TempDir()
 	require.Equal(t, 0, runCommand(t, "certs", "--out", filepath.Join(base, "certs")).code)
@@ -189,10 +189,10 @@ func TestSendFailure(t *testing.T) {
 		"--progress=json", "--max-attempts=2", "--backoff=50ms")
 	assert.NotEqual(t, 0, r.code)
 	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
-	last, err := datamover.ParseEvent([]byte(lines[len(lines)-1]))
+	last, err := dataplane.ParseReport([]byte(lines[len(lines)-1]))
 	require.NoError(t, err)
-	assert.Equal(t, datamover.EventError, last.Type)
-	assert.Equal(t, r.code, last.ExitCode, "the exit code is the one the error event announces")
+	assert.Equal(t, dataplane.ReportError, last.Type)
+	assert.Equal(t, r.code, last.ExitCode, "the exit code is the one the error report announces")
 	assert.Contains(t, r.stderr, "giving up after 2 attempts")
 }
 
@@ -215,7 +215,7 @@ func TestServeSignals(t *testing.T) {
 			require.NoError(t, serve.Start())
 			require.Eventually(t, func() bool { _, err := os.Stat(ready); return err == nil }, 20*time.Second, 50*time.Millisecond,
 				"the ready file appears (the server pod's readiness)")
-			stunnels := testutil.ChildPIDs(serve.Process.Pid, "stunnel4")
+			stunnels := proctest.ChildPIDs(serve.Process.Pid, "stunnel4")
 			require.Len(t, stunnels, 1, "serve runs stunnel")
 			stunnel := stunnels[0]
 			require.True(t, listening(addr), "ready means TLS connections are accepted")
@@ -229,7 +229,7 @@ func TestServeSignals(t *testing.T) {
 				assert.Contains(t, stderr.String(), "stopped by terminated")
 				assert.NoFileExists(t, ready, "not ready once stopped")
 			}
-			assert.Eventually(t, func() bool { return !testutil.ProcessAlive(stunnel) }, 10*time.Second, 50*time.Millisecond, "stunnel ends with serve")
+			assert.Eventually(t, func() bool { return !proctest.ProcessAlive(stunnel) }, 10*time.Second, 50*time.Millisecond, "stunnel ends with serve")
 		})
 	}
 }

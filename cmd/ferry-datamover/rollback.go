@@ -6,11 +6,10 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/kubernetes"
 
-	"github.com/ferry-dev/ferry/datamover"
 	"github.com/ferry-dev/ferry/internal/kube"
+	"github.com/ferry-dev/ferry/internal/quiesce"
+	"github.com/ferry-dev/ferry/sidecar"
 )
 
 func newRollbackCommand() *cobra.Command {
@@ -31,15 +30,11 @@ cluster if you abandon a migration after its final backup.`,
 			if !all && len(namespaces) == 0 {
 				return usageError{fmt.Errorf("name the namespaces to roll back with --namespace, or use --all-namespaces")}
 			}
-			cfg, err := datamover.RESTConfig(kubeconfig)
+			cfg, err := sidecar.RESTConfig(kubeconfig)
 			if err != nil {
 				return err
 			}
-			dyn, err := dynamic.NewForConfig(cfg)
-			if err != nil {
-				return err
-			}
-			k, err := kubernetes.NewForConfig(cfg)
+			clients, err := kube.NewClients(cfg, "")
 			if err != nil {
 				return err
 			}
@@ -48,7 +43,7 @@ cluster if you abandon a migration after its final backup.`,
 			if all {
 				namespaces = nil
 			}
-			changed, err := datamover.Rollback(ctx, dyn, kube.NewAPIs(k.Discovery()), namespaces)
+			changed, err := quiesce.Rollback(ctx, clients, namespaces)
 			for _, c := range changed {
 				fmt.Fprintln(cmd.OutOrStdout(), c)
 			}

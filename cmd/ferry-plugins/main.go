@@ -9,7 +9,6 @@ import (
 	"github.com/vmware-tanzu/velero/pkg/plugin/framework"
 
 	"github.com/ferry-dev/ferry/backupitemaction"
-	"github.com/ferry-dev/ferry/internal/config"
 	"github.com/ferry-dev/ferry/internal/kube"
 	"github.com/ferry-dev/ferry/restoreitemaction"
 )
@@ -19,7 +18,7 @@ func main() {
 	factory := veleroclient.NewFactory("ferry-plugins", veleroclient.VeleroConfig{})
 	factory.BindFlags(pflag.CommandLine)
 	clients := kube.FromVeleroFactory(factory)
-	cfg := config.Lazy(clients)
+	cfg := kube.LazyConfig(clients)
 
 	withClients := func(newAction func(logrus.FieldLogger, *kube.Clients) any) func(logrus.FieldLogger) (any, error) {
 		return func(log logrus.FieldLogger) (any, error) {

@@ -5,11 +5,11 @@ package config
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -19,7 +19,6 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/ferry-dev/ferry/internal/keys"
-	"github.com/ferry-dev/ferry/internal/kube"
 	"github.com/ferry-dev/ferry/internal/version"
 )
 
@@ -138,7 +137,20 @@ func DefaultTransferImage() string {
 	return "ghcr.io/ferry-dev/ferry-datamover:" + tag
 }
 
-// Load reads the ConfigMap from namespace; a missing ConfigMap yields Defaults.
+// configError is a mistake in ferry's configuration (ferry-config, a Secret it names):
+// retrying cannot help, someone has to fix it.
+type configError struct{ error }
+
+func (e configError) Unwrap() error { return e.error }
+
+// Error marks err as a mistake in ferry's configuration.
+func Error(err error) error { return configError{err} }
+
+// IsError reports whether err is, or wraps, a mistake in ferry's configuration.
+func IsError(err error) bool { return errors.As(err, &configError{}) }
+
+// Load reads the ConfigMap from namespace; a missing ConfigMap yields Defaults. A malformed one
+// is an Error.
 func Load(ctx context.Context, client kubernetes.Interface, namespace string) (*Config, error) {
 	cm, err := client.CoreV1().ConfigMaps(namespace).Get(ctx, ConfigMapName, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
@@ -149,7 +161,7 @@ func Load(ctx context.Context, client kubernetes.Interface, namespace string) (*
 	}
 	c, err := Parse(cm.Data)
 	if err != nil {
-		return nil, fmt.Errorf("ConfigMap %s/%s: %w", namespace, ConfigMapName, err)
+		return nil, Error(fmt.Errorf("ConfigMap %s/%s: %w", namespace, ConfigMapName, err))
 	}
 	return c, nil
 }
@@ -435,15 +447,4 @@ func sortedKeys(m map[string]string) []string {
 	}
 	sort.Strings(out)
 	return out
-}
-
-// Lazy reads the ConfigMap once, on first use, from the cluster the clients reach.
-func Lazy(clients func() (*kube.Clients, error)) func() (*Config, error) {
-	return sync.OnceValues(func() (*Config, error) {
-		c, err := clients()
-		if err != nil {
-			return nil, err
-		}
-		return Load(context.Background(), c.Kube, c.Namespace)
-	})
 }

@@ -123,6 +123,11 @@ const (
 	TransferRole = prefix + "transfer-role"
 	// TransferIDLabel copies the TransferID (hashed if needed) onto transfer objects.
 	TransferIDLabel = prefix + "transfer-id"
+	// TransferAttempt numbers a client pod among the attempts of one transfer (label).
+	TransferAttempt = prefix + "attempt"
+	// SourcePVC on a client pod names its source PVC "namespace/name" (annotation), so the pod's
+	// events lead back to the PVC.
+	SourcePVC = prefix + "source-pvc"
 	// CreatedBy marks a target PVC ferry created (vs. a pre-provisioned one it filled in place).
 	CreatedBy = prefix + "created-by-transfer"
 	// ExcludeFromBackup is Velero's own label (velerov1.ExcludeFromBackupLabel), "true" on every

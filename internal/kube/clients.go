@@ -3,6 +3,7 @@
 package kube
 
 import (
+	"context"
 	"fmt"
 	"sync"
 
@@ -13,6 +14,8 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+
+	"github.com/ferry-dev/ferry/internal/config"
 )
 
 // Clients are the clients of one cluster, plus Velero's namespace in it.
@@ -59,5 +62,16 @@ func FromVeleroFactory(f veleroclient.Factory) func() (*Clients, error) {
 			return nil, fmt.Errorf("building client config from Velero's flags: %w", err)
 		}
 		return NewClients(cfg, f.Namespace())
+	})
+}
+
+// LazyConfig reads ferry-config once, on first use, from the cluster the clients reach.
+func LazyConfig(clients func() (*Clients, error)) func() (*config.Config, error) {
+	return sync.OnceValues(func() (*config.Config, error) {
+		c, err := clients()
+		if err != nil {
+			return nil, err
+		}
+		return config.Load(context.Background(), c.Kube, c.Namespace)
 	})
 }

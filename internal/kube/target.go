@@ -2,26 +2,18 @@ package kube
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/ferry-dev/ferry/internal/config"
 )
 
 // TargetKubeconfigKey is the key of the target cluster's kubeconfig in its Secret.
 const TargetKubeconfigKey = "kubeconfig"
-
-// ConfigError is a mistake in ferry's configuration (a missing or malformed Secret): retrying
-// cannot help, the user has to fix it.
-type ConfigError struct{ error }
-
-func (e ConfigError) Unwrap() error { return e.error }
-
-// IsConfigError reports whether err is, or wraps, a ConfigError.
-func IsConfigError(err error) bool { return errors.As(err, &ConfigError{}) }
 
 // Targets builds the target cluster's clients from the kubeconfig Secret named in ferry-config
 // (in Velero's namespace of the Source cluster), again only when the Secret changes. An empty
@@ -29,8 +21,6 @@ func IsConfigError(err error) bool { return errors.As(err, &ConfigError{}) }
 type Targets struct {
 	// Source reaches the cluster and namespace holding the Secret.
 	Source *Clients
-	// Fixed, when set, is returned instead (unit tests).
-	Fixed *Clients
 
 	mu     sync.Mutex
 	key    string // namespace/name@resourceVersion of the Secret the cached clients came from
@@ -39,17 +29,14 @@ type Targets struct {
 
 // Get returns the target cluster's clients.
 func (t *Targets) Get(ctx context.Context, secretName string) (*Clients, error) {
-	if t.Fixed != nil {
-		return t.Fixed, nil
-	}
 	if secretName == "" {
 		return t.Source, nil
 	}
 	id := t.Source.Namespace + "/" + secretName
 	secret, err := t.Source.Kube.CoreV1().Secrets(t.Source.Namespace).Get(ctx, secretName, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
-		return nil, ConfigError{fmt.Errorf("the target cluster's kubeconfig Secret %s does not exist: create it with `kubectl -n %s create secret generic %s --from-file=%s=<target kubeconfig>`",
-			id, t.Source.Namespace, secretName, TargetKubeconfigKey)}
+		return nil, config.Error(fmt.Errorf("the target cluster's kubeconfig Secret %s does not exist: create it with `kubectl -n %s create secret generic %s --from-file=%s=<target kubeconfig>`",
+			id, t.Source.Namespace, secretName, TargetKubeconfigKey))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("reading Secret %s: %w", id, err)
@@ -62,15 +49,15 @@ func (t *Targets) Get(ctx context.Context, secretName string) (*Clients, error) 
 	}
 	raw, ok := secret.Data[TargetKubeconfigKey]
 	if !ok {
-		return nil, ConfigError{fmt.Errorf("Secret %s has no key %q holding the target cluster's kubeconfig", id, TargetKubeconfigKey)}
+		return nil, config.Error(fmt.Errorf("Secret %s has no key %q holding the target cluster's kubeconfig", id, TargetKubeconfigKey))
 	}
 	cfg, err := clientcmd.RESTConfigFromKubeConfig(raw)
 	if err != nil {
-		return nil, ConfigError{fmt.Errorf("Secret %s: key %q is not a usable kubeconfig: %v", id, TargetKubeconfigKey, err)}
+		return nil, config.Error(fmt.Errorf("Secret %s: key %q is not a usable kubeconfig: %v", id, TargetKubeconfigKey, err))
 	}
 	c, err := NewClients(cfg, "")
 	if err != nil {
-		return nil, ConfigError{err}
+		return nil, config.Error(err)
 	}
 	t.cached, t.key = c, key
 	return c, nil

@@ -10,23 +10,74 @@ import (
 	"strconv"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/ferry-dev/ferry/internal/keys"
+	"github.com/ferry-dev/ferry/internal/kube"
 )
 
-// Resources are the resources Quiesce knows, as Velero names them.
-var Resources = []string{
-	"deployments.apps", "statefulsets.apps", "replicasets.apps", "replicationcontrollers",
-	"deploymentconfigs.apps.openshift.io", "daemonsets.apps", "cronjobs.batch", "jobs.batch",
+// How is the way a kind of workload is stopped.
+type How int
+
+const (
+	// ScaleToZero sets spec.replicas to 0.
+	ScaleToZero How = iota
+	// Suspend sets spec.suspend (CronJob, Job).
+	Suspend
+	// NoNode gives the pod template a node selector no node matches (DaemonSet).
+	NoNode
+)
+
+// Kind is a kind of object that runs pods and that Quiesce knows how to stop.
+type Kind struct {
+	Kind     string
+	Resource schema.GroupVersionResource
+	How      How
+	// OwnedBy lists the kinds whose controller manages this kind: ferry quiesces the owner,
+	// whose controller then scales the owned object down.
+	OwnedBy []string
+	// OpenShift kinds are looked for only where the API is served.
+	OpenShift bool
 }
 
-// Supported reports whether Quiesce knows kind.
-func Supported(kind string) bool {
-	switch kind {
-	case "Deployment", "StatefulSet", "ReplicaSet", "ReplicationController", "DeploymentConfig", "DaemonSet", "CronJob", "Job":
-		return true
+// VeleroResource is the resource as Velero's ResourceSelector names it ("deployments.apps").
+func (k Kind) VeleroResource() string {
+	if k.Resource.Group == "" {
+		return k.Resource.Resource
 	}
-	return false
+	return k.Resource.Resource + "." + k.Resource.Group
+}
+
+// Kinds is the one table of workload kinds: the sidecar quiesces them, the restore and
+// `ferry-datamover rollback` bring them back.
+var Kinds = []Kind{
+	{Kind: "Deployment", Resource: schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "deployments"}},
+	{Kind: "StatefulSet", Resource: schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "statefulsets"}},
+	{Kind: "DaemonSet", Resource: schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "daemonsets"}, How: NoNode},
+	{Kind: "ReplicaSet", Resource: schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "replicasets"}, OwnedBy: []string{"Deployment"}},
+	{Kind: "ReplicationController", Resource: schema.GroupVersionResource{Version: "v1", Resource: "replicationcontrollers"}, OwnedBy: []string{"DeploymentConfig"}},
+	{Kind: "CronJob", Resource: schema.GroupVersionResource{Group: "batch", Version: "v1", Resource: "cronjobs"}, How: Suspend},
+	{Kind: "Job", Resource: schema.GroupVersionResource{Group: "batch", Version: "v1", Resource: "jobs"}, How: Suspend, OwnedBy: []string{"CronJob"}},
+	{Kind: "DeploymentConfig", Resource: kube.AppsGV.WithResource("deploymentconfigs"), OpenShift: true},
+}
+
+// Resources are the Kinds as Velero names them.
+func Resources() []string {
+	out := make([]string, len(Kinds))
+	for i, k := range Kinds {
+		out[i] = k.VeleroResource()
+	}
+	return out
+}
+
+// KindOf returns the table's entry for kind.
+func KindOf(kind string) (Kind, bool) {
+	for _, k := range Kinds {
+		if k.Kind == kind {
+			return k, true
+		}
+	}
+	return Kind{}, false
 }
 
 // Quiesced reports whether u carries ferry's quiesce annotations.
@@ -51,8 +102,12 @@ func Quiesce(u *unstructured.Unstructured, id string) (bool, error) {
 	if ann == nil {
 		ann = map[string]string{}
 	}
-	switch u.GetKind() {
-	case "Deployment", "StatefulSet", "ReplicaSet", "ReplicationController", "DeploymentConfig":
+	k, ok := KindOf(u.GetKind())
+	if !ok {
+		return false, fmt.Errorf("%s %s/%s: ferry cannot quiesce this kind", u.GetKind(), u.GetNamespace(), u.GetName())
+	}
+	switch k.How {
+	case ScaleToZero:
 		replicas, found, err := unstructured.NestedInt64(u.Object, "spec", "replicas")
 		if err != nil {
 			return false, describe(u, err)
@@ -71,13 +126,13 @@ func Quiesce(u *unstructured.Unstructured, id string) (bool, error) {
 				return false, describe(u, err)
 			}
 		}
-	case "CronJob", "Job":
+	case Suspend:
 		suspend, _, _ := unstructured.NestedBool(u.Object, "spec", "suspend")
 		ann[keys.PreQuiesceSuspend] = strconv.FormatBool(suspend)
 		if err := unstructured.SetNestedField(u.Object, true, "spec", "suspend"); err != nil {
 			return false, describe(u, err)
 		}
-	case "DaemonSet":
+	case NoNode:
 		sel, _, err := unstructured.NestedStringMap(u.Object, "spec", "template", "spec", "nodeSelector")
 		if err != nil {
 			return false, describe(u, err)
@@ -87,8 +142,6 @@ func Quiesce(u *unstructured.Unstructured, id string) (bool, error) {
 		if err := unstructured.SetNestedStringMap(u.Object, map[string]string{keys.QuiesceNodeSelector: "true"}, "spec", "template", "spec", "nodeSelector"); err != nil {
 			return false, describe(u, err)
 		}
-	default:
-		return false, fmt.Errorf("%s %s/%s: ferry cannot quiesce this kind", u.GetKind(), u.GetNamespace(), u.GetName())
 	}
 	u.SetAnnotations(ann)
 	labels := u.GetLabels()

@@ -112,8 +112,10 @@ func TestUnquiesceMalformed(t *testing.T) {
 func TestQuiesceUnknownKind(t *testing.T) {
 	_, err := Quiesce(testutil.Object("v1", "Pod", "app", "p", nil), "id")
 	assert.ErrorContains(t, err, "Pod app/p")
-	assert.False(t, Supported("Pod"))
-	assert.True(t, Supported("DeploymentConfig"))
+	_, known := KindOf("Pod")
+	assert.False(t, known)
+	_, known = KindOf("DeploymentConfig")
+	assert.True(t, known)
 }
 
 func TestNotQuiescedIsUntouched(t *testing.T) {

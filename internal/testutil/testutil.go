@@ -119,10 +119,19 @@ var openShiftResources = []*metav1.APIResourceList{
 
 // listKinds tells the fake dynamic client the list kind of each resource tests use.
 var listKinds = map[schema.GroupVersionResource]string{
-	{Group: "image.openshift.io", Version: "v1", Resource: "imagestreams"}:    "ImageStreamList",
-	{Group: "image.openshift.io", Version: "v1", Resource: "imagestreamtags"}: "ImageStreamTagList",
-	{Group: "config.openshift.io", Version: "v1", Resource: "images"}:         "ImageList",
-	{Group: "route.openshift.io", Version: "v1", Resource: "routes"}:          "RouteList",
+	{Group: "image.openshift.io", Version: "v1", Resource: "imagestreams"}:     "ImageStreamList",
+	{Group: "image.openshift.io", Version: "v1", Resource: "imagestreamtags"}:  "ImageStreamTagList",
+	{Group: "config.openshift.io", Version: "v1", Resource: "images"}:          "ImageList",
+	{Group: "route.openshift.io", Version: "v1", Resource: "routes"}:           "RouteList",
+	{Group: "apps", Version: "v1", Resource: "deployments"}:                    "DeploymentList",
+	{Group: "apps", Version: "v1", Resource: "statefulsets"}:                   "StatefulSetList",
+	{Group: "apps", Version: "v1", Resource: "daemonsets"}:                     "DaemonSetList",
+	{Group: "apps", Version: "v1", Resource: "replicasets"}:                    "ReplicaSetList",
+	{Version: "v1", Resource: "replicationcontrollers"}:                        "ReplicationControllerList",
+	{Group: "batch", Version: "v1", Resource: "cronjobs"}:                      "CronJobList",
+	{Group: "batch", Version: "v1", Resource: "jobs"}:                          "JobList",
+	{Group: "apps.openshift.io", Version: "v1", Resource: "deploymentconfigs"}: "DeploymentConfigList",
+	{Version: "v1", Resource: "persistentvolumes"}:                             "PersistentVolumeList",
 }
 
 func cut(v string) (string, string, bool) {

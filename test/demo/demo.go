@@ -30,10 +30,9 @@ import (
 	"k8s.io/utils/ptr"
 	crclient "sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/ferry-dev/ferry/imagecopy"
 	"github.com/ferry-dev/ferry/imagecopy/registrytest"
 	"github.com/ferry-dev/ferry/internal/keys"
-	"github.com/ferry-dev/ferry/internal/transfer"
+	"github.com/ferry-dev/ferry/internal/operation"
 	"github.com/ferry-dev/ferry/internal/treediff"
 	"github.com/ferry-dev/ferry/internal/units"
 	"github.com/ferry-dev/ferry/test/stack"
@@ -328,7 +327,7 @@ func (d *runner) backup(ctx context.Context, label, kind string) (string, error)
 	if err != nil {
 		return "", err
 	}
-	if st.ID != string(b.UID) || st.Phase != transfer.PhaseCompleted {
+	if st.ID != string(b.UID) || st.Phase != operation.PhaseCompleted {
 		return "", fmt.Errorf("PVC %s: transfer %s is %s: %s", pvcName, st.ID, st.Phase, st.Message)
 	}
 	d.r.BytesSent[label], d.r.FilesSent[label] = st.BytesSent, st.FilesSent
@@ -363,7 +362,7 @@ func (d *runner) showProgress(ctx context.Context, done <-chan struct{}) {
 		if st.BytesTotal > 0 {
 			line += fmt.Sprintf(" %3.0f%% %s of %s", st.Percent, units.Bytes(st.BytesDone), units.Bytes(st.BytesTotal))
 		}
-		if st.RateBPS > 0 && st.Phase == transfer.PhaseTransferring {
+		if st.RateBPS > 0 && st.Phase == operation.PhaseTransferring {
 			line += fmt.Sprintf(" at %s/s", units.Bytes(st.RateBPS))
 		}
 		if st.Message != "" {
@@ -376,24 +375,24 @@ func (d *runner) showProgress(ctx context.Context, done <-chan struct{}) {
 	}
 }
 
-func (d *runner) pvcStatus(ctx context.Context) (*transfer.Status, error) {
+func (d *runner) pvcStatus(ctx context.Context) (*operation.TransferStatus, error) {
 	p, err := d.s.Source.Kube.CoreV1().PersistentVolumeClaims(d.r.Namespace).Get(ctx, pvcName, metav1.GetOptions{})
 	if err != nil {
 		return nil, err
 	}
-	st, err := transfer.ParseStatus(p.Annotations)
+	st, err := operation.ParseTransferStatus(p.Annotations)
 	if err == nil && st == nil {
-		return &transfer.Status{}, nil
+		return &operation.TransferStatus{}, nil
 	}
 	return st, err
 }
 
-func (d *runner) imageStatus(ctx context.Context) (*imagecopy.Status, error) {
+func (d *runner) imageStatus(ctx context.Context) (*operation.ImageCopyStatus, error) {
 	u, err := d.s.Source.Dynamic.Resource(imageStreams).Namespace(d.r.Namespace).Get(ctx, appName, metav1.GetOptions{})
 	if err != nil {
 		return nil, err
 	}
-	st, err := imagecopy.ParseStatus(u.GetAnnotations())
+	st, err := operation.ParseImageCopyStatus(u.GetAnnotations())
 	if err == nil && st == nil {
 		return nil, fmt.Errorf("image stream %s has no copy status", appName)
 	}

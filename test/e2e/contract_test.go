@@ -32,7 +32,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/ferry-dev/ferry/internal/keys"
-	"github.com/ferry-dev/ferry/internal/transfer"
+	"github.com/ferry-dev/ferry/internal/operation"
 	"github.com/ferry-dev/ferry/test/stack"
 )
 
@@ -114,7 +114,7 @@ func TestPluginContract(t *testing.T) {
 	ns := s.Namespace(t, "contract")
 	create(t, ctx, c, pvc(ns, "data"), secret(ns, "db", map[string]string{"password": "x"}))
 	pv := boundVolume(t, ctx, c, ns, "data")
-	_, err := c.Kube.CoordinationV1().Leases("velero").Create(ctx, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: transfer.SidecarLease}}, metav1.CreateOptions{})
+	_, err := c.Kube.CoordinationV1().Leases("velero").Create(ctx, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: operation.SidecarLease}}, metav1.CreateOptions{})
 	if err != nil && !strings.Contains(err.Error(), "already exists") {
 		require.NoError(t, err)
 	}

@@ -14,9 +14,9 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
-	"github.com/ferry-dev/ferry/imagecopy"
 	"github.com/ferry-dev/ferry/imagecopy/registrytest"
 	"github.com/ferry-dev/ferry/internal/keys"
+	"github.com/ferry-dev/ferry/internal/operation"
 	"github.com/ferry-dev/ferry/test/stack"
 )
 
@@ -79,7 +79,7 @@ func TestImageStreamMigration(t *testing.T) {
 	require.NoError(t, err)
 	st := imageCopyStatus(t, ctx, src, ns, "web")
 	assert.Equal(t, string(stage.UID), st.ID)
-	assert.Equal(t, imagecopy.PhaseCompleted, st.Phase, st.Message)
+	assert.Equal(t, operation.PhaseCompleted, st.Phase, st.Message)
 	assert.Equal(t, dst.RegistryHost+"/"+mapped+"/web", st.Target)
 	assert.Equal(t, 3, st.Images, "v1, its older image, and the list; latest follows v1")
 	assert.Equal(t, (2+1)+(3+1)+2*(2+1), st.BlobsSent, "every layer and config")
@@ -98,7 +98,7 @@ func TestImageStreamMigration(t *testing.T) {
 	require.NoError(t, err)
 	again := imageCopyStatus(t, ctx, src, ns, "web")
 	assert.Equal(t, string(final.UID), again.ID)
-	assert.Equal(t, imagecopy.PhaseCompleted, again.Phase, again.Message)
+	assert.Equal(t, operation.PhaseCompleted, again.Phase, again.Message)
 	assert.Zero(t, again.BlobsSent, "an unchanged stream sends zero blobs")
 	assert.Equal(t, st.BlobsSent, again.BlobsSkipped)
 	assert.Contains(t, describeBackup(t, ctx, src, final.Name), "Completed")
@@ -181,11 +181,11 @@ func tagEvents(tag, repo string, digests ...string) map[string]any {
 }
 
 // imageCopyStatus reads the sidecar's report on a source image stream.
-func imageCopyStatus(t *testing.T, ctx context.Context, c *stack.Cluster, ns, name string) *imagecopy.Status {
+func imageCopyStatus(t *testing.T, ctx context.Context, c *stack.Cluster, ns, name string) *operation.ImageCopyStatus {
 	t.Helper()
 	u, err := c.Dynamic.Resource(imageStreamGVR).Namespace(ns).Get(ctx, name, metav1.GetOptions{})
 	require.NoError(t, err)
-	st, err := imagecopy.ParseStatus(u.GetAnnotations())
+	st, err := operation.ParseImageCopyStatus(u.GetAnnotations())
 	require.NoError(t, err)
 	require.NotNil(t, st, "ImageStream %s/%s has no image copy status", ns, name)
 	return st

@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"context"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
+	"github.com/ferry-dev/ferry/internal/keys"
 	"github.com/ferry-dev/ferry/test/stack"
 )
 
@@ -75,8 +77,25 @@ func TestMigrateNamespaceOpenShift(t *testing.T) {
 		assert.Equal(t, publicImage, images["web-sidecar"], "public image unchanged")
 		_, err := dst.Kube.CoreV1().Services(ns).Get(ctx, "web", metav1.GetOptions{})
 		assert.NoError(t, err, "service restored")
-		boundVolumeDir(t, ctx, dst, ns, "web-data") // the target provisions its own volume
 	})
+	t.Run("an ordinary backup leaves volume data alone", func(t *testing.T) {
+		assertNoDataMoved(t, ctx, s, ns, "web-data", "index.html", "orders/1.json")
+	})
+}
+
+// assertNoDataMoved checks what an ordinary (non-migration) backup does to a volume whose
+// files are on the source: the target provisions an empty volume of its own, and the source
+// PVC carries no transfer request.
+func assertNoDataMoved(t *testing.T, ctx context.Context, s *stack.Stack, ns, claim string, files ...string) {
+	t.Helper()
+	srcDir, dstDir := boundVolumeDir(t, ctx, s.Source, ns, claim), boundVolumeDir(t, ctx, s.Target, ns, claim)
+	for _, f := range files {
+		assert.FileExists(t, filepath.Join(srcDir, f), "the source keeps its data")
+		assert.NoFileExists(t, filepath.Join(dstDir, f), "no data without a migration label")
+	}
+	p, err := s.Source.Kube.CoreV1().PersistentVolumeClaims(ns).Get(ctx, claim, metav1.GetOptions{})
+	require.NoError(t, err)
+	assert.NotContains(t, p.Annotations, keys.TransferID, "no transfer request on the source PVC")
 }
 
 // TestMigrateNamespacePlainKubernetes runs the same migration between two clusters without the
@@ -109,7 +128,7 @@ func TestMigrateNamespacePlainKubernetes(t *testing.T) {
 	assert.Equal(t, "s3cr3t", string(got.Data["password"]))
 	d := requireWorkload(t, ctx, dst, ns, "web", 3)
 	assert.Equal(t, image, d.Spec.Template.Spec.Containers[0].Image, "no internal registry: images unchanged")
-	boundVolumeDir(t, ctx, dst, ns, "web-data")
+	assertNoDataMoved(t, ctx, s, ns, "web-data", "index.html")
 }
 
 // migrate backs the namespace up on the source and restores it on the target with the velero

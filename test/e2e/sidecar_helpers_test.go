@@ -23,7 +23,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/ferry-dev/ferry/internal/keys"
-	"github.com/ferry-dev/ferry/internal/transfer"
+	"github.com/ferry-dev/ferry/internal/operation"
 	"github.com/ferry-dev/ferry/test/stack"
 )
 
@@ -76,24 +76,24 @@ func migrationBackup(t *testing.T, ctx context.Context, c *stack.Cluster, kind, 
 }
 
 // transferStatus reads the sidecar's report on a source PVC.
-func transferStatus(t *testing.T, ctx context.Context, c *stack.Cluster, ns, name string) *transfer.Status {
+func transferStatus(t *testing.T, ctx context.Context, c *stack.Cluster, ns, name string) *operation.TransferStatus {
 	t.Helper()
 	p, err := c.Kube.CoreV1().PersistentVolumeClaims(ns).Get(ctx, name, metav1.GetOptions{})
 	require.NoError(t, err)
-	st, err := transfer.ParseStatus(p.Annotations)
+	st, err := operation.ParseTransferStatus(p.Annotations)
 	require.NoError(t, err)
 	require.NotNil(t, st, "PVC %s/%s has no transfer status", ns, name)
 	return st
 }
 
 // waitTransfer waits until the PVC's transfer with id ends, and returns its status.
-func waitTransfer(t *testing.T, ctx context.Context, c *stack.Cluster, ns, name, id string, within time.Duration) *transfer.Status {
+func waitTransfer(t *testing.T, ctx context.Context, c *stack.Cluster, ns, name, id string, within time.Duration) *operation.TransferStatus {
 	t.Helper()
-	var st *transfer.Status
+	var st *operation.TransferStatus
 	require.EventuallyWithT(t, func(ct *assert.CollectT) {
 		p, err := c.Kube.CoreV1().PersistentVolumeClaims(ns).Get(ctx, name, metav1.GetOptions{})
 		require.NoError(ct, err)
-		st, err = transfer.ParseStatus(p.Annotations)
+		st, err = operation.ParseTransferStatus(p.Annotations)
 		require.NoError(ct, err)
 		require.NotNil(ct, st)
 		require.Equal(ct, id, st.ID)

@@ -20,7 +20,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/ferry-dev/ferry/internal/keys"
-	"github.com/ferry-dev/ferry/internal/transfer"
+	"github.com/ferry-dev/ferry/internal/operation"
 	"github.com/ferry-dev/ferry/internal/treediff"
 	"github.com/ferry-dev/ferry/test/stack"
 )
@@ -51,7 +51,7 @@ func TestStageStageFinalRestore(t *testing.T) {
 	require.NoError(t, err)
 	st1 := transferStatus(t, ctx, src, ns, "data")
 	assert.Equal(t, string(b1.UID), st1.ID)
-	assert.Equal(t, transfer.PhaseCompleted, st1.Phase, st1.Message)
+	assert.Equal(t, operation.PhaseCompleted, st1.Phase, st1.Message)
 	dstDir := boundVolumeDir(t, ctx, dst, ns, "data")
 	require.NoError(t, treediff.Equal(srcDir, dstDir, full), "after stage 1")
 	target, err := dst.Kube.CoreV1().PersistentVolumeClaims(ns).Get(ctx, "data", metav1.GetOptions{})
@@ -76,7 +76,7 @@ func TestStageStageFinalRestore(t *testing.T) {
 	b3, err := migrationBackup(t, ctx, src, "final", ns)
 	require.NoError(t, err)
 	st3 := transferStatus(t, ctx, src, ns, "data")
-	assert.Equal(t, transfer.PhaseCompleted, st3.Phase, st3.Message)
+	assert.Equal(t, operation.PhaseCompleted, st3.Phase, st3.Message)
 	assert.Equal(t, int64(changed), st3.FilesSent)
 	assert.Equal(t, []string{"Deployment/web"}, st3.Quiesced)
 	web, err := src.Kube.AppsV1().Deployments(ns).Get(ctx, "web", metav1.GetOptions{})
@@ -148,7 +148,7 @@ func TestStateOnly(t *testing.T) {
 	require.NoError(t, err)
 
 	st := waitTransfer(t, ctx, src, ns, claim, "by-hand-1", 5*time.Minute)
-	require.Equal(t, transfer.PhaseCompleted, st.Phase, st.Message)
+	require.Equal(t, operation.PhaseCompleted, st.Phase, st.Message)
 	got, err := dst.Kube.CoreV1().PersistentVolumeClaims(ns).Get(ctx, claim, metav1.GetOptions{})
 	require.NoError(t, err)
 	assert.Equal(t, "standard", *got.Spec.StorageClassName, "the pre-provisioned PVC is filled in place, not replaced")
@@ -183,12 +183,12 @@ func TestScheduledStages(t *testing.T) {
 	first := waitScheduledBackup(t, ctx, src, schedule, "")
 	st1 := transferStatus(t, ctx, src, ns, "data")
 	require.Equal(t, string(first.UID), st1.ID)
-	require.Equal(t, transfer.PhaseCompleted, st1.Phase, st1.Message)
+	require.Equal(t, operation.PhaseCompleted, st1.Phase, st1.Message)
 	changed := mutate(t, srcDir, 1, 2)
 	second := waitScheduledBackup(t, ctx, src, schedule, first.Name)
 	st2 := transferStatus(t, ctx, src, ns, "data")
 	require.Equal(t, string(second.UID), st2.ID)
-	require.Equal(t, transfer.PhaseCompleted, st2.Phase, st2.Message)
+	require.Equal(t, operation.PhaseCompleted, st2.Phase, st2.Message)
 	assert.Equal(t, int64(changed), st2.FilesSent)
 	require.NoError(t, treediff.Equal(srcDir, boundVolumeDir(t, ctx, dst, ns, "data"), treediff.All()))
 }
@@ -239,9 +239,9 @@ func TestSidecarKilledMidTransfer(t *testing.T) {
 	require.EventuallyWithT(t, func(ct *assert.CollectT) {
 		p, err := src.Kube.CoreV1().PersistentVolumeClaims(ns).Get(ctx, "data", metav1.GetOptions{})
 		require.NoError(ct, err)
-		st, _ := transfer.ParseStatus(p.Annotations)
+		st, _ := operation.ParseTransferStatus(p.Annotations)
 		require.NotNil(ct, st)
-		require.Equal(ct, transfer.PhaseTransferring, st.Phase)
+		require.Equal(ct, operation.PhaseTransferring, st.Phase)
 		require.Greater(ct, st.BytesDone, int64(0), "some data moved")
 	}, 5*time.Minute, 200*time.Millisecond)
 	require.NoError(t, sidecar.Kill())
@@ -252,7 +252,7 @@ func TestSidecarKilledMidTransfer(t *testing.T) {
 	require.NoError(t, err)
 	st := transferStatus(t, ctx, src, ns, "data")
 	assert.Equal(t, string(b.UID), st.ID)
-	assert.Equal(t, transfer.PhaseCompleted, st.Phase, st.Message)
+	assert.Equal(t, operation.PhaseCompleted, st.Phase, st.Message)
 	require.NoError(t, treediff.Equal(srcDir, boundVolumeDir(t, ctx, dst, ns, "data"), treediff.All()))
 	noTransferLeftovers(t, ctx, s, ns)
 }

@@ -1,56 +1,32 @@
 package stack
 
 import (
-	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
-	"net"
 	"os"
 	"path/filepath"
-	"time"
+
+	"github.com/ferry-dev/ferry/internal/testcerts"
 )
 
 // certAuthority is one cluster's CA: it signs the API server's serving cert, the kubelet (pod
 // runner) serving cert and the API server's kubelet client cert.
 type certAuthority struct {
+	*testcerts.CA
 	cert *x509.Certificate
-	key  crypto.Signer
 	pem  []byte
 }
 
-const certValidity = 7 * 24 * time.Hour
-
 func newCA(commonName string) (*certAuthority, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ca, err := testcerts.NewCA(commonName)
 	if err != nil {
 		return nil, err
 	}
-	now := time.Now()
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial(),
-		Subject:               pkix.Name{CommonName: commonName},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(certValidity),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		return nil, err
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, err
-	}
-	return &certAuthority{cert: cert, key: key, pem: pemBlock("CERTIFICATE", der)}, nil
+	return &certAuthority{CA: ca, cert: ca.Cert, pem: ca.PEM}, nil
 }
 
 // keyPair is a signed certificate and its key, PEM encoded.
@@ -60,36 +36,8 @@ type keyPair struct {
 
 // issue signs a leaf certificate. ips and dnsNames become SANs; usage picks server or client auth.
 func (ca *certAuthority) issue(commonName string, ips []string, dnsNames []string, usage ...x509.ExtKeyUsage) (keyPair, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return keyPair{}, err
-	}
-	now := time.Now()
-	tmpl := &x509.Certificate{
-		SerialNumber: serial(),
-		Subject:      pkix.Name{CommonName: commonName},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(certValidity),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  usage,
-		DNSNames:     dnsNames,
-	}
-	for _, ip := range ips {
-		parsed := net.ParseIP(ip)
-		if parsed == nil {
-			return keyPair{}, fmt.Errorf("certificate %s: bad IP %q", commonName, ip)
-		}
-		tmpl.IPAddresses = append(tmpl.IPAddresses, parsed)
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, key.Public(), ca.key)
-	if err != nil {
-		return keyPair{}, err
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return keyPair{}, err
-	}
-	return keyPair{certPEM: pemBlock("CERTIFICATE", der), keyPEM: pemBlock("PRIVATE KEY", keyDER)}, nil
+	kp, err := ca.Issue(commonName, ips, dnsNames, usage...)
+	return keyPair{certPEM: kp.CertPEM, keyPEM: kp.KeyPEM}, err
 }
 
 func (kp keyPair) tlsCertificate() (tls.Certificate, error) {
@@ -116,19 +64,7 @@ func newServiceAccountKey() ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return pemBlock("EC PRIVATE KEY", der), nil
-}
-
-func pemBlock(typ string, der []byte) []byte {
-	return pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der})
-}
-
-func serial() *big.Int {
-	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 126))
-	if err != nil {
-		panic(err) // crypto/rand does not fail on Linux
-	}
-	return n
+	return testcerts.PEM("EC PRIVATE KEY", der), nil
 }
 
 // randomToken returns a random hex string of n bytes of entropy (tokens, S3 keys).

@@ -14,7 +14,7 @@ import (
 
 	"github.com/ferry-dev/ferry/internal/config"
 	"github.com/ferry-dev/ferry/internal/kube"
-	"github.com/ferry-dev/ferry/internal/transfer"
+	"github.com/ferry-dev/ferry/internal/operation"
 )
 
 // TargetSecret is the Secret ConfigureFerry puts the target cluster's kubeconfig in.
@@ -108,7 +108,7 @@ func (s *Stack) startSidecar(ctx context.Context) (*Sidecar, error) {
 		if exited, err := p.Exited(); exited {
 			return nil, fmt.Errorf("ferry-datamover exited: %v\n%s", err, p.Tail(30))
 		}
-		l, err := leases.Get(ctx, transfer.SidecarLease, metav1.GetOptions{})
+		l, err := leases.Get(ctx, operation.SidecarLease, metav1.GetOptions{})
 		if err == nil && l.Spec.HolderIdentity != nil && l.Spec.RenewTime != nil && time.Since(l.Spec.RenewTime.Time) < 10*time.Second {
 			return &Sidecar{Process: p, MetricsAddress: metrics}, nil
 		}

@@ -1,0 +1,173 @@
+package dataplane
+
+import (
+	"context"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestStreamArgs(t *testing.T) {
+	cases := []struct {
+		name    string
+		opts    rsyncOptions
+		job     streamJob
+		filter  string
+		want    []string
+		notWant []string
+	}{
+		{
+			name: "defaults",
+			want: []string{"-lptgoD", "--hard-links", "--numeric-ids", "--one-file-system", "--no-inc-recursive", "--partial",
+				"--recursive", "--delete", "--files-from=/w/files", "--from0", "--info=progress2", "--stats", "--no-human-readable", "/src/", "rsync://ferry/data/"},
+			notWant: []string{"--acls", "--xattrs", "--checksum", "--compress", "--sparse", "--inplace", "--whole-file"},
+		},
+		{
+			name: "everything on",
+			opts: rsyncOptions{ACLs: true, Xattrs: true, Checksum: true, Compress: true, BwLimitKBps: 250, Timeout: 10 * time.Minute, Inplace: true},
+			job:  streamJob{Sparse: true}, filter: "/w/filter",
+			want: []string{"--acls", "--xattrs", "--filter=-x security.selinux", "--filter=-x system.*", "--checksum", "--compress", "--bwlimit=250",
+				"--timeout=600", "--sparse", "--filter=merge /w/filter", "--inplace"},
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			args := tc.opts.streamArgs(&tc.job, "/w/files", tc.filter, "/src")
+			for _, w := range tc.want {
+				assert.Contains(t, args, w)
+			}
+			for _, w := range tc.notWant {
+				assert.NotContains(t, args, w)
+			}
+			assert.Equal(t, "rsync://ferry/data/", args[len(args)-1], "destination last")
+			assert.Equal(t, "/src/", args[len(args)-2], "trailing slash: the contents, not the directory")
+		})
+	}
+}
+
+func TestRootArgs(t *testing.T) {
+	o := rsyncOptions{ACLs: true, Xattrs: true}
+	privileged := o.rootArgs("/src", true)
+	for _, w := range []string{"--dirs", "--delete", "--ignore-existing", "--ignore-non-existing", "-lD", "-ptgo", "--numeric-ids", "--acls", "--xattrs"} {
+		assert.Contains(t, privileged, w)
+	}
+	assert.NotContains(t, privileged, "--recursive", "the root pass lists the top level only")
+
+	unprivileged := o.rootArgs("/src", false)
+	for _, w := range []string{"-ptgo", "--acls", "--xattrs"} {
+		assert.NotContains(t, unprivileged, w, "an unprivileged receiver must not touch the root's attributes")
+	}
+	assert.Contains(t, unprivileged, "--delete")
+}
+
+func TestRsyncdConfig(t *testing.T) {
+	root := rsyncdConfig{DataDir: "/mnt/data", ControlDir: "/tmp/w/control", Sync: "/usr/bin/sync", Root: true}.render()
+	for _, w := range []string{"uid = 0\ngid = 0\n", "[data]\npath = /mnt/data\nread only = no\nwrite only = yes\n", "use chroot = yes",
+		"munge symlinks = no", "numeric ids = yes", "[control]\npath = /tmp/w/control", "[done]", "pre-xfer exec = '/usr/bin/sync' -f '/mnt/data'"} {
+		assert.Contains(t, root, w)
+	}
+	user := rsyncdConfig{DataDir: "/mnt/my data", ControlDir: "/tmp/c", Sync: "/bin/sync"}.render()
+	assert.NotContains(t, user, "uid = 0", "a non-root daemon cannot switch users")
+	assert.NotContains(t, user, "use chroot = yes", "only root can chroot")
+	assert.Contains(t, user, "munge symlinks = no", "symlinks stay as they are also without chroot")
+	assert.Contains(t, user, "pre-xfer exec = '/bin/sync' -f '/mnt/my data'")
+}
+
+func TestCheckConfigValue(t *testing.T) {
+	for _, ok := range []string{"/mnt/data", "/a b/c", "/ünï/#x"} {
+		assert.NoError(t, checkConfigValue("dir", ok), ok)
+	}
+	for v, want := range map[string]string{
+		"/a\nb":   "line break",
+		" /a":     "blanks",
+		"/a ":     "blanks",
+		"/a%HOME": "contains %",
+	} {
+		assert.ErrorContains(t, checkConfigValue("dir", v), want, v)
+	}
+}
+
+func TestShellQuote(t *testing.T) {
+	out, err := exec.Command("sh", "-c", "printf %s "+shellQuote(`it's a "path" $HOME`)).Output()
+	require.NoError(t, err)
+	assert.Equal(t, `it's a "path" $HOME`, string(out))
+}
+
+func TestRsyncErrorTransient(t *testing.T) {
+	cases := []struct {
+		code      int
+		detail    string
+		transient bool
+	}{
+		{1, "", false}, {2, "", false}, {3, "", false}, {4, "", false}, {11, "No space left on device", false},
+		{5, "s_connect: connect 127.0.0.1:1: Connection refused (111)", true},
+		{10, "", true}, {12, "connection unexpectedly closed", true}, {23, "", true}, {30, "", true}, {35, "", true},
+		{-1, "", true},
+		// The server refused our certificate, or we refused the server's: no retry fixes that.
+		{12, "SSL_connect: ssl/record/rec_layer_s3.c:1584: error:0A000418:SSL routines::tlsv1 alert unknown ca", false},
+		{5, "Rejected by CERT at depth=0: O=ferry, CN=ferry-transfer-client", false},
+		{12, "CERT: Certificate verify failed", false},
+	}
+	for _, tc := range cases {
+		tail := &stderrTail{}
+		tail.add(tc.detail)
+		e := &RsyncError{Code: tc.code, Detail: tail.String(), untrusted: certificateFailure.MatchString(tc.detail)}
+		assert.Equal(t, tc.transient, e.Transient(), "code %d %q", tc.code, tc.detail)
+		assert.Equal(t, tc.transient, retryable(e))
+		if tc.code > 0 {
+			assert.Equal(t, tc.code, e.ExitCode())
+		} else {
+			assert.Equal(t, 1, e.ExitCode())
+		}
+	}
+	assert.Contains(t, (&RsyncError{Code: 23, Detail: "x"}).Error(), "code 23 (partial transfer due to error): x")
+}
+
+func TestRsyncExitError(t *testing.T) {
+	tail := &stderrTail{max: 2}
+	for _, l := range []string{"one", "two", "three"} {
+		tail.add(l)
+	}
+	assert.Equal(t, "two; three", tail.String(), "keeps the last lines")
+
+	err := rsyncExitError(exec.Command("sh", "-c", "exit 24").Run(), tail)
+	var r *RsyncError
+	require.ErrorAs(t, err, &r)
+	assert.Equal(t, RsyncVanished, r.Code)
+	assert.NoError(t, rsyncExitError(nil, tail))
+}
+
+func TestParseRsyncVersion(t *testing.T) {
+	out := `rsync  version 3.5.0  protocol version 32
+Copyright (C) 1996-2026 by Andrew Tridgell, Wayne Davison, and others.
+Capabilities:
+    64-bit files, 64-bit inums, 64-bit timestamps, 64-bit long ints,
+    socketpairs, symlinks, symtimes, hardlinks, hardlink-specials,
+    hardlink-symlinks, IPv6, atimes, batchfiles, inplace, append, ACLs,
+    ACL-at, xattrs, optional secluded-args, iconv, prealloc, stop-at,
+`
+	c, err := parseRsyncVersion([]byte(out))
+	require.NoError(t, err)
+	assert.Equal(t, rsyncCapabilities{Version: "3.5.0", Protocol: 32, ACLs: true, Xattrs: true}, c)
+
+	c, err = parseRsyncVersion([]byte("rsync  version v3.2.3  protocol version 31\n    no ACLs, no xattrs, symlinks\n"))
+	require.NoError(t, err)
+	assert.Equal(t, rsyncCapabilities{Version: "3.2.3", Protocol: 31}, c)
+
+	_, err = parseRsyncVersion([]byte("openrsync: protocol version 29"))
+	assert.ErrorContains(t, err, "unexpected rsync --version output")
+}
+
+// The installed rsync is the one the tests and the transfer image run.
+func TestProbeInstalledRsync(t *testing.T) {
+	rsync, err := findRsync()
+	require.NoError(t, err, "rsync must be installed (make deps)")
+	c, err := probeRsync(context.Background(), rsync)
+	require.NoError(t, err)
+	assert.GreaterOrEqual(t, c.Protocol, 31, "rsync 3.1 or newer (progress2, --info)")
+	assert.True(t, strings.HasPrefix(c.Version, "3."), c.Version)
+}

@@ -1,0 +1,295 @@
+package dataplane
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sirupsen/logrus"
+)
+
+// ServeOptions configure Serve.
+type ServeOptions struct {
+	// Dir is the target directory (the volume) the client's tree is written into.
+	Dir string
+	// Listen is the TLS address, host:port.
+	Listen string
+	// CertDir holds the server bundle: ca.crt, tls.crt, tls.key.
+	CertDir string
+	// WorkDir is where the private configuration goes (default: $TMPDIR). Nothing secret is
+	// written there: the configuration refers to the key file by path.
+	WorkDir string
+	// ReadyFile, if set, is created once the server accepts connections and removed when Serve
+	// returns: a pod's exec readiness probe tests for it (a TCP probe would be a TLS handshake
+	// that stunnel logs as a failed one every period).
+	ReadyFile string
+	// Ready, if set, is called once the server accepts connections.
+	Ready func()
+	Log   logrus.FieldLogger
+}
+
+// drainTimeout bounds the wait for the client's last rsync connection after it reported
+// completion (it is the upload of the report itself, which takes milliseconds).
+const drainTimeout = 30 * time.Second
+
+// Serve runs the target side of a transfer: stunnel on o.Listen (TLS ≥ 1.2, client certificate
+// required and verified against the transfer's CA) handing each connection to an rsync daemon
+// that writes into o.Dir. It returns nil once the client has reported completion (after it
+// had the target flushed to disk), an error if the client reported failure, if the setup is
+// wrong (certificates, port, programs), or if ctx ends first.
+func Serve(ctx context.Context, o ServeOptions) error {
+	log := o.Log
+	if log == nil {
+		log = logrus.StandardLogger()
+	}
+	dir, err := checkDir("target directory", o.Dir)
+	if err != nil {
+		return err
+	}
+	certDir, err := filepath.Abs(o.CertDir)
+	if err != nil {
+		return err
+	}
+	if err := checkConfigValue("certificate directory", certDir); err != nil {
+		return err
+	}
+	if _, err := LoadBundle(certDir, ServerName); err != nil {
+		return err
+	}
+	if _, err := listenPort(o.Listen); err != nil {
+		return err
+	}
+	rsync, err := findRsync()
+	if err != nil {
+		return err
+	}
+	stunnel, err := findStunnel()
+	if err != nil {
+		return err
+	}
+	syncBin, err := lookPath("sync (coreutils)", "sync")
+	if err != nil {
+		return err
+	}
+	rs, err := probeRsync(ctx, rsync)
+	if err != nil {
+		return err
+	}
+	caps, err := probeCapabilities(dir, rs)
+	if err != nil {
+		return err
+	}
+	// Fail fast and clearly on a taken port (stunnel would say it too, less plainly).
+	l, err := net.Listen("tcp", o.Listen)
+	if err != nil {
+		return fmt.Errorf("cannot listen on %s: %w", o.Listen, err)
+	}
+	l.Close()
+
+	work, err := os.MkdirTemp(o.WorkDir, "ferry-serve-")
+	if err != nil {
+		return fmt.Errorf("creating work directory: %w", err)
+	}
+	defer os.RemoveAll(work)
+	// stunnel splits execArgs on blanks.
+	if strings.ContainsAny(work, " \t") {
+		return fmt.Errorf("work directory %q contains blanks; set TMPDIR to a path without", work)
+	}
+	if err := checkConfigValue("work directory", work); err != nil {
+		return err
+	}
+	control := filepath.Join(work, "control")
+	if err := os.Mkdir(control, 0o700); err != nil {
+		return err
+	}
+	empty, err := isEmptyVolume(dir)
+	if err != nil {
+		return err
+	}
+	caps.Empty = empty
+	if empty {
+		no := false
+		caps.TargetACLs, caps.TargetXattrs = &no, &no
+	}
+	files := map[string][]byte{
+		filepath.Join(control, capabilitiesFile): caps.marshal(),
+		filepath.Join(work, "rsyncd.conf"): []byte(rsyncdConfig{
+			DataDir: dir, ControlDir: control, Sync: syncBin, Root: caps.Root,
+		}.render()),
+	}
+	files[filepath.Join(work, "stunnel.conf")] = []byte(stunnelServerConfig{
+		Listen: stunnelAddr(o.Listen), CertDir: certDir, Rsync: rsync, RsyncdConf: filepath.Join(work, "rsyncd.conf"),
+	}.render())
+	for name, content := range files {
+		if err := os.WriteFile(name, content, 0o600); err != nil {
+			return err
+		}
+	}
+
+	srv, err := startStunnelServer(ctx, stunnel, filepath.Join(work, "stunnel.conf"), o.Listen, log)
+	if err != nil {
+		return err
+	}
+	defer srv.stop()
+	if !empty && (caps.ACLs || caps.Xattrs) {
+		// Look for ACLs and xattrs already on the target while the client walks its source;
+		// until the answer is published the client assumes there are some.
+		var mu sync.Mutex
+		stopped := false
+		defer func() { mu.Lock(); stopped = true; mu.Unlock() }()
+		known := caps
+		go func() {
+			acls, xattrs, err := probeTree(dir)
+			mu.Lock()
+			defer mu.Unlock()
+			if stopped {
+				return
+			}
+			if err != nil {
+				// Say "maybe": the client then copies them, rather than waiting for an answer.
+				log.WithError(err).Info("could not look for ACLs and xattrs on the target")
+				acls, xattrs = true, true
+			}
+			known.TargetACLs, known.TargetXattrs = &acls, &xattrs
+			if err := writeFileAtomic(filepath.Join(control, capabilitiesFile), known.marshal(), 0o600); err != nil {
+				log.WithError(err).Warn("publishing the target's ACL and xattr use")
+			}
+		}()
+	}
+	log.WithFields(logrus.Fields{"dir": dir, "listen": o.Listen, "root": caps.Root, "acls": caps.ACLs, "xattrs": caps.Xattrs}).
+		Info("serving: waiting for the client")
+	if o.ReadyFile != "" {
+		if err := os.WriteFile(o.ReadyFile, nil, 0o600); err != nil {
+			return fmt.Errorf("writing the ready file: %w", err)
+		}
+		defer os.Remove(o.ReadyFile)
+	}
+	if o.Ready != nil {
+		o.Ready()
+	}
+
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("stopped before the client reported completion: %w", ctx.Err())
+		case <-srv.done:
+			return fmt.Errorf("stunnel exited unexpectedly (%v): %s", srv.err, srv.tail)
+		case <-tick.C:
+		}
+		// rsync writes an upload under a temporary name and renames it when complete.
+		if b, err := os.ReadFile(filepath.Join(control, completeFile)); err == nil {
+			fields := logrus.Fields{}
+			if e, err := ParseReport(b); err == nil {
+				fields = logrus.Fields{"files": e.Files, "bytes": e.BytesTotal, "filesCopied": e.FilesTransferred,
+					"bytesSent": e.BytesSent, "attempts": e.Attempts, "warnings": e.Warnings}
+			}
+			drain(srv, log)
+			log.WithFields(fields).Info("the client reported completion; the target is flushed to disk")
+			return nil
+		}
+		if b, err := os.ReadFile(filepath.Join(control, failedFile)); err == nil {
+			reason := strings.TrimSpace(string(b))
+			if e, err := ParseReport(b); err == nil {
+				reason = e.Error
+			}
+			drain(srv, log)
+			return fmt.Errorf("the client gave up: %s", reason)
+		}
+	}
+}
+
+// isEmptyVolume reports whether dir holds nothing but lost+found: a first copy.
+func isEmptyVolume(dir string) (bool, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	names, err := f.Readdirnames(2)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return false, fmt.Errorf("reading target directory %s: %w", dir, err)
+	}
+	for _, n := range names {
+		if n != "lost+found" {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// drain waits until no rsync started by stunnel is left (the client's last connection).
+func drain(srv *stunnelServer, log logrus.FieldLogger) {
+	deadline := time.Now().Add(drainTimeout)
+	for time.Now().Before(deadline) {
+		if n := groupMembers(srv.cmd.Process.Pid); n == 0 {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	log.Warn("an rsync connection is still open after the client's report; closing it")
+}
+
+// groupMembers counts the processes in process group pgid other than its leader.
+func groupMembers(pgid int) int {
+	procs, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0
+	}
+	n := 0
+	for _, p := range procs {
+		pid, err := strconv.Atoi(p.Name())
+		if err != nil || pid == pgid {
+			continue
+		}
+		stat, err := os.ReadFile("/proc/" + p.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid pgrp …; comm may contain blanks and parentheses.
+		i := strings.LastIndexByte(string(stat), ')')
+		if i < 0 {
+			continue
+		}
+		fields := strings.Fields(string(stat[i+1:]))
+		if len(fields) > 2 && fields[2] == strconv.Itoa(pgid) && fields[0] != "Z" {
+			n++
+		}
+	}
+	return n
+}
+
+// checkDir resolves a directory argument and checks it is a directory that the
+// configurations can name.
+func checkDir(what, dir string) (string, error) {
+	if dir == "" {
+		return "", fmt.Errorf("%s is required", what)
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", err
+	}
+	fi, err := os.Stat(abs)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return "", fmt.Errorf("%s %s does not exist", what, abs)
+		}
+		return "", fmt.Errorf("%s: %w", what, err)
+	}
+	if !fi.IsDir() {
+		return "", fmt.Errorf("%s %s is not a directory", what, abs)
+	}
+	if err := checkConfigValue(what, abs); err != nil {
+		return "", err
+	}
+	return abs, nil
+}

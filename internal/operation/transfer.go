@@ -1,0 +1,123 @@
+package operation
+
+import (
+	"strconv"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/ferry-dev/ferry/internal/config"
+	"github.com/ferry-dev/ferry/internal/keys"
+)
+
+// TransferKeys are the annotations of a transfer request on a live source PVC.
+var TransferKeys = Keys{
+	Kind: "PVC", Noun: "transfer",
+	ID: keys.TransferID, Target: keys.TransferTarget, Backup: keys.TransferBackup,
+	Cancel: keys.TransferCancel, Status: keys.TransferStatus,
+}
+
+// TransferType is the kind of pass: stage (app running) or final (app quiesced first).
+type TransferType string
+
+const (
+	Stage TransferType = keys.MigrationStage
+	Final TransferType = keys.MigrationFinal
+)
+
+// TransferRequest asks the sidecar to copy a PVC into a target PVC. Unset choices (nil) are
+// filled by Resolve, so a request written by hand gets what a backup would have asked.
+type TransferRequest struct {
+	Request
+	Type         TransferType
+	StorageClass *string
+	AccessModes  []corev1.PersistentVolumeAccessMode
+	Verify       *bool
+}
+
+// ParseTransferRequest reads the request from a PVC's annotations. It returns (nil, nil) when
+// the PVC carries no request, and an error naming every bad key of a malformed one.
+func ParseTransferRequest(namespace, name string, ann map[string]string) (*TransferRequest, error) {
+	base, p := TransferKeys.parse(namespace, name, ann)
+	if base == nil {
+		return nil, nil
+	}
+	r := &TransferRequest{Request: *base, Type: Stage}
+	if v, ok := ann[keys.TransferType]; ok {
+		switch TransferType(v) {
+		case Stage, Final:
+			r.Type = TransferType(v)
+		default:
+			p.bad(keys.TransferType, "want %q or %q", Stage, Final)
+		}
+	}
+	if v, ok := ann[keys.TransferStorageClass]; ok {
+		if v != "" && len(validation.IsDNS1123Subdomain(v)) > 0 {
+			p.bad(keys.TransferStorageClass, "not a valid storage class name")
+		} else {
+			r.StorageClass = &v
+		}
+	}
+	if v, ok := ann[keys.TransferAccessModes]; ok {
+		modes, err := config.ParseAccessModes(v)
+		if err != nil {
+			p.bad(keys.TransferAccessModes, "%v", err)
+		}
+		r.AccessModes = modes
+	}
+	if v, ok := ann[keys.TransferVerify]; ok {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			p.bad(keys.TransferVerify, "want true or false")
+		}
+		r.Verify = &b
+	}
+	if err := p.err(); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// Annotations renders the request as the annotations ParseTransferRequest reads (without
+// Cancel).
+func (r *TransferRequest) Annotations() map[string]string {
+	a := TransferKeys.annotations(&r.Request)
+	a[keys.TransferType] = string(r.Type)
+	if r.Verify != nil {
+		a[keys.TransferVerify] = strconv.FormatBool(*r.Verify)
+	}
+	if r.StorageClass != nil {
+		a[keys.TransferStorageClass] = *r.StorageClass
+	}
+	if len(r.AccessModes) > 0 {
+		a[keys.TransferAccessModes] = config.FormatAccessModes(r.AccessModes)
+	}
+	return a
+}
+
+// TransferStatus is the sidecar's report on a PVC (annotation keys.TransferStatus). It stays
+// small: the annotation travels inside every gRPC call Velero makes for the PVC.
+type TransferStatus struct {
+	Header
+	// Target is the resolved target PVC, "namespace/name".
+	Target string `json:"target,omitempty"`
+	// Endpoint is the address the client connects to.
+	Endpoint   string `json:"endpoint,omitempty"`
+	BytesDone  int64  `json:"bytesDone,omitempty"`
+	BytesTotal int64  `json:"bytesTotal,omitempty"`
+	// BytesSent is what went over the wire (after rsync's deltas), for "only the delta moved".
+	BytesSent int64   `json:"bytesSent,omitempty"`
+	Files     int64   `json:"files,omitempty"`
+	FilesSent int64   `json:"filesSent,omitempty"`
+	Percent   float64 `json:"percent,omitempty"`
+	RateBPS   int64   `json:"rateBytesPerSecond,omitempty"`
+	Attempts  int     `json:"attempts,omitempty"`
+	Warnings  int     `json:"warnings,omitempty"`
+	// Quiesced lists the workloads a final transfer scaled down, "Kind/name" (for rollback).
+	Quiesced []string `json:"quiesced,omitempty"`
+}
+
+// ParseTransferStatus reads a PVC's status annotation; (nil, nil) when there is none.
+func ParseTransferStatus(ann map[string]string) (*TransferStatus, error) {
+	return decode[TransferStatus](ann, keys.TransferStatus, "a ferry transfer status")
+}

@@ -1,0 +1,50 @@
+// Package proctest answers questions tests ask about processes (children, liveness) from /proc.
+package proctest
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"strconv"
+)
+
+// ChildPIDs lists the live children of process parent whose command name is comm, as /proc
+// shows them (zombies left out): tests check that what a program started ends with it.
+func ChildPIDs(parent int, comm string) []int {
+	var pids []int
+	procs, _ := os.ReadDir("/proc")
+	for _, p := range procs {
+		pid, err := strconv.Atoi(p.Name())
+		if err != nil {
+			continue
+		}
+		name, state, ppid, ok := procStat(pid)
+		if ok && ppid == parent && name == comm && state != "Z" {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// ProcessAlive reports whether pid exists and is not a zombie.
+func ProcessAlive(pid int) bool {
+	_, state, _, ok := procStat(pid)
+	return ok && state != "Z"
+}
+
+// procStat reads a process's command name, state and parent from /proc/PID/stat; the name is
+// in parentheses and may itself hold blanks or parentheses.
+func procStat(pid int) (comm, state string, ppid int, ok bool) {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return "", "", 0, false
+	}
+	i, j := bytes.IndexByte(stat, '('), bytes.LastIndexByte(stat, ')')
+	if i < 0 || j < i {
+		return "", "", 0, false
+	}
+	if _, err := fmt.Sscan(string(stat[j+1:]), &state, &ppid); err != nil {
+		return "", "", 0, false
+	}
+	return string(stat[i+1 : j]), state, ppid, true
+}

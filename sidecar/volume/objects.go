@@ -1,0 +1,250 @@
+package volume
+
+import (
+	"fmt"
+	"strconv"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/ferry-dev/ferry/dataplane"
+	"github.com/ferry-dev/ferry/internal/config"
+	"github.com/ferry-dev/ferry/internal/keys"
+	"github.com/ferry-dev/ferry/internal/names"
+	"github.com/ferry-dev/ferry/internal/operation"
+)
+
+// Paths inside transfer pods. The test stack's pod runner bind-mounts volumes only under /mnt.
+const (
+	DataPath  = "/mnt/data"
+	CertsPath = "/mnt/certs"
+	// TmpPath is scratch space (stunnel and rsync configuration, pid files): the root file
+	// system of transfer containers is read-only.
+	TmpPath = "/mnt/tmp"
+	// readyFile is created by serve once stunnel listens: the server pod's readiness.
+	readyFile = TmpPath + "/ready"
+	// TransferServiceAccount runs the transfer pods in each namespace ferry uses; on OpenShift it
+	// is bound to the ferry-transfer SCC (deploy/).
+	TransferServiceAccount = "ferry-transfer"
+	// Container names.
+	ServeContainer = "serve"
+	SendContainer  = "send"
+)
+
+// RoleServer and RoleClient are the values of keys.TransferRole.
+const (
+	RoleServer = "server"
+	RoleClient = "client"
+)
+
+// transferNames are the names of one PVC's transfer objects. They depend only on the source PVC,
+// so a restarted sidecar finds them again; every name is a valid DNS-1123 label.
+type transferNames struct {
+	hash   string // names.Hash of the source PVC
+	server string // server pod prefix, server Secret, Service, Route
+	client string // client pod prefix, client Secret
+}
+
+func namesFor(namespace, pvc string) transferNames {
+	h := names.Hash(namespace, pvc)
+	return transferNames{
+		hash:   h,
+		server: names.Join(names.MaxLabel, "ferry-server", h),
+		client: names.Join(names.MaxLabel, "ferry-client", h),
+	}
+}
+
+// labels are put on every object of a transfer; selecting by the PVC hash alone finds the
+// leftovers of earlier transfers of the same PVC.
+func (n transferNames) labels(id, role string) map[string]string {
+	l := ownLabels()
+	l[keys.TransferPVC] = n.hash
+	l[keys.TransferIDLabel] = names.Label(id)
+	if role != "" {
+		l[keys.TransferRole] = role
+	}
+	return l
+}
+
+// ownLabels mark an object as ferry's and keep it out of Velero backups.
+func ownLabels() map[string]string {
+	return map[string]string{keys.ManagedByLabel: keys.ManagedByValue, keys.ExcludeFromBackup: "true"}
+}
+
+// selector selects all transfer objects of this PVC (any transfer ID).
+func (n transferNames) selector() map[string]string {
+	return map[string]string{keys.ManagedByLabel: keys.ManagedByValue, keys.TransferPVC: n.hash}
+}
+
+func certSecret(namespace, name string, labels map[string]string, b dataplane.Bundle) *corev1.Secret {
+	return &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name, Labels: labels},
+		Type:       corev1.SecretTypeTLS,
+		Data: map[string][]byte{
+			dataplane.CAFile:   b.CA,
+			dataplane.CertFile: b.Cert,
+			dataplane.KeyFile:  b.Key,
+		},
+	}
+}
+
+// podSecurity is least privilege for each side. As root the receiver needs to set owners
+// (CHOWN), modes and times of files it does not own (FOWNER, FSETID) and to write into any
+// directory (DAC_OVERRIDE); its rsync daemon also resets its groups (SETGID: setgroups) and
+// chroots into the volume so no symlink there can lead it out (SYS_CHROOT). The sender only
+// needs to read everything (DAC_READ_SEARCH). Without root, files keep the transfer user's
+// ownership.
+func podSecurity(cfg *config.Config, role string) (*corev1.PodSecurityContext, *corev1.SecurityContext) {
+	no, yes := false, true
+	sc := &corev1.SecurityContext{
+		AllowPrivilegeEscalation: &no,
+		ReadOnlyRootFilesystem:   &yes,
+		Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+		SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+	}
+	if cfg.TransferRunAsRoot {
+		root := int64(0)
+		sc.RunAsUser = &root
+		if role == RoleServer {
+			sc.Capabilities.Add = []corev1.Capability{"CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "SETGID", "SYS_CHROOT"}
+		} else {
+			sc.Capabilities.Add = []corev1.Capability{"DAC_READ_SEARCH"}
+		}
+		return &corev1.PodSecurityContext{}, sc
+	}
+	uid := cfg.TransferRunAsUser
+	sc.RunAsUser, sc.RunAsGroup, sc.RunAsNonRoot = &uid, &uid, &yes
+	pod := &corev1.PodSecurityContext{}
+	if role == RoleServer {
+		pod.FSGroup = &uid
+	}
+	return pod, sc
+}
+
+func resources(cfg *config.Config) corev1.ResourceRequirements {
+	return corev1.ResourceRequirements{Requests: corev1.ResourceList{
+		corev1.ResourceCPU:    cfg.TransferCPU,
+		corev1.ResourceMemory: cfg.TransferMemory,
+	}}
+}
+
+// serverPod runs `ferry-datamover serve` on the target PVC, listening on the pod's own IP.
+func serverPod(n transferNames, namespace, pvc, id string, cfg *config.Config) *corev1.Pod {
+	podSC, sc := podSecurity(cfg, RoleServer)
+	no := false
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, GenerateName: n.server + "-", Labels: n.labels(id, RoleServer)},
+		Spec: corev1.PodSpec{
+			RestartPolicy:                corev1.RestartPolicyNever,
+			ServiceAccountName:           TransferServiceAccount,
+			AutomountServiceAccountToken: &no,
+			SecurityContext:              podSC,
+			Containers: []corev1.Container{{
+				Name:    ServeContainer,
+				Image:   cfg.TransferImage,
+				Command: serveCommand(),
+				Env: append([]corev1.EnvVar{{Name: "POD_IP", ValueFrom: &corev1.EnvVarSource{
+					FieldRef: &corev1.ObjectFieldSelector{FieldPath: "status.podIP"},
+				}}}, tmpEnv),
+				Ports: []corev1.ContainerPort{{Name: "rsync-tls", ContainerPort: dataplane.DefaultPort}},
+				// Not a TCP probe: stunnel would log each as a failed TLS handshake.
+				ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{
+					Exec: &corev1.ExecAction{Command: []string{"test", "-e", readyFile}},
+				}, PeriodSeconds: 2},
+				VolumeMounts: []corev1.VolumeMount{
+					{Name: "data", MountPath: DataPath},
+					{Name: "certs", MountPath: CertsPath, ReadOnly: true},
+					tmpMount,
+				},
+				Resources:                resources(cfg),
+				SecurityContext:          sc,
+				TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
+			}},
+			Volumes: []corev1.Volume{
+				{Name: "data", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: pvc}}},
+				certVolume(n.server),
+				tmpVolume,
+			},
+		},
+	}
+}
+
+// binary is the data mover in transfer images (deploy/Dockerfile.datamover).
+const binary = "ferry-datamover"
+
+// serveCommand runs `serve` on the target PVC, listening on the pod's own IP.
+func serveCommand() []string {
+	o := dataplane.NewServeOptions()
+	o.Dir, o.Listen, o.CertDir, o.ReadyFile = DataPath, "$(POD_IP):"+strconv.Itoa(dataplane.DefaultPort), CertsPath, readyFile
+	return append([]string{binary}, o.Args()...)
+}
+
+// sendCommand runs `send` for a transfer, reporting progress as JSON lines for the sidecar.
+func sendCommand(req *operation.TransferRequest, cfg *config.Config, ep endpoint) []string {
+	o := dataplane.NewSendOptions()
+	o.Dir, o.To, o.CertDir, o.SNI, o.Progress = DataPath, ep.address, CertsPath, ep.sni, dataplane.ProgressJSON
+	o.Streams, o.Checksum, o.BwLimitKBps = cfg.Streams, req.Verify != nil && *req.Verify, cfg.BwLimitKBps
+	return append([]string{binary}, o.Args()...)
+}
+
+// clientPod runs `ferry-datamover send` on the source PVC, mounted read-only: a transfer never
+// writes to the source. node pins it next to a running app pod (a ReadWriteOnce volume can only
+// be mounted on the node that already has it).
+func clientPod(n transferNames, pvc *corev1.PersistentVolumeClaim, req *operation.TransferRequest, cfg *config.Config, ep endpoint, attempt int, node string) *corev1.Pod {
+	podSC, sc := podSecurity(cfg, RoleClient)
+	no := false
+	labels := n.labels(req.ID, RoleClient)
+	labels[keys.TransferAttempt] = strconv.Itoa(attempt)
+	p := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace:    pvc.Namespace,
+			GenerateName: fmt.Sprintf("%s-%d-", n.client, attempt),
+			Labels:       labels,
+			Annotations:  map[string]string{keys.SourcePVC: pvc.Namespace + "/" + pvc.Name},
+		},
+		Spec: corev1.PodSpec{
+			RestartPolicy:                corev1.RestartPolicyNever,
+			ServiceAccountName:           TransferServiceAccount,
+			AutomountServiceAccountToken: &no,
+			SecurityContext:              podSC,
+			Containers: []corev1.Container{{
+				Name:    SendContainer,
+				Image:   cfg.TransferImage,
+				Command: sendCommand(req, cfg, ep),
+				VolumeMounts: []corev1.VolumeMount{
+					{Name: "data", MountPath: DataPath, ReadOnly: true},
+					{Name: "certs", MountPath: CertsPath, ReadOnly: true},
+					tmpMount,
+				},
+				Env:                      []corev1.EnvVar{tmpEnv},
+				Resources:                resources(cfg),
+				SecurityContext:          sc,
+				TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
+			}},
+			Volumes: []corev1.Volume{
+				{Name: "data", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: pvc.Name, ReadOnly: true}}},
+				certVolume(n.client),
+				tmpVolume,
+			},
+		},
+	}
+	if node != "" {
+		p.Spec.Affinity = &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{
+			RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{{
+				MatchFields: []corev1.NodeSelectorRequirement{{Key: "metadata.name", Operator: corev1.NodeSelectorOpIn, Values: []string{node}}},
+			}}},
+		}}
+	}
+	return p
+}
+
+func certVolume(secret string) corev1.Volume {
+	mode := int32(0o400)
+	return corev1.Volume{Name: "certs", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: secret, DefaultMode: &mode}}}
+}
+
+var (
+	tmpEnv    = corev1.EnvVar{Name: "TMPDIR", Value: TmpPath}
+	tmpMount  = corev1.VolumeMount{Name: "tmp", MountPath: TmpPath}
+	tmpVolume = corev1.Volume{Name: "tmp", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}
+)

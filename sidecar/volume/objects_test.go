@@ -1,0 +1,84 @@
+package volume
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/spf13/pflag"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/ferry-dev/ferry/dataplane"
+	"github.com/ferry-dev/ferry/internal/keys"
+	"github.com/ferry-dev/ferry/internal/operation"
+)
+
+func TestNamesFor(t *testing.T) {
+	long := strings.Repeat("p", 250)
+	for _, tc := range []struct{ ns, pvc string }{{"app", "data"}, {strings.Repeat("n", 63), long}} {
+		n := namesFor(tc.ns, tc.pvc)
+		for _, name := range []string{n.server, n.client, n.hash} {
+			assert.Empty(t, validation.IsDNS1123Label(name), "%q", name)
+		}
+		// generated pod names add "-<attempt>-" and five random characters
+		assert.LessOrEqual(t, len(n.client)+len("-3-")+5, 253)
+		for k, v := range n.labels("2f1c2a9e-0000-4000-8000-000000000001", RoleServer) {
+			assert.Empty(t, validation.IsValidLabelValue(v), "%s=%q", k, v)
+		}
+		assert.Equal(t, n, namesFor(tc.ns, tc.pvc), "stable, so a restarted sidecar finds its objects")
+	}
+	assert.NotEqual(t, namesFor("a", "b-c").hash, namesFor("a-b", "c").hash)
+}
+
+func TestTransferPods(t *testing.T) {
+	cfg := cfgWith(t, map[string]string{"verify": "true", "bwlimitKBps": "2048", "streams": "2"})
+	n := namesFor("app", "data")
+	pvc := sourcePVC()
+	yes := true
+	req := &operation.TransferRequest{Request: operation.Request{ID: "t1", TargetNamespace: "app2", TargetName: "data"}, Type: operation.Stage, Verify: &yes}
+
+	srv := serverPod(n, "app2", "data", "t1", cfg)
+	c := srv.Spec.Containers[0]
+	assert.Equal(t, []string{"ferry-datamover", "serve", "--certs=/mnt/certs", "--dir=/mnt/data", "--listen=$(POD_IP):8443",
+		"--ready-file=/mnt/tmp/ready"}, c.Command)
+	serve := dataplane.NewServeOptions()
+	parse(t, serve.BindFlags, c.Command)
+	assert.Equal(t, dataplane.ServeOptions{Dir: DataPath, Listen: "$(POD_IP):8443", CertDir: CertsPath, ReadyFile: readyFile}, serve,
+		"the CLI reads back what the sidecar wrote")
+	assert.Equal(t, []string{"test", "-e", "/mnt/tmp/ready"}, c.ReadinessProbe.Exec.Command, "no TCP probe: stunnel would log each as a failed handshake")
+	assert.ElementsMatch(t, []corev1.Capability{"CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "SETGID", "SYS_CHROOT"}, c.SecurityContext.Capabilities.Add)
+	assert.Equal(t, []corev1.Capability{"ALL"}, c.SecurityContext.Capabilities.Drop)
+	assert.False(t, *srv.Spec.AutomountServiceAccountToken, "transfer pods need no API access")
+
+	cli := clientPod(n, pvc, req, cfg, endpoint{address: "10.0.0.7:8443"}, 2, "node-a")
+	cc := cli.Spec.Containers[0]
+	assert.Equal(t, []string{"ferry-datamover", "send", "--bwlimit=2048", "--certs=/mnt/certs", "--checksum=true", "--dir=/mnt/data",
+		"--progress=json", "--streams=2", "--to=10.0.0.7:8443"}, cc.Command)
+	send := dataplane.NewSendOptions()
+	parse(t, send.BindFlags, cc.Command)
+	want := dataplane.NewSendOptions()
+	want.Dir, want.To, want.CertDir, want.Progress, want.Streams, want.Checksum, want.BwLimitKBps = DataPath, "10.0.0.7:8443", CertsPath, dataplane.ProgressJSON, 2, true, 2048
+	assert.Equal(t, want, send, "the CLI reads back what the sidecar wrote")
+	assert.True(t, cli.Spec.Volumes[0].PersistentVolumeClaim.ReadOnly, "the source volume is mounted read-only")
+	assert.True(t, cc.VolumeMounts[0].ReadOnly)
+	assert.Equal(t, []corev1.Capability{"DAC_READ_SEARCH"}, cc.SecurityContext.Capabilities.Add)
+	assert.Equal(t, "node-a", cli.Spec.Affinity.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms[0].MatchFields[0].Values[0])
+	assert.Equal(t, "app/data", cli.Annotations[keys.SourcePVC])
+
+	nonRoot := cfgWith(t, map[string]string{"transferRunAsRoot": "false", "transferRunAsUser": "1000"})
+	c = serverPod(n, "app2", "data", "t1", nonRoot).Spec.Containers[0]
+	assert.Equal(t, int64(1000), *c.SecurityContext.RunAsUser)
+	assert.True(t, *c.SecurityContext.RunAsNonRoot)
+	assert.Empty(t, c.SecurityContext.Capabilities.Add)
+}
+
+// parse reads a pod command's flags the way cmd/ferry-datamover does.
+func parse(t *testing.T, bind func(*pflag.FlagSet), command []string) {
+	t.Helper()
+	fs := pflag.NewFlagSet(command[1], pflag.ContinueOnError)
+	bind(fs)
+	require.NoError(t, fs.Parse(command[2:]))
+	require.Empty(t, fs.Args())
+}

@@ -1,0 +1,209 @@
+package volume
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+
+	"github.com/ferry-dev/ferry/dataplane"
+	"github.com/ferry-dev/ferry/internal/keys"
+	"github.com/ferry-dev/ferry/internal/kube"
+	"github.com/ferry-dev/ferry/internal/names"
+	"github.com/ferry-dev/ferry/internal/operation"
+	"github.com/ferry-dev/ferry/sidecar"
+)
+
+// prepare sets up the target side and the certificates, and resolves the endpoint.
+func (t *job) prepare(ctx context.Context) (ctrl.Result, error) {
+	tc, err := t.r.Target(ctx, t.cfg)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if err := t.ensureTargetNamespace(ctx, tc); err != nil {
+		return ctrl.Result{}, err
+	}
+	if err := t.ensureTargetPVC(ctx, tc); err != nil {
+		return ctrl.Result{}, err
+	}
+	if err := t.ensureCerts(ctx, tc); err != nil {
+		return ctrl.Result{}, err
+	}
+	server, err := t.ensureServer(ctx, tc)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	ep, waiting, err := ensureEndpoint(ctx, tc, t.cfg, t.req.TargetNamespace, t.names, t.req.ID)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if waiting != "" {
+		return t.wait(ctx, waiting)
+	}
+	if !podReady(server) {
+		return t.wait(ctx, fmt.Sprintf("waiting for server pod %s/%s: %s", server.Namespace, server.Name, podState(server)))
+	}
+	t.st.Endpoint = ep.address
+	if t.req.Type == operation.Final {
+		return ctrl.Result{}, t.enter(ctx, operation.PhaseQuiescing, "TransferQuiescing", "quiescing the workloads that use the PVC before the final pass")
+	}
+	return ctrl.Result{}, t.enter(ctx, operation.PhaseTransferring, "TransferStarted", "copying to "+t.st.Target+" through "+ep.address)
+}
+
+// ensureTargetNamespace creates the target namespace, carrying the source namespace's OpenShift
+// identity so copied files stay owned correctly, and warns when an existing one differs.
+func (t *job) ensureTargetNamespace(ctx context.Context, tc *kube.Clients) error {
+	ns, err := sidecar.EnsureTargetNamespace(ctx, t.r.Source, tc, t.pvc.Namespace, t.req.TargetNamespace)
+	if err != nil {
+		return err
+	}
+	if ns.Created {
+		t.r.Recorder.Eventf(t.pvc, corev1.EventTypeNormal, "TargetNamespaceCreated", "created namespace %s on the target", t.req.TargetNamespace)
+	}
+	if ns.UIDRangeDiffers() {
+		t.r.Recorder.Eventf(t.pvc, corev1.EventTypeWarning, "TargetUIDRangeDiffers",
+			"namespace %s on the target has UID range %s, the source %s: copied files keep their source owners, which the target's pods may not run as", t.req.TargetNamespace, ns.UIDRange, ns.SourceUIDRange)
+	}
+	return nil
+}
+
+// ensureTargetPVC creates the target PVC, or reuses an existing one as it is (pre-provisioned,
+// even of another storage class: it is filled in place).
+func (t *job) ensureTargetPVC(ctx context.Context, tc *kube.Clients) error {
+	pvcs := tc.Kube.CoreV1().PersistentVolumeClaims(t.req.TargetNamespace)
+	cur, err := pvcs.Get(ctx, t.req.TargetName, metav1.GetOptions{})
+	if err == nil {
+		if cur.DeletionTimestamp != nil {
+			return fmt.Errorf("target PVC %s is being deleted", t.st.Target)
+		}
+		if want := requestedSize(t.pvc); !want.IsZero() {
+			if have := cur.Spec.Resources.Requests[corev1.ResourceStorage]; have.Cmp(want) < 0 {
+				t.r.Recorder.Eventf(t.pvc, corev1.EventTypeWarning, "TargetPVCSmaller", "target PVC %s requests %s, the source %s: it may not hold the data", t.st.Target, have.String(), want.String())
+			}
+		}
+		return nil
+	}
+	if !apierrors.IsNotFound(err) {
+		return fmt.Errorf("reading target PVC %s (%s): %w", t.st.Target, sidecar.Host(tc), err)
+	}
+	sc := t.req.StorageClass
+	if err := checkStorageClass(ctx, tc, sc); err != nil {
+		return err
+	}
+	modes := t.req.AccessModes
+	fs := corev1.PersistentVolumeFilesystem
+	lbls := map[string]string{}
+	for k, v := range t.pvc.Labels {
+		if !strings.HasPrefix(k, "ferry.dev/") {
+			lbls[k] = v
+		}
+	}
+	lbls[keys.CreatedBy] = names.Label(t.req.ID)
+	want := &corev1.PersistentVolumeClaim{
+		ObjectMeta: metav1.ObjectMeta{Namespace: t.req.TargetNamespace, Name: t.req.TargetName, Labels: lbls},
+		Spec: corev1.PersistentVolumeClaimSpec{
+			AccessModes:      modes,
+			StorageClassName: sc,
+			VolumeMode:       &fs,
+			Resources:        corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: requestedSize(t.pvc)}},
+		},
+	}
+	if _, err := pvcs.Create(ctx, want, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		if apierrors.IsInvalid(err) || apierrors.IsForbidden(err) {
+			return sidecar.Permanent(fmt.Errorf("creating target PVC %s: %w", t.st.Target, err))
+		}
+		return fmt.Errorf("creating target PVC %s: %w", t.st.Target, err)
+	}
+	scName := "(the default class)"
+	if sc != nil {
+		scName = *sc
+	}
+	t.r.Recorder.Eventf(t.pvc, corev1.EventTypeNormal, "TargetPVCCreated", "created target PVC %s with storage class %s", t.st.Target, scName)
+	return nil
+}
+
+// requestedSize is the larger of the source PVC's request and its bound capacity.
+func requestedSize(pvc *corev1.PersistentVolumeClaim) resource.Quantity {
+	size := pvc.Spec.Resources.Requests[corev1.ResourceStorage]
+	if c, ok := pvc.Status.Capacity[corev1.ResourceStorage]; ok && c.Cmp(size) > 0 {
+		size = c
+	}
+	return size
+}
+
+// checkStorageClass fails clearly when a created PVC would never be provisioned.
+func checkStorageClass(ctx context.Context, tc *kube.Clients, sc *string) error {
+	classes, err := tc.Kube.StorageV1().StorageClasses().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return fmt.Errorf("listing the target's storage classes (%s): %w", sidecar.Host(tc), err)
+	}
+	var known []string
+	hasDefault := false
+	for _, c := range classes.Items {
+		known = append(known, c.Name)
+		if c.Annotations[keys.DefaultStorageClass] == "true" {
+			hasDefault = true
+		}
+		if sc != nil && c.Name == *sc {
+			return nil
+		}
+	}
+	sort.Strings(known)
+	switch {
+	case sc == nil && hasDefault:
+		return nil
+	case sc == nil:
+		return sidecar.Permanent(fmt.Errorf("the target cluster has no default storage class; map one with storageClassMapping in ferry-config or annotate the PVC with %s (classes: %s)", keys.StorageClass, strings.Join(known, ", ")))
+	case *sc == "":
+		return nil // explicitly no class: binds to a pre-made PV
+	}
+	return sidecar.Permanent(fmt.Errorf("storage class %q does not exist on the target cluster (it has: %s)", *sc, strings.Join(known, ", ")))
+}
+
+// ensureCerts makes the transfer's certificates: the server's Secret on the target, the
+// client's here. Both come from one CA made for this transfer only; if either Secret is missing
+// (a restart between the two creates) both are made again.
+func (t *job) ensureCerts(ctx context.Context, tc *kube.Clients) error {
+	srvSecrets, cliSecrets := tc.Kube.CoreV1().Secrets(t.req.TargetNamespace), t.r.Source.Kube.CoreV1().Secrets(t.pvc.Namespace)
+	srv, srvErr := srvSecrets.Get(ctx, t.names.server, metav1.GetOptions{})
+	cli, cliErr := cliSecrets.Get(ctx, t.names.client, metav1.GetOptions{})
+	id := names.Label(t.req.ID)
+	if srvErr == nil && cliErr == nil && srv.Labels[keys.TransferIDLabel] == id && cli.Labels[keys.TransferIDLabel] == id {
+		return nil
+	}
+	for _, err := range []error{srvErr, cliErr} {
+		if err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("reading the transfer's certificate Secrets: %w", err)
+		}
+	}
+	certs, err := dataplane.GenerateCerts(dataplane.DefaultCertValidity)
+	if err != nil {
+		return err
+	}
+	if err := replaceSecret(ctx, srvSecrets, certSecret(t.req.TargetNamespace, t.names.server, t.names.labels(t.req.ID, RoleServer), certs.Server)); err != nil {
+		return fmt.Errorf("writing the server certificate Secret on the target: %w", err)
+	}
+	if err := replaceSecret(ctx, cliSecrets, certSecret(t.pvc.Namespace, t.names.client, t.names.labels(t.req.ID, RoleClient), certs.Client)); err != nil {
+		return fmt.Errorf("writing the client certificate Secret: %w", err)
+	}
+	return nil
+}
+
+type secretClient interface {
+	Create(context.Context, *corev1.Secret, metav1.CreateOptions) (*corev1.Secret, error)
+	Delete(context.Context, string, metav1.DeleteOptions) error
+}
+
+func replaceSecret(ctx context.Context, c secretClient, s *corev1.Secret) error {
+	if err := c.Delete(ctx, s.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+		return err
+	}
+	_, err := c.Create(ctx, s, metav1.CreateOptions{})
+	return err
+}

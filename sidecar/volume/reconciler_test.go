@@ -1,0 +1,450 @@
+package volume
+
+import (
+	"context"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	k8stesting "k8s.io/client-go/testing"
+
+	"github.com/ferry-dev/ferry/dataplane"
+	"github.com/ferry-dev/ferry/internal/keys"
+	"github.com/ferry-dev/ferry/internal/kube"
+	"github.com/ferry-dev/ferry/internal/operation"
+	"github.com/ferry-dev/ferry/internal/testutil"
+	"github.com/ferry-dev/ferry/sidecar"
+)
+
+// clusterIP: every test but the endpoint ones reaches the server through a ClusterIP Service.
+var clusterIP = map[string]string{"endpointType": "ClusterIP"}
+
+func TestReconcileBadInput(t *testing.T) {
+	tests := []struct {
+		name      string
+		pvc       *corev1.PersistentVolumeClaim
+		config    map[string]string
+		target    []runtime.Object
+		wantMsg   []string
+		wantEvent string
+	}{
+		{
+			name:      "malformed request",
+			pvc:       sourcePVC(keys.TransferID, "t1", keys.TransferType, "later"),
+			wantMsg:   []string{"PVC app/data has a malformed transfer request", keys.TransferType},
+			wantEvent: "TransferFailed",
+		},
+		{
+			name:      "invalid ferry-config",
+			pvc:       sourcePVC(keys.TransferID, "t1"),
+			config:    map[string]string{"concurrency": "lots"},
+			wantMsg:   []string{"velero/ferry-config", `key "concurrency"`},
+			wantEvent: "TransferFailed",
+		},
+		{
+			name:      "storage class unknown on the target",
+			pvc:       sourcePVC(keys.TransferID, "t1", keys.TransferStorageClass, "gold"),
+			config:    clusterIP,
+			target:    []runtime.Object{storageClass("standard", true), storageClass("fast", false)},
+			wantMsg:   []string{`storage class "gold" does not exist on the target cluster (it has: fast, standard)`},
+			wantEvent: "TransferFailed",
+		},
+		{
+			name: "no class and no default on the target",
+			pvc: func() *corev1.PersistentVolumeClaim {
+				p := sourcePVC(keys.TransferID, "t1")
+				p.Spec.StorageClassName = nil
+				return p
+			}(),
+			config:    clusterIP,
+			target:    []runtime.Object{storageClass("fast", false)},
+			wantMsg:   []string{"no default storage class"},
+			wantEvent: "TransferFailed",
+		},
+		{
+			name:      "malformed per-PVC choice of a hand-written request",
+			pvc:       sourcePVC(keys.TransferID, "t1", keys.Verify, "perhaps"),
+			config:    clusterIP,
+			wantMsg:   []string{keys.Verify, "want true or false"},
+			wantEvent: "TransferFailed",
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, tc.config, tc.pvc, nil, tc.target...)
+			st := h.run(t, 10, operation.PhaseFailed)
+			require.NotNil(t, st)
+			assert.Equal(t, operation.PhaseFailed, st.Phase)
+			for _, w := range tc.wantMsg {
+				assert.Contains(t, st.Message, w)
+			}
+			assert.Contains(t, h.events(), tc.wantEvent)
+			// Nothing was created on the target.
+			pvcs, err := h.target.Kube.CoreV1().PersistentVolumeClaims("").List(context.Background(), metav1.ListOptions{})
+			require.NoError(t, err)
+			assert.Empty(t, pvcs.Items)
+			assert.Empty(t, transferPods(t, h.target.Kube, RoleServer))
+		})
+	}
+}
+
+func TestReconcileMissingTargetSecret(t *testing.T) {
+	h := newHarness(t, map[string]string{"targetKubeconfigSecret": "nowhere"}, sourcePVC(keys.TransferID, "t1"), nil)
+	h.Targets = &kube.Targets{Source: h.source.Clients}
+	st := h.run(t, 10, operation.PhaseFailed)
+	require.NotNil(t, st)
+	assert.Equal(t, operation.PhaseFailed, st.Phase)
+	assert.Contains(t, st.Message, "Secret velero/nowhere does not exist")
+	assert.Contains(t, st.Message, "kubectl -n velero create secret generic nowhere --from-file=kubeconfig=")
+}
+
+// TestPhasePending: a new request is accepted; it waits for a slot while ferry-config's
+// concurrency is used up, and gets one when a slot frees.
+func TestPhasePending(t *testing.T) {
+	other := sourcePVC(keys.TransferID, "o1")
+	other.Name = "other"
+	h := newHarness(t, map[string]string{"concurrency": "1", "endpointType": "ClusterIP"}, sourcePVC(keys.TransferID, "t1"), nil, storageClass("standard", true))
+	busy := operation.TransferStatus{Header: operation.Header{ID: "o1", Phase: operation.PhaseTransferring}}
+	other.Annotations[keys.TransferStatus] = operation.Encode(&busy)
+	require.NoError(t, h.pvcs.Create(context.Background(), other))
+
+	h.reconcile(t)
+	st := h.status(t)
+	assert.Equal(t, operation.PhasePending, st.Phase)
+	assert.Equal(t, "t1", st.ID)
+	assert.Equal(t, "app/data", st.Target)
+	assert.Equal(t, t0, st.Started.Time)
+	assert.Contains(t, h.events(), "TransferAccepted stage transfer t1 to app/data accepted")
+
+	h.reconcile(t)
+	st = h.status(t)
+	assert.Equal(t, operation.PhasePending, st.Phase)
+	assert.Equal(t, "waiting for a transfer slot (1 of 1 in use)", st.Message)
+	before := h.pvc(t).Annotations[keys.TransferStatus]
+	h.reconcile(t)
+	assert.Equal(t, before, h.pvc(t).Annotations[keys.TransferStatus], "an unchanged status is not written again")
+
+	busy.Phase = operation.PhaseCompleted
+	other.Annotations[keys.TransferStatus] = operation.Encode(&busy)
+	require.NoError(t, h.pvcs.Update(context.Background(), other))
+	h.reconcile(t)
+	assert.Equal(t, operation.PhasePreparing, h.status(t).Phase, "the slot is free")
+}
+
+// TestPhasePreparing: the target namespace, PVC, certificates, service account, server pod and
+// endpoint are made once, however often it is reconciled, and the transfer waits for the server.
+func TestPhasePreparing(t *testing.T) {
+	h := newHarness(t, map[string]string{"storageClassMapping": "standard=fast", "endpointType": "ClusterIP"},
+		sourcePVC(keys.TransferID, "t1", keys.TransferTarget, "app2/data"), nil, storageClass("fast", true))
+	h.server = func(*corev1.Pod) corev1.PodStatus { return corev1.PodStatus{Phase: corev1.PodPending} }
+	st := h.run(t, 6, "")
+	assert.Equal(t, operation.PhasePreparing, st.Phase)
+	assert.Contains(t, st.Message, "waiting for server pod app2/ferry-server-")
+
+	ctx := context.Background()
+	pvc, err := h.target.Kube.CoreV1().PersistentVolumeClaims("app2").Get(ctx, "data", metav1.GetOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, "fast", *pvc.Spec.StorageClassName)
+	assert.Equal(t, resource.MustParse("1Gi"), pvc.Spec.Resources.Requests[corev1.ResourceStorage])
+	assert.Equal(t, []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce}, pvc.Spec.AccessModes)
+	_, err = h.target.Kube.CoreV1().Namespaces().Get(ctx, "app2", metav1.GetOptions{})
+	require.NoError(t, err)
+	n := namesFor("app", "data")
+	srv, err := h.target.Kube.CoreV1().Secrets("app2").Get(ctx, n.server, metav1.GetOptions{})
+	require.NoError(t, err)
+	cli, err := h.source.Kube.CoreV1().Secrets("app").Get(ctx, n.client, metav1.GetOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, srv.Data[dataplane.CAFile], cli.Data[dataplane.CAFile], "one CA per transfer, on both sides")
+	assert.NotEqual(t, srv.Data[dataplane.KeyFile], cli.Data[dataplane.KeyFile])
+	servers := transferPods(t, h.target.Kube, RoleServer)
+	require.Len(t, servers, 1, "one server pod, even after several reconciles")
+	sa, err := h.target.Kube.CoreV1().ServiceAccounts("app2").Get(ctx, TransferServiceAccount, metav1.GetOptions{})
+	require.NoError(t, err)
+	svc, err := h.target.Kube.CoreV1().Services("app2").Get(ctx, n.server, metav1.GetOptions{})
+	require.NoError(t, err)
+	// A backup of either cluster taken meanwhile (the final one always is) leaves these out.
+	for _, obj := range []metav1.Object{srv, cli, &servers[0], sa, svc} {
+		assert.Equal(t, "true", obj.GetLabels()[keys.ExcludeFromBackup], "%s", obj.GetName())
+	}
+	assert.NotContains(t, pvc.Labels, keys.ExcludeFromBackup, "the target PVC is the user's")
+	assert.Contains(t, h.events(), "TargetPVCCreated created target PVC app2/data with storage class fast")
+
+	// The server comes up: a stage goes straight to Transferring, through the endpoint.
+	h.server = func(*corev1.Pod) corev1.PodStatus { return runningReady() }
+	p := servers[0]
+	p.Status = runningReady()
+	_, err = h.target.Kube.CoreV1().Pods("app2").UpdateStatus(ctx, &p, metav1.UpdateOptions{})
+	require.NoError(t, err)
+	h.client = func(int) clientRun { return clientRun{phase: corev1.PodRunning} }
+	h.reconcile(t)
+	st = h.status(t)
+	assert.Equal(t, operation.PhaseTransferring, st.Phase)
+	assert.Equal(t, "10.96.0.10:8443", st.Endpoint)
+}
+
+// TestPhasePreparingTimesOut: a target that stays unreachable fails the transfer after
+// prepareTimeout, counted from the phase's start (kept in the status), with the last reason.
+func TestPhasePreparingTimesOut(t *testing.T) {
+	h := newHarness(t, map[string]string{"prepareTimeout": "1m", "endpointType": "ClusterIP"}, sourcePVC(keys.TransferID, "t1"), nil, storageClass("standard", true))
+	h.target.Kube.PrependReactor("get", "namespaces", func(k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, apierrors.NewServiceUnavailable("the target's API server is restarting")
+	})
+	h.reconcile(t) // accepted
+	h.reconcile(t) // admitted, then Preparing fails once
+	st := h.status(t)
+	assert.Equal(t, operation.PhasePreparing, st.Phase)
+	assert.Contains(t, st.Message, "retrying: ")
+	assert.Contains(t, st.Message, "restarting")
+
+	h.clock.SetTime(t0.Add(59 * sidecar.Poll / 5))
+	h.reconcile(t)
+	assert.Equal(t, operation.PhasePreparing, h.status(t).Phase, "still inside the minute")
+	h.clock.SetTime(t0.Add(2 * 60 * sidecar.Poll / 5))
+	h.reconcile(t)
+	st = h.status(t)
+	assert.Equal(t, operation.PhaseFailed, st.Phase)
+	assert.Contains(t, st.Message, "Preparing timed out after 1m0s")
+	assert.Contains(t, st.Message, "restarting")
+}
+
+// TestPhaseQuiescing: a final transfer scales down what mounts the PVC, waits for its pods to
+// stop, and only then copies.
+func TestPhaseQuiescing(t *testing.T) {
+	yes := true
+	web := testutil.Object("apps/v1", "Deployment", "app", "web", map[string]any{"spec.replicas": int64(3),
+		"spec.template.spec.volumes": []any{map[string]any{"name": "v", "persistentVolumeClaim": map[string]any{"claimName": "data"}}}})
+	appPod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "web-1", OwnerReferences: []metav1.OwnerReference{{Kind: "ReplicaSet", Name: "web-x", Controller: &yes}}},
+		Spec:   corev1.PodSpec{NodeName: "n1", Volumes: []corev1.Volume{{Name: "v", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "data"}}}}},
+		Status: corev1.PodStatus{Phase: corev1.PodRunning}}
+	h := newHarness(t, clusterIP, sourcePVC(keys.TransferID, "t1", keys.TransferType, "final"), []runtime.Object{web, appPod}, storageClass("standard", true))
+	h.client = func(int) clientRun { return clientRun{phase: corev1.PodRunning} }
+	st := h.run(t, 6, operation.PhaseQuiescing)
+	require.Equal(t, operation.PhaseQuiescing, st.Phase)
+	h.reconcile(t)
+	st = h.status(t)
+	assert.Equal(t, operation.PhaseQuiescing, st.Phase)
+	assert.Equal(t, []string{"Deployment/web"}, st.Quiesced)
+	assert.Equal(t, "waiting for 1 pods using the PVC to stop: web-1", st.Message)
+	got, err := h.source.Dynamic.Resource(deployments).Namespace("app").Get(context.Background(), "web", metav1.GetOptions{})
+	require.NoError(t, err)
+	replicas, _, _ := unstructured.NestedInt64(got.Object, "spec", "replicas")
+	assert.Zero(t, replicas)
+	assert.Equal(t, "3", got.GetAnnotations()[keys.PreQuiesceReplicas])
+	assert.Empty(t, transferPods(t, h.source.Kube, RoleClient), "no copy while the app runs")
+
+	// The app's pod stops: the last pass starts.
+	require.NoError(t, h.source.Kube.CoreV1().Pods("app").Delete(context.Background(), "web-1", metav1.DeleteOptions{}))
+	h.reconcile(t)
+	assert.Equal(t, operation.PhaseTransferring, h.status(t).Phase)
+	assert.Len(t, transferPods(t, h.source.Kube, RoleClient), 1)
+	assert.Contains(t, h.events(), "Quiesced scaled down Deployment/web")
+}
+
+var deployments = schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "deployments"}
+
+func TestPhaseQuiescingRefusesBarePodsAndTimesOut(t *testing.T) {
+	bare := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "debug"},
+		Spec:   corev1.PodSpec{Volumes: []corev1.Volume{{Name: "v", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "data"}}}}},
+		Status: corev1.PodStatus{Phase: corev1.PodRunning}}
+	h := newHarness(t, clusterIP, sourcePVC(keys.TransferID, "t1", keys.TransferType, "final"), []runtime.Object{bare}, storageClass("standard", true))
+	st := h.run(t, 6, operation.PhaseFailed)
+	assert.Equal(t, operation.PhaseFailed, st.Phase)
+	assert.Contains(t, st.Message, "pod app/debug mounts PVC data and has no controller to scale down")
+
+	yes := true
+	stuck := bare.DeepCopy()
+	stuck.Name, stuck.OwnerReferences = "stuck", []metav1.OwnerReference{{Kind: "ReplicaSet", Name: "x", Controller: &yes}}
+	h = newHarness(t, map[string]string{"quiesceTimeout": "1m", "endpointType": "ClusterIP"}, sourcePVC(keys.TransferID, "t1", keys.TransferType, "final"), []runtime.Object{stuck}, storageClass("standard", true))
+	st = h.run(t, 30, operation.PhaseFailed)
+	assert.Equal(t, operation.PhaseFailed, st.Phase)
+	assert.Contains(t, st.Message, "Quiescing timed out after 1m0s")
+	assert.Contains(t, st.Message, "stuck")
+}
+
+// TestPhaseTransferring: client pods run until one succeeds; progress reaches the status; a
+// failed pod is followed by another, up to three; the end cleans up both clusters.
+func TestPhaseTransferring(t *testing.T) {
+	failed := func(msg string) clientRun {
+		return clientRun{phase: corev1.PodFailed, reports: []dataplane.Report{{Type: dataplane.ReportError, Attempt: 8, Error: msg, ExitCode: 12}}}
+	}
+	tests := []struct {
+		name     string
+		runs     []clientRun
+		phase    operation.Phase
+		message  string
+		attempts int
+		events   []string
+	}{
+		{name: "first pod succeeds", runs: []clientRun{succeeded()}, phase: operation.PhaseCompleted, attempts: 1,
+			events: []string{"TransferStarted", "TransferCompleted stage transfer t1 to app/data completed: 3 files, 100 bytes sent of 100"}},
+		{name: "second pod succeeds", runs: []clientRun{failed("connection reset by peer"), succeeded()}, phase: operation.PhaseCompleted, attempts: 8,
+			events: []string{"TransferAttemptFailed attempt 1 failed: connection reset by peer"}},
+		{name: "three pods fail", runs: []clientRun{failed("a"), failed("b"), failed("refused")}, phase: operation.PhaseFailed, attempts: 10,
+			message: "3 attempts failed; the last: refused", events: []string{"TransferFailed"}},
+		{name: "a pod killed without a report", runs: []clientRun{{phase: corev1.PodFailed, message: "OOMKilled"}, succeeded()}, phase: operation.PhaseCompleted, attempts: 2,
+			events: []string{"TransferAttemptFailed attempt 1 failed: Failed: exit code 12 OOMKilled"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, clusterIP, sourcePVC(keys.TransferID, "t1"), nil, storageClass("standard", true))
+			h.client = func(attempt int) clientRun { return tc.runs[attempt-1] }
+			st := h.run(t, 20, operation.PhaseFailed)
+			require.True(t, st.Phase.Terminal(), "ended: %+v", st)
+			assert.Equal(t, tc.phase, st.Phase)
+			assert.Equal(t, tc.message, st.Message)
+			assert.Equal(t, tc.attempts, st.Attempts, "send attempts over all client pods (at least)")
+			assert.NotNil(t, st.Completed)
+			if tc.phase == operation.PhaseCompleted {
+				assert.Equal(t, float64(100), st.Percent)
+				assert.Equal(t, int64(100), st.BytesSent)
+				assert.Equal(t, int64(3), st.FilesSent)
+			}
+			events := h.events()
+			for _, e := range tc.events {
+				assert.Contains(t, events, e)
+			}
+			assert.Len(t, h.pods.created, len(tc.runs)+1, "one server pod and a client pod per attempt")
+			assertCleanedUp(t, h)
+		})
+	}
+}
+
+// TestPhaseTransferringReportsProgress: a running client's latest report is the status.
+func TestPhaseTransferringReportsProgress(t *testing.T) {
+	h := newHarness(t, clusterIP, sourcePVC(keys.TransferID, "t1"), nil, storageClass("standard", true))
+	h.client = func(int) clientRun {
+		return clientRun{phase: corev1.PodRunning, reports: []dataplane.Report{
+			{Type: dataplane.ReportProgress, Attempt: 1, BytesDone: 10, BytesTotal: 100, Percent: 10},
+			{Type: dataplane.ReportRetry, Attempt: 1, Error: "connection reset by peer", BackoffSeconds: 2},
+			{Type: dataplane.ReportProgress, Attempt: 2, BytesDone: 40, BytesTotal: 100, Percent: 40, RateBytesPerSecond: 1 << 20, FilesTotal: 7},
+		}}
+	}
+	st := h.run(t, 6, operation.PhaseTransferring)
+	require.Equal(t, operation.PhaseTransferring, st.Phase)
+	h.reconcile(t)
+	st = h.status(t)
+	assert.Equal(t, int64(40), st.BytesDone)
+	assert.Equal(t, float64(40), st.Percent)
+	assert.Equal(t, int64(1<<20), st.RateBPS)
+	assert.Equal(t, int64(7), st.Files)
+	assert.Equal(t, 2, st.Attempts)
+	assert.Empty(t, st.Message)
+}
+
+// TestServerPodEndedIsReplaced: a server pod that ends before the client finished is replaced.
+func TestServerPodEndedIsReplaced(t *testing.T) {
+	h := newHarness(t, clusterIP, sourcePVC(keys.TransferID, "t1"), nil, storageClass("standard", true))
+	h.client = func(int) clientRun { return clientRun{phase: corev1.PodRunning} }
+	h.run(t, 6, operation.PhaseTransferring)
+	srv := transferPods(t, h.target.Kube, RoleServer)[0]
+	srv.Status = corev1.PodStatus{Phase: corev1.PodFailed}
+	_, err := h.target.Kube.CoreV1().Pods(srv.Namespace).UpdateStatus(context.Background(), &srv, metav1.UpdateOptions{})
+	require.NoError(t, err)
+	h.reconcile(t)
+	servers := transferPods(t, h.target.Kube, RoleServer)
+	require.Len(t, servers, 1)
+	assert.NotEqual(t, srv.Name, servers[0].Name)
+	assert.Contains(t, h.events(), "ServerPodEnded")
+}
+
+// TestStageOfAMountedRWOVolume: the client runs next to the app (a ReadWriteOnce volume is
+// attached to its node); a ReadWriteOncePod volume in use cannot be read until a final.
+func TestStageOfAMountedRWOVolume(t *testing.T) {
+	yes := true
+	app := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "web-1", OwnerReferences: []metav1.OwnerReference{{Kind: "ReplicaSet", Name: "web-x", Controller: &yes}}},
+		Spec:   corev1.PodSpec{NodeName: "n1", Volumes: []corev1.Volume{{Name: "v", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "data"}}}}},
+		Status: corev1.PodStatus{Phase: corev1.PodRunning}}
+	h := newHarness(t, clusterIP, sourcePVC(keys.TransferID, "t1"), []runtime.Object{app}, storageClass("standard", true))
+	h.client = func(int) clientRun { return clientRun{phase: corev1.PodRunning} }
+	h.run(t, 6, operation.PhaseTransferring)
+	clients := transferPods(t, h.source.Kube, RoleClient)
+	require.Len(t, clients, 1)
+	terms := clients[0].Spec.Affinity.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms
+	assert.Equal(t, "n1", terms[0].MatchFields[0].Values[0])
+
+	rwop := sourcePVC(keys.TransferID, "t1")
+	rwop.Spec.AccessModes = []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOncePod}
+	h = newHarness(t, clusterIP, rwop, []runtime.Object{app}, storageClass("standard", true))
+	st := h.run(t, 6, operation.PhaseFailed)
+	assert.Equal(t, operation.PhaseFailed, st.Phase)
+	assert.Contains(t, st.Message, "the PVC is ReadWriteOncePod and pod web-1 uses it")
+}
+
+// TestCancelAndReplace: a cancel ends the transfer and cleans up; a newer request takes over;
+// removing the request tidies up.
+func TestCancelAndReplace(t *testing.T) {
+	h := newHarness(t, clusterIP, sourcePVC(keys.TransferID, "t1", keys.TransferTarget, "app2/data"), nil, storageClass("standard", true))
+	h.client = func(int) clientRun { return clientRun{phase: corev1.PodRunning} }
+	h.run(t, 6, operation.PhaseTransferring)
+	require.NotEmpty(t, transferPods(t, h.target.Kube, RoleServer))
+
+	h.annotate(t, keys.TransferCancel, "t1")
+	h.reconcile(t)
+	st := h.status(t)
+	assert.Equal(t, operation.PhaseCancelled, st.Phase)
+	assert.Equal(t, "cancelled on request", st.Message)
+	assertCleanedUp(t, h)
+	_, err := h.target.Kube.CoreV1().PersistentVolumeClaims("app2").Get(context.Background(), "data", metav1.GetOptions{})
+	assert.NoError(t, err, "the target PVC is never deleted")
+
+	h.annotate(t, keys.TransferID, "t2")
+	h.reconcile(t)
+	st = h.status(t)
+	assert.Equal(t, "t2", st.ID, "a new request starts over")
+	assert.Equal(t, operation.PhasePending, st.Phase)
+
+	h.run(t, 6, operation.PhaseTransferring)
+	h.annotate(t, keys.TransferID, "", keys.TransferCancel, "")
+	h.reconcile(t)
+	assertCleanedUp(t, h)
+}
+
+func assertCleanedUp(t *testing.T, h *harness) {
+	t.Helper()
+	ctx := context.Background()
+	for name, c := range map[string]*testutil.Cluster{"source": h.source, "target": h.target} {
+		pods, err := c.Kube.CoreV1().Pods("").List(ctx, metav1.ListOptions{LabelSelector: keys.ManagedByLabel + "=" + keys.ManagedByValue})
+		require.NoError(t, err)
+		assert.Empty(t, pods.Items, "%s: transfer pods deleted", name)
+		secrets, err := c.Kube.CoreV1().Secrets("").List(ctx, metav1.ListOptions{LabelSelector: keys.ManagedByLabel + "=" + keys.ManagedByValue})
+		require.NoError(t, err)
+		assert.Empty(t, secrets.Items, "%s: certificate Secrets deleted", name)
+		svcs, err := c.Kube.CoreV1().Services("").List(ctx, metav1.ListOptions{})
+		require.NoError(t, err)
+		assert.Empty(t, svcs.Items, "%s: endpoint deleted", name)
+		sas, err := c.Kube.CoreV1().ServiceAccounts("").List(ctx, metav1.ListOptions{})
+		require.NoError(t, err)
+		assert.Empty(t, sas.Items, "%s: transfer service account deleted", name)
+	}
+}
+
+func TestAdmissionBoundsConcurrency(t *testing.T) {
+	a := newAdmission()
+	running := map[string]bool{"a/1": true}
+	active := func() (map[string]bool, error) {
+		out := map[string]bool{}
+		for k, v := range running {
+			out[k] = v
+		}
+		return out, nil
+	}
+	ok, n, err := a.admit("a/2", 2, active)
+	require.NoError(t, err)
+	assert.True(t, ok)
+	assert.Equal(t, 2, n)
+	ok, n, _ = a.admit("a/3", 2, active)
+	assert.False(t, ok, "a/2 holds a slot before the cache shows it")
+	assert.Equal(t, 2, n)
+	ok, _, _ = a.admit("a/1", 2, active)
+	assert.True(t, ok, "a running transfer keeps its slot")
+	a.release("a/2")
+	ok, _, _ = a.admit("a/3", 2, active)
+	assert.True(t, ok)
+}

@@ -1,0 +1,36 @@
+package volume
+
+import (
+	"fmt"
+
+	"github.com/ferry-dev/ferry/dataplane"
+	"github.com/ferry-dev/ferry/internal/operation"
+)
+
+// applyReport folds one report of client pod number podAttempt into the transfer status.
+func applyReport(st *operation.TransferStatus, e dataplane.Report, podAttempt int) {
+	switch e.Type {
+	case dataplane.ReportProgress:
+		st.BytesDone, st.BytesTotal, st.Percent, st.RateBPS = e.BytesDone, e.BytesTotal, e.Percent, e.RateBytesPerSecond
+		st.Files = e.FilesTotal
+		st.Message = ""
+	case dataplane.ReportRetry:
+		st.Message = fmt.Sprintf("attempt %d failed: %s; retrying in %.0fs", e.Attempt, e.Error, e.BackoffSeconds)
+	case dataplane.ReportDone:
+		st.BytesDone, st.BytesTotal, st.Percent, st.RateBPS = e.BytesTotal, e.BytesTotal, 100, 0
+		st.BytesSent, st.Files, st.FilesSent, st.Warnings = e.BytesSent, e.Files, e.FilesTransferred, e.Warnings
+	case dataplane.ReportError:
+		st.Message = e.Error
+	}
+	// Attempts counts `send` attempts over all client pods: each earlier pod made at least one.
+	n := e.Attempt
+	if e.Attempts > n {
+		n = e.Attempts
+	}
+	if n < 1 {
+		n = 1
+	}
+	if total := podAttempt - 1 + n; total > st.Attempts {
+		st.Attempts = total
+	}
+}

@@ -1,0 +1,30 @@
+package volume
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+
+	"github.com/ferry-dev/ferry/dataplane"
+	"github.com/ferry-dev/ferry/internal/operation"
+)
+
+func TestApplyReport(t *testing.T) {
+	st := &operation.TransferStatus{Header: operation.Header{ID: "t1", Phase: operation.PhaseTransferring}}
+	applyReport(st, dataplane.Report{Type: dataplane.ReportProgress, Attempt: 1, BytesDone: 10, BytesTotal: 100, Percent: 10, RateBytesPerSecond: 5, FilesTotal: 3}, 1)
+	assert.Equal(t, int64(10), st.BytesDone)
+	assert.Equal(t, 1, st.Attempts)
+	applyReport(st, dataplane.Report{Type: dataplane.ReportRetry, Attempt: 1, Error: "connection reset by peer", BackoffSeconds: 2}, 1)
+	assert.Contains(t, st.Message, "connection reset by peer")
+	// a second client pod's first attempt is the transfer's third at least
+	applyReport(st, dataplane.Report{Type: dataplane.ReportProgress, Attempt: 2, BytesDone: 50, BytesTotal: 100, Percent: 50}, 2)
+	assert.Equal(t, 3, st.Attempts)
+	assert.Empty(t, st.Message)
+	applyReport(st, dataplane.Report{Type: dataplane.ReportDone, BytesTotal: 100, BytesSent: 40, Files: 3, FilesTransferred: 1, Attempts: 2, Warnings: 1}, 2)
+	assert.Equal(t, int64(100), st.BytesDone)
+	assert.Equal(t, int64(40), st.BytesSent)
+	assert.Equal(t, int64(1), st.FilesSent)
+	assert.Equal(t, float64(100), st.Percent)
+	assert.Equal(t, 1, st.Warnings)
+	assert.Zero(t, st.RateBPS)
+}

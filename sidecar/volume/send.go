@@ -1,0 +1,173 @@
+package volume
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	ctrl "sigs.k8s.io/controller-runtime"
+
+	"github.com/ferry-dev/ferry/dataplane"
+	"github.com/ferry-dev/ferry/internal/config"
+	"github.com/ferry-dev/ferry/internal/keys"
+	"github.com/ferry-dev/ferry/internal/operation"
+	"github.com/ferry-dev/ferry/internal/quiesce"
+	"github.com/ferry-dev/ferry/sidecar"
+)
+
+// maxClientAttempts: client pods per transfer; `send` itself also retries within each.
+const maxClientAttempts = 3
+
+// sendData runs client pods until one succeeds or the attempts are spent, reporting progress.
+func (t *job) sendData(ctx context.Context) (ctrl.Result, error) {
+	tc, err := t.r.Target(ctx, t.cfg)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if _, err := t.ensureServer(ctx, tc); err != nil {
+		return ctrl.Result{}, err
+	}
+	pods, err := t.clientPods(ctx)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	var latest *corev1.Pod
+	attempt := 0
+	for i := range pods {
+		if a, _ := strconv.Atoi(pods[i].Labels[keys.TransferAttempt]); a > attempt {
+			attempt, latest = a, &pods[i]
+		}
+	}
+	if latest == nil || latest.Status.Phase == corev1.PodFailed {
+		if latest != nil {
+			transferFailures.WithLabelValues(RoleClient).Inc()
+			t.observe(ctx, latest) // its retries count too
+			why := t.outcome(ctx, latest)
+			if attempt >= maxClientAttempts {
+				return t.finish(ctx, operation.PhaseFailed, fmt.Sprintf("%d attempts failed; the last: %s", attempt, why))
+			}
+			t.r.Recorder.Eventf(t.pvc, corev1.EventTypeWarning, "TransferAttemptFailed", "attempt %d failed: %s", attempt, why)
+		}
+		return ctrl.Result{RequeueAfter: sidecar.Poll}, t.startClient(ctx, attempt+1)
+	}
+	t.observe(ctx, latest)
+	switch latest.Status.Phase {
+	case corev1.PodSucceeded:
+		t.st.Percent = 100
+		return t.finish(ctx, operation.PhaseCompleted, "")
+	case corev1.PodPending:
+		t.st.Message = "client pod " + latest.Name + ": " + podState(latest)
+	default:
+		t.st.Message = ""
+	}
+	return ctrl.Result{RequeueAfter: sidecar.Poll}, t.writeStatus(ctx)
+}
+
+func (t *job) clientPods(ctx context.Context) ([]corev1.Pod, error) {
+	sel := labels.SelectorFromSet(t.names.labels(t.req.ID, RoleClient)).String()
+	list, err := t.r.Source.Kube.CoreV1().Pods(t.pvc.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel})
+	if err != nil {
+		return nil, fmt.Errorf("listing client pods: %w", err)
+	}
+	return list.Items, nil
+}
+
+// startClient creates client pod number attempt, next to the app for a ReadWriteOnce volume
+// that is mounted (a stage pass while the app runs).
+func (t *job) startClient(ctx context.Context, attempt int) error {
+	node := ""
+	if t.req.Type == operation.Stage {
+		pods, err := quiesce.PodsUsing(ctx, t.r.Source, t.pvc.Namespace, t.pvc.Name)
+		if err != nil {
+			return err
+		}
+		for _, m := range t.pvc.Spec.AccessModes {
+			if m == corev1.ReadWriteOncePod && len(pods) > 0 {
+				return sidecar.Permanent(fmt.Errorf("the PVC is ReadWriteOncePod and pod %s uses it: only a final transfer (after quiesce) can read it", pods[0].Name))
+			}
+		}
+		if !hasMode(t.pvc, corev1.ReadWriteMany) && !hasMode(t.pvc, corev1.ReadOnlyMany) {
+			node = nodeOf(pods)
+		}
+	}
+	ep := endpoint{address: t.st.Endpoint}
+	if t.cfg.EndpointType == config.EndpointRoute {
+		host, _, _ := strings.Cut(t.st.Endpoint, ":")
+		ep.sni = host
+	}
+	// Right before the pod (here and for the server): another PVC's transfer ending in this
+	// namespace removes the service account, and a pod naming a missing one is Forbidden.
+	if err := ensureTransferServiceAccount(ctx, t.r.Source.Kube, t.r.Source.APIs, t.pvc.Namespace); err != nil {
+		return err
+	}
+	pod := clientPod(t.names, t.pvc, t.req, t.cfg, ep, attempt, node)
+	if _, err := t.r.Pods.Create(ctx, t.r.Source.Kube, pod); err != nil {
+		if apierrors.IsForbidden(err) || apierrors.IsInvalid(err) {
+			return sidecar.Permanent(fmt.Errorf("creating the client pod: %w", err))
+		}
+		return fmt.Errorf("creating the client pod: %w", err)
+	}
+	if attempt > t.st.Attempts {
+		t.st.Attempts = attempt
+	}
+	return t.writeStatus(ctx)
+}
+
+func hasMode(pvc *corev1.PersistentVolumeClaim, m corev1.PersistentVolumeAccessMode) bool {
+	for _, have := range pvc.Spec.AccessModes {
+		if have == m {
+			return true
+		}
+	}
+	return false
+}
+
+// observe folds the client's reports (the JSON lines `send --progress=json` prints) into the
+// status.
+func (t *job) observe(ctx context.Context, pod *corev1.Pod) {
+	for _, r := range t.reports(ctx, pod) {
+		applyReport(t.st, r, podAttempt(pod))
+	}
+}
+
+// outcome explains how a failed client pod ended: send's error report, else the termination
+// message kubelet kept.
+func (t *job) outcome(ctx context.Context, pod *corev1.Pod) string {
+	for _, r := range t.reports(ctx, pod) {
+		if r.Type == dataplane.ReportError && r.Error != "" {
+			return r.Error
+		}
+	}
+	return podState(pod)
+}
+
+// reports returns what the client pod reported so far, oldest first; nothing while its log
+// cannot be read yet.
+func (t *job) reports(ctx context.Context, pod *corev1.Pod) []dataplane.Report {
+	reports, err := t.r.Pods.Reports(ctx, t.r.Source.Kube, pod)
+	if err != nil {
+		t.log.V(1).Info("cannot read the client log yet", "pod", pod.Name, "error", err.Error())
+	}
+	return reports
+}
+
+func podAttempt(p *corev1.Pod) int {
+	a, _ := strconv.Atoi(p.Labels[keys.TransferAttempt])
+	return a
+}
+
+// nodeOf returns the node of a running pod that mounts the PVC, where a ReadWriteOnce volume
+// can be mounted a second time, or "" when none runs.
+func nodeOf(pods []corev1.Pod) string {
+	for _, p := range pods {
+		if p.Spec.NodeName != "" && p.Status.Phase == corev1.PodRunning {
+			return p.Spec.NodeName
+		}
+	}
+	return ""
+}
