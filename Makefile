@@ -32,6 +32,10 @@ deps: ## Install the Debian packages the tests use (rsync, stunnel4, etcd, docke
 tools: deps ## Build the third-party stack programs (kube-apiserver, velero, …) into the cache
 	hack/build-tools.sh
 
+.PHONY: images
+images: deps build ## Build the stack's container images (datamover, plugins, test app, pause) into the cache
+	hack/build-images.sh
+
 .PHONY: vet
 vet:
 	$(GO) vet ./...
