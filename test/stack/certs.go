@@ -60,6 +60,13 @@ type keyPair struct {
 
 // issue signs a leaf certificate. ips and dnsNames become SANs; usage picks server or client auth.
 func (ca *certAuthority) issue(commonName string, ips []string, dnsNames []string, usage ...x509.ExtKeyUsage) (keyPair, error) {
+	return ca.issueSubject(pkix.Name{CommonName: commonName}, ips, dnsNames, usage...)
+}
+
+// issueSubject is issue with a full subject: a client certificate's organizations are its
+// groups to the API server (system:nodes for a kubelet).
+func (ca *certAuthority) issueSubject(subject pkix.Name, ips []string, dnsNames []string, usage ...x509.ExtKeyUsage) (keyPair, error) {
+	commonName := subject.CommonName
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return keyPair{}, err
@@ -67,7 +74,7 @@ func (ca *certAuthority) issue(commonName string, ips []string, dnsNames []strin
 	now := time.Now()
 	tmpl := &x509.Certificate{
 		SerialNumber: serial(),
-		Subject:      pkix.Name{CommonName: commonName},
+		Subject:      subject,
 		NotBefore:    now.Add(-time.Hour),
 		NotAfter:     now.Add(certValidity),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
