@@ -70,7 +70,8 @@ func (c *Cluster) newNode() *node {
 	}
 }
 
-func (n *node) socket() string { return filepath.Join(n.runtimeDir, "containerd.sock") }
+func (n *node) socket() string          { return filepath.Join(n.runtimeDir, "containerd.sock") }
+func (n *node) containerdState() string { return filepath.Join(n.runtimeDir, "containerd") }
 
 // startNode brings up the cluster's node: relay, containerd, kubelet (until the Node is Ready),
 // kube-proxy, and what pods need from the cluster (the "kubernetes" endpoints, the RBAC that
@@ -188,7 +189,7 @@ func (c *Cluster) startContainerd(ctx context.Context) error {
 	if err := os.WriteFile(filepath.Join(n.dir, "cni", "net.d", "10-ferry.conflist"), cniJSON, 0o644); err != nil {
 		return err
 	}
-	state := filepath.Join(n.runtimeDir, "containerd")
+	state := n.containerdState()
 	config := fmt.Sprintf(`version = 2
 root = %q
 state = %q
@@ -462,5 +463,6 @@ func (c *Cluster) stopNode() error {
 	}
 	errs = append(errs, unmountUnder(n.runtimeDir), unmountUnder(n.dir))
 	removeCNIResults(n.cniNetwork)
+	removeSandboxCNIResults(n.containerdState())
 	return errors.Join(errs...)
 }

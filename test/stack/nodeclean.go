@@ -213,10 +213,37 @@ func unmountUnder(dir string) error {
 	return errors.Join(errs...)
 }
 
-// removeRuntimeDir removes a stack's runtime folder after unmounting what is mounted in it.
+// removeRuntimeDir removes a stack's runtime folder after unmounting what is mounted in it,
+// and the CNI results of its nodes' pods.
 func removeRuntimeDir(dir string) {
+	states, _ := filepath.Glob(filepath.Join(dir, "*", "containerd"))
+	for _, st := range states {
+		removeSandboxCNIResults(st)
+	}
 	_ = unmountUnder(dir)
 	_ = os.RemoveAll(dir)
+}
+
+// sandboxIDs lists the pod sandboxes containerd's CRI plugin keeps state for.
+func sandboxIDs(containerdState string) []string {
+	entries, _ := os.ReadDir(filepath.Join(containerdState, "io.containerd.grpc.v1.cri", "sandboxes"))
+	var ids []string
+	for _, e := range entries {
+		ids = append(ids, e.Name())
+	}
+	return ids
+}
+
+// removeSandboxCNIResults deletes the CNI results of a containerd's sandboxes: besides the pod
+// network's, containerd runs the loopback plugin as network "cni-loopback" for each sandbox,
+// and those results are named only by the sandbox.
+func removeSandboxCNIResults(containerdState string) {
+	for _, id := range sandboxIDs(containerdState) {
+		files, _ := filepath.Glob(filepath.Join(cniResultsDir, "*-"+id+"-*"))
+		for _, f := range files {
+			_ = os.Remove(f)
+		}
+	}
 }
 
 // removeCNIResults deletes the CNI result files of one network name.

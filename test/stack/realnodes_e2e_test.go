@@ -3,8 +3,11 @@
 package stack
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -187,15 +190,17 @@ func TestRealNodes(t *testing.T) {
 	// Stop leaves nothing of the nodes on the machine.
 	runtimeDir := s.nodeAddrs.runtimeDir()
 	stackDir := s.Dir
-	var cgroups []string
+	var cgroups, sandboxes []string
 	for _, c := range s.Clusters() {
 		cgroups = append(cgroups, c.node.cgroup)
+		sandboxes = append(sandboxes, sandboxIDs(c.node.containerdState())...)
 	}
+	require.NotEmpty(t, sandboxes)
 	stopStart := time.Now()
 	stopped = true
 	require.NoError(t, s.Stop())
 	t.Logf("stack stopped in %s", time.Since(stopStart).Round(100*time.Millisecond))
-	assertNothingLeft(t, stackDir, runtimeDir, cgroups, linksBefore)
+	assertNothingLeft(t, stackDir, runtimeDir, cgroups, sandboxes, linksBefore)
 }
 
 func waitDefaultServiceAccount(t *testing.T, ctx context.Context, c *Cluster, ns string) {
@@ -292,7 +297,7 @@ func hostLinks(t *testing.T) []string {
 
 // assertNothingLeft checks the machine for anything of a stopped stack's nodes: mounts under
 // its folders, network namespaces, host links, cgroups, processes and CNI results.
-func assertNothingLeft(t *testing.T, stackDir, runtimeDir string, cgroups, linksBefore []string) {
+func assertNothingLeft(t *testing.T, stackDir, runtimeDir string, cgroups, sandboxes, linksBefore []string) {
 	t.Helper()
 	assert.Empty(t, mountsUnder(stackDir), "mounts under the stack folder")
 	assert.Empty(t, mountsUnder(runtimeDir), "mounts under the runtime folder")
@@ -311,6 +316,10 @@ func assertNothingLeft(t *testing.T, stackDir, runtimeDir string, cgroups, links
 		results, _ := filepath.Glob(filepath.Join(cniResultsDir, cg+"-*"))
 		assert.Empty(t, results, "CNI results")
 	}
+	for _, id := range sandboxes {
+		results, _ := filepath.Glob(filepath.Join(cniResultsDir, "*-"+id+"-*"))
+		assert.Empty(t, results, "CNI results of sandbox %s", id)
+	}
 	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
 	for _, p := range procs {
 		data, _ := os.ReadFile(p)
@@ -319,4 +328,98 @@ func assertNothingLeft(t *testing.T, stackDir, runtimeDir string, cgroups, links
 			t.Errorf("process left: %s: %s", filepath.Dir(p), cmd)
 		}
 	}
+}
+
+// orphanEnv makes the test binary a child that starts a stack with real nodes and a running pod,
+// prints where things are, and waits to be killed.
+const orphanEnv = "FERRY_ORPHAN_STACK"
+
+type orphanInfo struct {
+	Pid        int
+	StackDir   string
+	RuntimeDir string
+	Cgroups    []string
+}
+
+// A stack whose process is killed (SIGKILL: no Stop) leaves its containers running under their
+// shims, and their mounts; RemoveOrphans, as the next stack or `make stack-down` runs it,
+// removes all of it.
+func TestRealNodesRemoveOrphans(t *testing.T) {
+	if os.Getenv(orphanEnv) != "" {
+		runOrphanStack(t)
+		return
+	}
+	linksBefore := hostLinks(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestRealNodesRemoveOrphans$", "-test.v")
+	cmd.Env = append(os.Environ(), orphanEnv+"=1")
+	out, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	cmd.Stderr = os.Stderr
+	require.NoError(t, cmd.Start())
+	var info orphanInfo
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		if line, ok := strings.CutPrefix(sc.Text(), "ORPHAN "); ok {
+			require.NoError(t, json.Unmarshal([]byte(line), &info))
+			break
+		}
+		t.Log("child: " + sc.Text())
+	}
+	require.NotZero(t, info.Pid, "the child stack did not come up")
+	go func() { _, _ = io.Copy(io.Discard, out) }()
+	require.NotEmpty(t, cgroupPidsOf(info.Cgroups), "the child's containers run")
+
+	require.NoError(t, cmd.Process.Kill())
+	_ = cmd.Wait()
+	// Its kubelet and containerd die with it (parent-death signal); the shims and containers do not.
+	assert.NotEmpty(t, cgroupPidsOf(info.Cgroups), "containers outlive a killed stack")
+	assert.NotEmpty(t, mountsUnder(info.RuntimeDir), "and so do their mounts")
+
+	var sandboxes []string
+	for _, st := range []string{"source", "target"} {
+		sandboxes = append(sandboxes, sandboxIDs(filepath.Join(info.RuntimeDir, st, "containerd"))...)
+	}
+	require.NotEmpty(t, sandboxes)
+	RemoveOrphans()
+	defer os.RemoveAll(info.StackDir) // a killed stack cannot remove its temporary folder
+	assertNothingLeft(t, info.StackDir, info.RuntimeDir, info.Cgroups, sandboxes, linksBefore)
+	out2, err := exec.Command("ip", "netns", "list").Output()
+	require.NoError(t, err)
+	assert.NotContains(t, string(out2), fmt.Sprintf("ferry-%d-", info.Pid), "the killed stack's namespaces")
+}
+
+func cgroupPidsOf(cgroups []string) []int {
+	var pids []int
+	for _, cg := range cgroups {
+		pids = append(pids, cgroupPids(cg)...)
+	}
+	return pids
+}
+
+func runOrphanStack(t *testing.T) {
+	ctx := context.Background()
+	s, err := Start(ctx, Options{RealNodes: true, Logf: t.Logf})
+	require.NoError(t, err)
+	c := s.Source
+	ns := UniqueName("orphan")
+	require.NoError(t, c.CreateNamespace(ctx, ns, nil))
+	waitDefaultServiceAccount(t, ctx, c, ns)
+	_, err = c.Kube.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "sleeper"},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{
+			Name: "main", Image: c.Image(images.AppName), Command: []string{"sleep", "3600"},
+		}}},
+	}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	waitPod(t, ctx, c, ns, "sleeper", func(p *corev1.Pod) bool { return p.Status.Phase == corev1.PodRunning })
+	info := orphanInfo{Pid: os.Getpid(), StackDir: s.Dir, RuntimeDir: s.nodeAddrs.runtimeDir()}
+	for _, c := range s.Clusters() {
+		info.Cgroups = append(info.Cgroups, c.node.cgroup)
+	}
+	data, err := json.Marshal(info)
+	require.NoError(t, err)
+	fmt.Printf("ORPHAN %s\n", data)
+	select {} // until killed
 }
