@@ -286,6 +286,7 @@ func removeOrphanNodes() {
 		}
 		removeRuntimeDir(filepath.Join(runtimeRoot, name))
 	}
+	_ = restoreHostSysctls()
 	results, _ := filepath.Glob(filepath.Join(cniResultsDir, "ferry-*"))
 	for _, f := range results {
 		if pid := ownerPid(strings.TrimPrefix(filepath.Base(f), "ferry-")); pid != 0 && pid != os.Getpid() && !pidAlive(pid) {

@@ -21,6 +21,9 @@ func (s *Stack) setupRealNodes(ctx context.Context) error {
 		return err
 	}
 	s.nodeAddrs = a
+	if err := saveHostSysctls(); err != nil {
+		return err
+	}
 	s.nodeNet = newNodeNetwork(a, [2]string{"source", "target"})
 	if err := s.nodeNet.setup(); err != nil {
 		return fmt.Errorf("node network: %w", err)
@@ -62,7 +65,7 @@ func (s *Stack) removeRealNodes() error {
 	if err := os.RemoveAll(dir); err != nil {
 		errs = append(errs, err)
 	}
-	errs = append(errs, s.nodeAddrs.release())
+	errs = append(errs, s.nodeAddrs.release(), restoreHostSysctls())
 	return errors.Join(errs...)
 }
 

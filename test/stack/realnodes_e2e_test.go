@@ -34,6 +34,7 @@ import (
 // and after Stop nothing of the nodes is left on the machine.
 func TestRealNodes(t *testing.T) {
 	linksBefore := hostLinks(t)
+	sysctlsBefore := readSysctls(t)
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
@@ -201,6 +202,18 @@ func TestRealNodes(t *testing.T) {
 	require.NoError(t, s.Stop())
 	t.Logf("stack stopped in %s", time.Since(stopStart).Round(100*time.Millisecond))
 	assertNothingLeft(t, stackDir, runtimeDir, cgroups, sandboxes, linksBefore)
+	assert.Equal(t, sysctlsBefore, readSysctls(t), "host sysctls kubelet changed are put back")
+}
+
+func readSysctls(t *testing.T) map[string]string {
+	t.Helper()
+	m := map[string]string{}
+	for _, k := range kubeletSysctls {
+		v, err := os.ReadFile(filepath.Join("/proc/sys", k))
+		require.NoError(t, err)
+		m[k] = strings.TrimSpace(string(v))
+	}
+	return m
 }
 
 func waitDefaultServiceAccount(t *testing.T, ctx context.Context, c *Cluster, ns string) {

@@ -352,6 +352,12 @@ func (s *Stack) Instructions() string {
 		fmt.Fprintf(&b, "%-6s kubeconfig %s\n       API server %s, registry %s (HTTP), Velero log %s\n",
 			c.Name, c.Kubeconfig, c.Server, c.RegistryHost, c.VeleroLog())
 	}
+	if s.RealNodes() {
+		for _, c := range s.Clusters() {
+			fmt.Fprintf(&b, "%-6s node %s (%s, netns %s), pods %s, Services %s\n       kubeconfig for pods of either cluster %s\n       app image %s\n",
+				c.Name, c.NodeName, c.NodeIP(), c.NodeNetNS(), c.PodCIDR(), c.ServiceCIDR(), c.PodKubeconfig, c.Image(images.AppName))
+		}
+	}
 	fmt.Fprintf(&b, "S3     %s, bucket %q shared by both Velero servers (folder %s)\n", s.S3.Endpoint, s.S3.Bucket, s.S3.BucketDir)
 	fmt.Fprintf(&b, "logs   %s\n\n", s.logDir)
 	fmt.Fprintf(&b, "Try:\n")
