@@ -29,7 +29,8 @@ import (
 
 // A stack with real nodes: both nodes Ready with kubelet v1.33.13 and containerd 1.6; an app
 // pod (non-root, read-only root, no capabilities, a PVC, an fsGroup) serves a file that a pod
-// of the other cluster fetches through a NodePort, a LoadBalancer and the pod address; a pod
+// of the other cluster fetches through a NodePort, a LoadBalancer, a ClusterIP and the pod
+// address; a pod
 // reads the API with its service-account token; logs, exec and exit codes come from kubelet;
 // and after Stop nothing of the nodes is left on the machine.
 func TestRealNodes(t *testing.T) {
@@ -144,6 +145,7 @@ func TestRealNodes(t *testing.T) {
 	// A pod of the source cluster fetches the file through each way in.
 	urls := []string{
 		fmt.Sprintf("http://%s:%d/index.html", tgt.NodeIP(), nodePort),
+		fmt.Sprintf("http://%s/index.html", np.Spec.ClusterIP), // routed to the target node, where kube-proxy takes it
 		fmt.Sprintf("http://%s/index.html", lb),
 		fmt.Sprintf("http://%s:8080/index.html", webPod.Status.PodIP),
 	}
@@ -435,4 +437,30 @@ func runOrphanStack(t *testing.T) {
 	require.NoError(t, err)
 	fmt.Printf("ORPHAN %s\n", data)
 	select {} // until killed
+}
+
+// Without Options.RealNodes the stack stays as it was: the pod runner's node, no node network,
+// no ServiceAccount admission (pods get no token volume), Services in the old ranges.
+func TestStackWithoutRealNodes(t *testing.T) {
+	start := time.Now()
+	s := StartT(t, Options{})
+	t.Logf("stack without real nodes up in %s", time.Since(start).Round(100*time.Millisecond))
+	ctx := t.Context()
+	assert.False(t, s.RealNodes())
+	assert.Empty(t, s.Source.Image(images.AppName))
+	claims, _ := filepath.Glob(filepath.Join(runtimeRoot, fmt.Sprintf("%d-*", os.Getpid())))
+	assert.Empty(t, claims, "no runtime folder of real nodes")
+	node, err := s.Source.Kube.CoreV1().Nodes().Get(ctx, s.Source.NodeName, metav1.GetOptions{})
+	require.NoError(t, err, "the pod runner registers its node")
+	assert.Equal(t, "podrunner://1", node.Status.NodeInfo.ContainerRuntimeVersion, "the pod runner's node, no container runtime")
+	ns := s.Namespace(t, "plain")
+	pod, err := s.Source.Kube.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "p"},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "none"}}},
+	}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	assert.Empty(t, pod.Spec.Volumes, "no service-account token volume")
+	svc, err := s.Source.Kube.CoreV1().Services("default").Get(ctx, "kubernetes", metav1.GetOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, kubernetesServiceIPs[0], svc.Spec.ClusterIP)
 }

@@ -269,12 +269,15 @@ func (s *Stack) Problems() []string {
 	return out
 }
 
-// LogFiles lists every log file of the stack, sorted: its processes, the pod runners and the
-// containers of transfer pods.
+// LogFiles lists every log file of the stack, sorted: its processes, the pod runners, the
+// containers of transfer pods and, with real nodes, of every pod.
 func (s *Stack) LogFiles() []string {
 	files, _ := filepath.Glob(filepath.Join(s.logDir, "*.log"))
 	pods, _ := filepath.Glob(filepath.Join(s.Dir, "*", "pods", "*", "logs", "*.log"))
 	files = append(files, pods...)
+	// real nodes: kubelet's podLogsDir/<namespace>_<pod>_<uid>/<container>/<restart>.log
+	containers, _ := filepath.Glob(filepath.Join(s.Dir, "*", "node", "pod-logs", "*", "*", "*.log"))
+	files = append(files, containers...)
 	sort.Strings(files)
 	return files
 }
