@@ -75,6 +75,11 @@ func (c *Cluster) newNode() *node {
 func (n *node) socket() string          { return filepath.Join(n.runtimeDir, "containerd.sock") }
 func (n *node) containerdState() string { return filepath.Join(n.runtimeDir, "containerd") }
 
+// podLogsDir is in the runtime folder: kubelet links every container's log into the host's
+// /var/log/containers (a fixed path), and a link into a folder named with the stack's pid can be
+// told to be a dead stack's.
+func (n *node) podLogsDir() string { return filepath.Join(n.runtimeDir, "pod-logs") }
+
 // startNode brings up the cluster's node: relay, containerd, kubelet (until the Node is Ready),
 // kube-proxy, and what pods need from the cluster (the "kubernetes" endpoints, the RBAC that
 // lets the API server use the kubelet's API).
@@ -356,7 +361,7 @@ syncFrequency: 10s
 fileCheckFrequency: 10s
 maxPods: 110
 `, n.cgroup, n.socket(), n.ip, nodeKubeletPort, crt, key, filepath.Join(c.Dir, "pki", "ca.crt"),
-		filepath.Join(n.dir, "pod-logs"), filepath.Join(n.dir, "volume-plugins"))
+		n.podLogsDir(), filepath.Join(n.dir, "volume-plugins"))
 	configPath := filepath.Join(n.dir, "kubelet.yaml")
 	if err := os.WriteFile(configPath, []byte(config), 0o644); err != nil {
 		return err
@@ -417,6 +422,7 @@ clusterCIDR: %s
 bindAddress: 0.0.0.0
 healthzBindAddress: 127.0.0.1:%d
 metricsBindAddress: 127.0.0.1:10249
+nodePortAddresses: [primary]
 # conntrack limits are host-wide (read-only in a network namespace): leave them alone.
 conntrack:
   maxPerCore: 0
@@ -474,5 +480,6 @@ func (c *Cluster) stopNode() error {
 	errs = append(errs, unmountUnder(n.runtimeDir), unmountUnder(n.dir))
 	removeCNIResults(n.cniNetwork)
 	removeSandboxCNIResults(n.containerdState())
+	removeContainerLogLinks(func(target string) bool { return strings.HasPrefix(target, n.runtimeDir+"/") })
 	return errors.Join(errs...)
 }

@@ -28,6 +28,20 @@ const cgroupRoot = "/sys/fs/cgroup"
 // cniResultsDir is where containerd's CNI library caches results (not configurable in 1.6).
 const cniResultsDir = "/var/lib/cni/results"
 
+// containerLogLinks is where kubelet links each container's log file (a fixed path in kubelet).
+const containerLogLinks = "/var/log/containers"
+
+// removeContainerLogLinks removes kubelet's links in /var/log/containers whose target matches.
+func removeContainerLogLinks(match func(target string) bool) {
+	entries, _ := os.ReadDir(containerLogLinks)
+	for _, e := range entries {
+		p := filepath.Join(containerLogLinks, e.Name())
+		if target, err := os.Readlink(p); err == nil && match(target) {
+			_ = os.Remove(p)
+		}
+	}
+}
+
 // cgroupName is the cgroup (in every hierarchy) of a stack's node: the kubelet's cgroupRoot.
 func cgroupName(a nodeAddresses, cluster string) string {
 	return fmt.Sprintf("ferry-%d-b%d-%s", os.Getpid(), a.block, cluster)
@@ -286,6 +300,11 @@ func removeOrphanNodes() {
 		}
 		removeRuntimeDir(filepath.Join(runtimeRoot, name))
 	}
+	removeContainerLogLinks(func(target string) bool {
+		rest, ok := strings.CutPrefix(target, runtimeRoot+"/")
+		pid := ownerPid(rest)
+		return ok && pid != 0 && pid != os.Getpid() && !pidAlive(pid)
+	})
 	_ = restoreHostSysctls()
 	results, _ := filepath.Glob(filepath.Join(cniResultsDir, "ferry-*"))
 	for _, f := range results {

@@ -199,6 +199,14 @@ func TestRealNodes(t *testing.T) {
 		sandboxes = append(sandboxes, sandboxIDs(c.node.containerdState())...)
 	}
 	require.NotEmpty(t, sandboxes)
+	links := 0
+	entries, _ := os.ReadDir(containerLogLinks)
+	for _, e := range entries {
+		if target, err := os.Readlink(filepath.Join(containerLogLinks, e.Name())); err == nil && strings.HasPrefix(target, runtimeDir+"/") {
+			links++
+		}
+	}
+	require.NotZero(t, links, "kubelet links the containers' logs into %s", containerLogLinks)
 	stopStart := time.Now()
 	stopped = true
 	require.NoError(t, s.Stop())
@@ -335,6 +343,12 @@ func assertNothingLeft(t *testing.T, stackDir, runtimeDir string, cgroups, sandb
 		results, _ := filepath.Glob(filepath.Join(cniResultsDir, "*-"+id+"-*"))
 		assert.Empty(t, results, "CNI results of sandbox %s", id)
 	}
+	links, _ := os.ReadDir(containerLogLinks)
+	for _, l := range links {
+		if target, err := os.Readlink(filepath.Join(containerLogLinks, l.Name())); err == nil && strings.HasPrefix(target, runtimeDir+"/") {
+			t.Errorf("container log link left: %s -> %s", l.Name(), target)
+		}
+	}
 	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
 	for _, p := range procs {
 		data, _ := os.ReadFile(p)
@@ -391,6 +405,8 @@ func TestRealNodesRemoveOrphans(t *testing.T) {
 	// Its kubelet and containerd die with it (parent-death signal); the shims and containers do not.
 	assert.NotEmpty(t, cgroupPidsOf(info.Cgroups), "containers outlive a killed stack")
 	assert.NotEmpty(t, mountsUnder(info.RuntimeDir), "and so do their mounts")
+	links, _ := filepath.Glob(filepath.Join(containerLogLinks, "*"))
+	assert.NotEmpty(t, links, "kubelet linked the container logs into /var/log/containers")
 
 	var sandboxes []string
 	for _, st := range []string{"source", "target"} {

@@ -276,8 +276,10 @@ func (s *Stack) LogFiles() []string {
 	pods, _ := filepath.Glob(filepath.Join(s.Dir, "*", "pods", "*", "logs", "*.log"))
 	files = append(files, pods...)
 	// real nodes: kubelet's podLogsDir/<namespace>_<pod>_<uid>/<container>/<restart>.log
-	containers, _ := filepath.Glob(filepath.Join(s.Dir, "*", "node", "pod-logs", "*", "*", "*.log"))
-	files = append(files, containers...)
+	if s.nodeNet != nil {
+		containers, _ := filepath.Glob(filepath.Join(s.nodeAddrs.runtimeDir(), "*", "pod-logs", "*", "*", "*.log"))
+		files = append(files, containers...)
+	}
 	sort.Strings(files)
 	return files
 }
