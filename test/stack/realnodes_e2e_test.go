@@ -190,6 +190,18 @@ func TestRealNodes(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "going down\n", logs)
 
+	// ferry's images run as their Dockerfiles say: the data mover as 65532 with Debian's rsync and
+	// stunnel4 and its own certs subcommand; the plugin image copies its binary into /target.
+	dm := runImage(t, ctx, src, app, "datamover", src.Image(images.DatamoverName), []string{"sh", "-c",
+		"id -u && rsync --version | head -1 && stunnel4 -version 2>&1 | grep '^stunnel' && ferry-datamover certs --out /work/certs && ls /work/certs/server"},
+		nil, "/work")
+	logs, err = src.Kubectl(ctx, "-n", app, "logs", "datamover")
+	require.NoError(t, err)
+	assert.Equal(t, int32(0), exitCode(dm), logs)
+	assert.Regexp(t, `^65532\nrsync\s+version 3\.[\s\S]*\nstunnel 5\.[\s\S]*ca\.crt\ntls\.crt\ntls\.key\n$`, logs)
+	plugins := runImage(t, ctx, src, app, "plugins", src.Image(images.PluginsName), nil, nil, "/target")
+	assert.Equal(t, int32(0), exitCode(plugins), "cp /plugins/ferry-plugins /target/.")
+
 	// Stop leaves nothing of the nodes on the machine.
 	runtimeDir := s.nodeAddrs.runtimeDir()
 	stackDir := s.Dir
@@ -479,4 +491,30 @@ func TestStackWithoutRealNodes(t *testing.T) {
 	svc, err := s.Source.Kube.CoreV1().Services("default").Get(ctx, "kubernetes", metav1.GetOptions{})
 	require.NoError(t, err)
 	assert.Equal(t, kubernetesServiceIPs[0], svc.Spec.ClusterIP)
+}
+
+// runImage runs an image once (its own entrypoint unless command is given; restartPolicy Never,
+// read-only root, no capabilities, the image's own user) with an emptyDir at dir, and returns the
+// finished pod.
+func runImage(t *testing.T, ctx context.Context, c *Cluster, ns, name, image string, command, args []string, dir string) *corev1.Pod {
+	t.Helper()
+	_, err := c.Kube.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: corev1.PodSpec{
+			RestartPolicy: corev1.RestartPolicyNever,
+			Containers: []corev1.Container{{
+				Name: "main", Image: image, Command: command, Args: args,
+				SecurityContext: &corev1.SecurityContext{
+					ReadOnlyRootFilesystem: ptr.To(true), AllowPrivilegeEscalation: ptr.To(false), RunAsNonRoot: ptr.To(true),
+					Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+				},
+				VolumeMounts: []corev1.VolumeMount{{Name: "work", MountPath: dir}},
+			}},
+			Volumes: []corev1.Volume{{Name: "work", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}},
+		},
+	}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	return waitPod(t, ctx, c, ns, name, func(p *corev1.Pod) bool {
+		return p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed
+	})
 }
