@@ -224,7 +224,11 @@ func TestRealNodes(t *testing.T) {
 	require.NoError(t, s.Stop())
 	t.Logf("stack stopped in %s", time.Since(stopStart).Round(100*time.Millisecond))
 	assertNothingLeft(t, stackDir, runtimeDir, cgroups, sandboxes, linksBefore)
-	assert.Equal(t, sysctlsBefore, readSysctls(t), "host sysctls kubelet changed are put back")
+	if others := liveClaims(); len(others) > 0 {
+		t.Logf("other stacks with real nodes run (%v): the host sysctls stay as kubelet set them until the last stops", others)
+	} else {
+		assert.Equal(t, sysctlsBefore, readSysctls(t), "host sysctls kubelet changed are put back")
+	}
 }
 
 func readSysctls(t *testing.T) map[string]string {
@@ -517,4 +521,16 @@ func runImage(t *testing.T, ctx context.Context, c *Cluster, ns, name, image str
 	return waitPod(t, ctx, c, ns, name, func(p *corev1.Pod) bool {
 		return p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed
 	})
+}
+
+// liveClaims lists the address blocks claimed by running stacks.
+func liveClaims() []string {
+	var live []string
+	claims, _ := filepath.Glob(filepath.Join(runtimeRoot, "block-*"))
+	for _, c := range claims {
+		if target, err := os.Readlink(c); err == nil && pidAlive(ownerPid(target)) {
+			live = append(live, target)
+		}
+	}
+	return live
 }
