@@ -32,13 +32,17 @@ deps: ## Install the Debian packages the tests use (rsync, stunnel4, etcd, docke
 tools: deps ## Build the third-party stack programs (kube-apiserver, velero, …) into the cache
 	hack/build-tools.sh
 
+.PHONY: images
+images: deps build ## Build the stack's container images (datamover, plugins, test app, pause) into the cache
+	hack/build-images.sh
+
 .PHONY: vet
 vet:
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo 'gofmt needed'; exit 1; }
 
 .PHONY: test
-test: deps tools build vet test-unit test-e2e ## Everything: unit, contract, data plane, e2e
+test: deps tools build vet test-unit test-e2e test-stack ## Everything: unit, contract, data plane, e2e, the stack's real nodes
 
 .PHONY: test-unit
 test-unit: ## Unit, contract and data-plane tests (real rsync/stunnel/registries; no cluster)
@@ -54,6 +58,12 @@ test-e2e: deps tools build ## End-to-end tests on the local two-cluster stack (a
 	@status=0; $(GO) test -count=1 -tags=$(GOTAGS),e2e -timeout $(E2E_TIMEOUT) -v $(E2E_FLAGS) ./test/e2e/ 2>&1 \
 		| tee _output/e2e.log || status=$$?; \
 	if [ $$status -ne 0 ]; then hack/test-summary.sh _output/e2e.log; fi; exit $$status
+
+# The stack's own end-to-end tests (real nodes: kubelet, containerd, kube-proxy, the images built
+# here; teardown and cleanup after a killed stack). The first run builds the images (minutes, cached).
+.PHONY: test-stack
+test-stack: deps tools build ## Real-nodes tests of the local stack (as root)
+	$(GO) test -count=1 -tags=$(GOTAGS),e2e -timeout 30m -v ./test/stack/
 
 .PHONY: bench
 bench: deps tools build ## Benchmarks: ratios against tar|tar, rsync, restic, skopeo; stack overhead

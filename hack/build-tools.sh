@@ -40,6 +40,10 @@ kube_ldflags="-X $kv.gitVersion=v1.33.13 -X $kv.gitMajor=1 -X $kv.gitMinor=33 -X
 build kube-apiserver kube ./kube-apiserver v1.33.13 "$kube_ldflags"
 build kube-controller-manager kube ./kube-controller-manager v1.33.13 "$kube_ldflags"
 build kubectl kube ./kubectl v1.33.13 "$kube_ldflags"
+# a real node per cluster (Options.RealNodes): kubelet, kube-proxy and the scheduler that binds pods to it
+build kube-scheduler kube ./kube-scheduler v1.33.13 "$kube_ldflags"
+build kube-proxy kube ./kube-proxy v1.33.13 "$kube_ldflags"
+build kubelet kube ./kubelet v1.33.13 "$kube_ldflags"
 build velero velero ./velero v1.18.3 "-X github.com/vmware-tanzu/velero/pkg/buildinfo.Version=v1.18.3"
 build velero-plugin-for-aws velero github.com/vmware-tanzu/velero-plugin-for-aws/velero-plugin-for-aws v1.14.3
 build versitygw versitygw github.com/versity/versitygw/cmd/versitygw v1.8.0

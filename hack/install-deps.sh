@@ -15,6 +15,15 @@ declare -A want=(
   [attr]=/usr/bin/setfattr
   [iproute2]=/usr/sbin/ip
   [util-linux]=/usr/bin/unshare
+  # the stack's real nodes (Options.RealNodes): container runtime, CNI plugins, kube-proxy's tools
+  [containerd]=/usr/bin/containerd
+  [runc]=/usr/sbin/runc
+  [containernetworking-plugins]=/usr/lib/cni/bridge
+  [iptables]=/usr/sbin/iptables
+  [conntrack]=/usr/sbin/conntrack
+  # images built here (test/images): a Debian root filesystem for ferry-datamover, busybox for the rest
+  [mmdebstrap]=/usr/bin/mmdebstrap
+  [busybox-static]=/bin/busybox
   # lets plain `go vet ./...` and `go test ./...` build go.podman.io/image without the
   # containers_image_openpgp tag the Makefile sets
   [libgpgme-dev]=/usr/include/gpgme.h

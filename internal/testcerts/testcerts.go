@@ -67,6 +67,13 @@ func (kp KeyPair) TLS() (tls.Certificate, error) { return tls.X509KeyPair(kp.Cer
 // Issue signs a leaf certificate. ips and dnsNames become SANs; usage picks server or client
 // auth.
 func (ca *CA) Issue(commonName string, ips []string, dnsNames []string, usage ...x509.ExtKeyUsage) (KeyPair, error) {
+	return ca.IssueSubject(pkix.Name{CommonName: commonName}, ips, dnsNames, usage...)
+}
+
+// IssueSubject is Issue with a full subject: a client certificate's organizations are its
+// groups to the API server (system:nodes for a kubelet).
+func (ca *CA) IssueSubject(subject pkix.Name, ips []string, dnsNames []string, usage ...x509.ExtKeyUsage) (KeyPair, error) {
+	commonName := subject.CommonName
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return KeyPair{}, err
@@ -74,7 +81,7 @@ func (ca *CA) Issue(commonName string, ips []string, dnsNames []string, usage ..
 	now := time.Now()
 	tmpl := &x509.Certificate{
 		SerialNumber: serial(),
-		Subject:      pkix.Name{CommonName: commonName},
+		Subject:      subject,
 		NotBefore:    now.Add(-time.Hour),
 		NotAfter:     now.Add(Validity),
 		KeyUsage:     x509.KeyUsageDigitalSignature,

@@ -11,7 +11,8 @@ import (
 // parallel test binaries (and other programs on 127.0.0.1) never compete for ports:
 //
 //	127.A.B.x     infrastructure: etcd, S3, and per cluster the API server, controller manager,
-//	              registry and the pod runner's node (kubelet) address
+//	              registry, the pod runner's node (kubelet) address and the scheduler (real
+//	              nodes; their own addresses are in 198.18.0.0/15, see nodeAddresses)
 //	127.A.B+1.x   pod addresses of the source cluster's transfer pods
 //	127.A.B+2.x   pod addresses of the target cluster's transfer pods
 type addresses struct {
@@ -40,6 +41,7 @@ func (a addresses) apiServer(i int) string { return a.ip(0, byte(10+10*i)) }
 func (a addresses) kcm(i int) string       { return a.ip(0, byte(11+10*i)) }
 func (a addresses) registry(i int) string  { return a.ip(0, byte(12+10*i)) }
 func (a addresses) node(i int) string      { return a.ip(0, byte(13+10*i)) }
+func (a addresses) scheduler(i int) string { return a.ip(0, byte(14+10*i)) }
 
 // podIPs lists cluster i's pod addresses.
 func (a addresses) podIPs(i int) []string {
@@ -57,7 +59,8 @@ func (a addresses) listenAddrs() []string {
 	}
 	for i := range 2 {
 		l = append(l, hostPort(a.apiServer(i), apiServerPort), hostPort(a.kcm(i), kcmPort),
-			hostPort(a.registry(i), registryPort), hostPort(a.node(i), kubeletPort))
+			hostPort(a.registry(i), registryPort), hostPort(a.node(i), kubeletPort),
+			hostPort(a.scheduler(i), schedulerPort))
 	}
 	return l
 }

@@ -28,6 +28,7 @@ func TestAddressLayout(t *testing.T) {
 		add("kcm", a.kcm(i))
 		add("registry", a.registry(i))
 		add("node", a.node(i))
+		add("scheduler", a.scheduler(i))
 		ips := a.podIPs(i)
 		assert.Len(t, ips, podAddressCount)
 		for _, ip := range ips {
@@ -36,7 +37,7 @@ func TestAddressLayout(t *testing.T) {
 	}
 	assert.Equal(t, "127.40.249.2", a.podIPs(0)[0])
 	assert.Equal(t, "127.40.250.251", a.podIPs(1)[podAddressCount-1])
-	assert.Len(t, a.listenAddrs(), 11)
+	assert.Len(t, a.listenAddrs(), 13)
 }
 
 func TestPickAddressesAvoidsBusyBlocks(t *testing.T) {
@@ -57,4 +58,35 @@ func TestUniqueName(t *testing.T) {
 	assert.NotEqual(t, n, UniqueName("shop"))
 	long := UniqueName(strings.Repeat("x", 80))
 	assert.Len(t, long, 63)
+}
+
+func TestNodeAddressLayout(t *testing.T) {
+	_, reserved, err := net.ParseCIDR("198.18.0.0/15")
+	require.NoError(t, err)
+	seen := map[string]int{}
+	for block := range nodeBlocks {
+		n := nodeAddresses{block: block}
+		_, stackNet, err := net.ParseCIDR(n.ip(0, 0) + "/21")
+		require.NoError(t, err)
+		require.Equal(t, n.ip(0, 0), stackNet.IP.String(), "block %d starts on a /21 boundary", block)
+		cidrs := []string{n.linkCIDR()}
+		for i := range 2 {
+			cidrs = append(cidrs, n.podCIDR(i), n.serviceCIDR(i), n.lbCIDR(i))
+			for _, ip := range []string{n.nodeIP(i), n.podGateway(i), n.kubernetesService(i), n.lbIPs(i)[0]} {
+				assert.True(t, stackNet.Contains(net.ParseIP(ip)), "%s in block %d", ip, block)
+			}
+		}
+		for _, c := range cidrs {
+			ip, _, err := net.ParseCIDR(c)
+			require.NoError(t, err)
+			assert.True(t, reserved.Contains(ip) && stackNet.Contains(ip), "%s inside 198.18.0.0/15 and block %d", c, block)
+			if other, dup := seen[c]; dup {
+				t.Errorf("%s used by blocks %d and %d", c, other, block)
+			}
+			seen[c] = block
+		}
+	}
+	last := nodeAddresses{block: nodeBlocks - 1}
+	assert.Equal(t, "198.19.254.0/24", last.lbCIDR(1))
+	assert.Equal(t, "198.18.8.11", nodeAddresses{block: 1}.nodeIP(0))
 }

@@ -11,8 +11,11 @@ import (
 	"time"
 )
 
-// Service IP ranges of the two clusters (never routed: nothing here implements Services'
-// virtual IPs, they only have to be valid).
+// apiServerKubeletClient is the user the API server presents to kubelets.
+const apiServerKubeletClient = "kube-apiserver-kubelet-client"
+
+// Service IP ranges of the two clusters without real nodes (never routed: nothing implements
+// Services' virtual IPs then, they only have to be valid). Real nodes use nodeAddresses'.
 var (
 	serviceCIDRs = [2]string{"10.96.0.0/16", "10.97.0.0/16"}
 	// kubernetesServiceIPs are the first addresses of those ranges, the "kubernetes" Service's.
@@ -33,7 +36,11 @@ func (c *Cluster) startAPIServer(ctx context.Context) error {
 	if err := os.WriteFile(caPath, c.ca.pem, 0o644); err != nil {
 		return err
 	}
-	serving, err := c.ca.issue("kube-apiserver", []string{ip, kubernetesServiceIPs[c.index]},
+	ips := []string{ip, c.kubernetesServiceIP()}
+	if s.opts.RealNodes {
+		ips = append(ips, c.NodeIP()) // the relay pods reach it through
+	}
+	serving, err := c.ca.issue("kube-apiserver", ips,
 		[]string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"},
 		x509.ExtKeyUsageServerAuth)
 	if err != nil {
@@ -45,7 +52,7 @@ func (c *Cluster) startAPIServer(ctx context.Context) error {
 	}
 	// The API server presents this to the pod runner's kubelet endpoint (pods/log), which
 	// verifies it against the cluster CA, as a kubelet does.
-	kubeletClient, err := c.ca.issue("kube-apiserver-kubelet-client", nil, nil, x509.ExtKeyUsageClientAuth)
+	kubeletClient, err := c.ca.issue(apiServerKubeletClient, nil, nil, x509.ExtKeyUsageClientAuth)
 	if err != nil {
 		return err
 	}
@@ -61,42 +68,57 @@ func (c *Cluster) startAPIServer(ctx context.Context) error {
 	if err := os.WriteFile(saKeyPath, saKey, 0o600); err != nil {
 		return err
 	}
+	// Real kubelets authenticate as system:node:<name> and get what the Node authorizer allows.
+	authorization := "RBAC"
+	if s.opts.RealNodes {
+		authorization = "Node,RBAC"
+	}
 	c.token = randomToken(24)
 	tokenFile := filepath.Join(pki, "tokens.csv")
 	if err := os.WriteFile(tokenFile, []byte(c.token+",admin,admin-uid,\"system:masters\"\n"), 0o600); err != nil {
 		return err
 	}
 
+	args := []string{
+		"--etcd-servers=" + s.etcdURL(),
+		"--etcd-prefix=/ferry/" + c.Name,
+		"--bind-address=" + ip, "--advertise-address=" + ip,
+		"--secure-port=" + fmt.Sprint(apiServerPort),
+		"--tls-cert-file=" + servingCrt, "--tls-private-key-file=" + servingKey,
+		"--client-ca-file=" + caPath,
+		"--token-auth-file=" + tokenFile,
+		"--authorization-mode=" + authorization,
+		"--service-account-issuer=https://kubernetes.default.svc",
+		"--service-account-key-file=" + saKeyPath,
+		"--service-account-signing-key-file=" + saKeyPath,
+		"--service-cluster-ip-range=" + c.serviceCIDR(),
+		// The "kubernetes" Service would point at a loopback address, which the
+		// reconciler refuses.
+		"--endpoint-reconciler-type=none",
+		"--kubelet-preferred-address-types=InternalIP",
+		"--kubelet-certificate-authority=" + caPath,
+		"--kubelet-client-certificate=" + kcCrt, "--kubelet-client-key=" + kcKey,
+		"--allow-privileged=true",
+		"--profiling=false",
+		"--cert-dir=" + pki,
+		"--v=1",
+	}
+	if s.opts.RealNodes {
+		// The kubelets are at node addresses only the stack's net namespace routes to.
+		egress := filepath.Join(pki, "egress-selector.yaml")
+		if err := os.WriteFile(egress, []byte(s.egress.egressConfig()), 0o644); err != nil {
+			return err
+		}
+		args = append(args, "--egress-selector-config-file="+egress)
+	} else {
+		// No kubelet mounts service-account tokens here, and pods of ferry's transfers do
+		// not need one: without this plugin pods are admitted without a token volume.
+		args = append(args, "--disable-admission-plugins=ServiceAccount")
+	}
 	p, err := s.StartProcess(ProcessSpec{
 		Name: "kube-apiserver-" + c.Name,
 		Path: s.tools.apiServer,
-		Args: []string{
-			"--etcd-servers=" + s.etcdURL(),
-			"--etcd-prefix=/ferry/" + c.Name,
-			"--bind-address=" + ip, "--advertise-address=" + ip,
-			"--secure-port=" + fmt.Sprint(apiServerPort),
-			"--tls-cert-file=" + servingCrt, "--tls-private-key-file=" + servingKey,
-			"--client-ca-file=" + caPath,
-			"--token-auth-file=" + tokenFile,
-			"--authorization-mode=RBAC",
-			"--service-account-issuer=https://kubernetes.default.svc",
-			"--service-account-key-file=" + saKeyPath,
-			"--service-account-signing-key-file=" + saKeyPath,
-			"--service-cluster-ip-range=" + serviceCIDRs[c.index],
-			// No kubelet mounts service-account tokens here, and pods of ferry's transfers do
-			// not need one: without this plugin pods are admitted without a token volume.
-			"--disable-admission-plugins=ServiceAccount",
-			// The "kubernetes" Service would point at a loopback address, which the
-			// reconciler refuses.
-			"--endpoint-reconciler-type=none",
-			"--kubelet-preferred-address-types=InternalIP",
-			"--kubelet-certificate-authority=" + caPath,
-			"--kubelet-client-certificate=" + kcCrt, "--kubelet-client-key=" + kcKey,
-			"--allow-privileged=true",
-			"--profiling=false",
-			"--cert-dir=" + pki,
-			"--v=1",
-		},
+		Args: args,
 	})
 	if err != nil {
 		return err

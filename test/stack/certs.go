@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -36,7 +37,13 @@ type keyPair struct {
 
 // issue signs a leaf certificate. ips and dnsNames become SANs; usage picks server or client auth.
 func (ca *certAuthority) issue(commonName string, ips []string, dnsNames []string, usage ...x509.ExtKeyUsage) (keyPair, error) {
-	kp, err := ca.Issue(commonName, ips, dnsNames, usage...)
+	return ca.issueSubject(pkix.Name{CommonName: commonName}, ips, dnsNames, usage...)
+}
+
+// issueSubject is issue with a full subject: a client certificate's organizations are its
+// groups to the API server (system:nodes for a kubelet).
+func (ca *certAuthority) issueSubject(subject pkix.Name, ips []string, dnsNames []string, usage ...x509.ExtKeyUsage) (keyPair, error) {
+	kp, err := ca.IssueSubject(subject, ips, dnsNames, usage...)
 	return keyPair{certPEM: kp.CertPEM, keyPEM: kp.KeyPEM}, err
 }
 

@@ -55,6 +55,9 @@ type Cluster struct {
 	NetNS string
 	// PluginDir is Velero's plugin folder.
 	PluginDir string
+	// PodKubeconfig is an admin kubeconfig that works from inside pods of either cluster (real
+	// nodes only): its server is the API server relay at the node's address.
+	PodKubeconfig string
 
 	stack     *Stack
 	index     int
@@ -67,6 +70,10 @@ type Cluster struct {
 	relay     *relay
 	runner    *podrunner.Runner
 	cancelRun context.CancelFunc
+	// real nodes
+	node      *node
+	scheduler *Process
+	lb        *loadBalancer
 }
 
 func newCluster(s *Stack, index int, name string) *Cluster {
@@ -128,6 +135,23 @@ func (c *Cluster) start(ctx context.Context, plugins []string) error {
 		{"Velero objects", c.createVeleroObjects},
 		{"Velero", func(ctx context.Context) error { return c.startVelero(ctx, plugins) }},
 	}
+	if s.opts.RealNodes {
+		// A real node, the scheduler and the LoadBalancer stand-in take the pod runner's place.
+		for i, st := range steps {
+			if st.name == "pod runner" {
+				steps = append(steps[:i:i], append([]struct {
+					name string
+					f    func(context.Context) error
+				}{
+					{"images", c.pushImages},
+					{"node", c.startNode},
+					{"kube-scheduler", c.startScheduler},
+					{"LoadBalancer stand-in", c.startLoadBalancer},
+				}, steps[i+1:]...)...)
+				break
+			}
+		}
+	}
 	for _, st := range steps {
 		t := time.Now()
 		if err := st.f(ctx); err != nil {
@@ -147,6 +171,13 @@ func (c *Cluster) makeClients(context.Context) error {
 	kc.CurrentContext = c.Name
 	if err := clientcmd.WriteToFile(*kc, c.Kubeconfig); err != nil {
 		return err
+	}
+	if c.stack.opts.RealNodes {
+		kc.Clusters[c.Name].Server = "https://" + hostPort(c.NodeIP(), apiServerPort)
+		c.PodKubeconfig = filepath.Join(c.Dir, "pod-kubeconfig")
+		if err := clientcmd.WriteToFile(*kc, c.PodKubeconfig); err != nil {
+			return err
+		}
 	}
 	cfg, err := clientcmd.BuildConfigFromFlags("", c.Kubeconfig)
 	if err != nil {
@@ -184,6 +215,10 @@ func (c *Cluster) stop(ctx context.Context) error {
 		c.cancelRun()
 		c.runner.Wait()
 	}
+	if c.lb != nil {
+		c.lb.stop()
+	}
+	errs = append(errs, c.stopNode())
 	if c.Kube != nil && c.apiServer != nil {
 		if exited, _ := c.apiServer.Exited(); !exited {
 			errs = append(errs, c.removeHostPathVolumes(ctx))

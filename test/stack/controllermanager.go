@@ -48,6 +48,11 @@ func (c *Cluster) startControllerManager(ctx context.Context) error {
 	s := c.stack
 	ip := s.addrs.kcm(c.index)
 	pki := filepath.Join(c.Dir, "pki")
+	controllers := kcmControllers
+	if s.opts.RealNodes {
+		// A real kubelet sends heartbeats: not-ready taints and evictions follow its Node.
+		controllers = append(controllers[:len(controllers):len(controllers)], "node-lifecycle-controller")
+	}
 	p, err := s.StartProcess(ProcessSpec{
 		Name: "kube-controller-manager-" + c.Name,
 		Path: s.tools.kcm,
@@ -56,12 +61,12 @@ func (c *Cluster) startControllerManager(ctx context.Context) error {
 			"--bind-address=" + ip, "--secure-port=" + fmt.Sprint(kcmPort),
 			"--cert-dir=" + filepath.Join(c.Dir, "kcm"),
 			"--leader-elect=false",
-			"--controllers=" + strings.Join(kcmControllers, ","),
+			"--controllers=" + strings.Join(controllers, ","),
 			"--enable-hostpath-provisioner",
 			"--service-account-private-key-file=" + filepath.Join(pki, "sa.key"),
 			"--root-ca-file=" + filepath.Join(pki, "ca.crt"),
 			"--use-service-account-credentials=false",
-			"--service-cluster-ip-range=" + serviceCIDRs[c.index],
+			"--service-cluster-ip-range=" + c.serviceCIDR(),
 			"--v=1",
 		},
 	})

@@ -8,13 +8,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
-
-	"golang.org/x/sys/unix"
 )
 
 // Velero's controller manager always binds its metrics listener on :8080, so two Velero servers
@@ -51,9 +48,11 @@ func delNetNS(name string) error {
 	return nil
 }
 
-// RemoveOrphans deletes ferry network namespaces whose owning process no longer exists (a stack
-// whose process was killed cannot clean up after itself).
+// RemoveOrphans cleans up after stacks whose process no longer exists (a stack whose process
+// was killed cannot clean up after itself): the processes, mounts, cgroups and runtime folders
+// of their real nodes (see nodeclean.go), then their network namespaces.
 func RemoveOrphans() {
+	removeOrphanNodes()
 	entries, _ := os.ReadDir(netnsDir)
 	for _, e := range entries {
 		rest, ok := strings.CutPrefix(e.Name(), "ferry-")
@@ -81,65 +80,45 @@ type relay struct {
 	closed    bool
 }
 
-// startRelay opens the listeners inside the namespace ns. The sockets are created on an OS
-// thread switched into ns and back (a socket stays in the namespace it was made in); accepting
-// and dialing happen on ordinary host threads.
+// startRelay opens the listeners inside the namespace ns, each forwarding to the same address
+// on the host.
 func startRelay(ns string, addrs []string) (*relay, error) {
-	type result struct {
-		ls  []net.Listener
-		err error
+	routes := make([]relayRoute, len(addrs))
+	for i, a := range addrs {
+		routes[i] = relayRoute{listen: a, target: a}
 	}
-	ch := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread()
-		home, err := os.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()))
-		if err != nil {
-			runtime.UnlockOSThread()
-			ch <- result{err: err}
-			return
-		}
-		defer home.Close()
-		f, err := os.Open(netnsPath(ns))
-		if err != nil {
-			runtime.UnlockOSThread()
-			ch <- result{err: err}
-			return
-		}
-		defer f.Close()
-		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-			runtime.UnlockOSThread()
-			ch <- result{err: fmt.Errorf("setns %s: %w", ns, err)}
-			return
-		}
-		// Back home before the thread is shared again; if that fails the thread stays locked
-		// and the runtime retires it with this goroutine.
-		defer func() {
-			if unix.Setns(int(home.Fd()), unix.CLONE_NEWNET) == nil {
-				runtime.UnlockOSThread()
-			}
-		}()
-		var ls []net.Listener
-		for _, a := range addrs {
-			l, err := net.Listen("tcp", a)
+	return startRelayRoutes(ns, routes)
+}
+
+// relayRoute is one listener of a relay: an address inside the namespace and the host address
+// its connections go to.
+type relayRoute struct{ listen, target string }
+
+// startRelayRoutes opens the listeners inside the namespace ns. The sockets are created on an
+// OS thread switched into ns (a socket stays in the namespace it was made in); accepting and
+// dialing happen on ordinary host threads.
+func startRelayRoutes(ns string, routes []relayRoute) (*relay, error) {
+	var ls []net.Listener
+	err := inNetNS(ns, func() error {
+		for _, rt := range routes {
+			l, err := net.Listen("tcp", rt.listen)
 			if err != nil {
 				for _, l := range ls {
 					l.Close()
 				}
-				ch <- result{err: fmt.Errorf("relay listen %s in netns %s: %w", a, ns, err)}
-				return
+				return fmt.Errorf("relay listen %s in netns %s: %w", rt.listen, ns, err)
 			}
 			ls = append(ls, l)
 		}
-		ch <- result{ls: ls}
-	}()
-	res := <-ch
-	if res.err != nil {
-		return nil, res.err
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
-	r := &relay{listeners: res.ls, conns: map[net.Conn]struct{}{}}
-	for i, l := range res.ls {
+	r := &relay{listeners: ls, conns: map[net.Conn]struct{}{}}
+	for i, l := range ls {
 		r.wg.Add(1)
-		go r.serve(l, addrs[i])
+		go r.serve(l, routes[i].target)
 	}
 	return r, nil
 }

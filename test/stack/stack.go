@@ -26,6 +26,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/ferry-dev/ferry/test/images"
 )
 
 // Options shape a stack. The zero value is a plain-Kubernetes pair with ferry's plugins from
@@ -48,6 +50,12 @@ type Options struct {
 	// FerryBinDir holds ferry's binaries; it is put first on transfer pods' PATH. "" means
 	// FerryBinDir().
 	FerryBinDir string
+	// RealNodes gives each cluster a real node instead of the pod runner: kubelet with its own
+	// containerd and runc, CNI bridge networking and kube-proxy in a network namespace of the
+	// stack, on addresses of 198.18.0.0/15; a kube-scheduler per cluster; ServiceAccount
+	// admission with projected tokens; a LoadBalancer stand-in; and the stack's images (see
+	// package images) in both registries.
+	RealNodes bool
 	// Logf receives progress lines while the stack starts and stops (nil: silent).
 	Logf func(format string, args ...any)
 }
@@ -75,6 +83,12 @@ type Stack struct {
 	logf    func(format string, args ...any)
 	etcd    *Process
 	s3      *Process
+
+	// real nodes
+	nodeAddrs nodeAddresses
+	nodeNet   *nodeNetwork
+	egress    *egressProxy
+	images    map[string]images.Built
 
 	mu    sync.Mutex
 	procs []*Process // every process, in start order
@@ -108,7 +122,7 @@ func Start(ctx context.Context, opts Options) (s *Stack, err error) {
 	if s.Tools == "" {
 		s.Tools = ToolsDir()
 	}
-	if s.tools, err = findTools(s.Tools); err != nil {
+	if s.tools, err = findTools(s.Tools, opts.RealNodes); err != nil {
 		return nil, err
 	}
 	s.FerryBinDir = opts.FerryBinDir
@@ -137,6 +151,11 @@ func Start(ctx context.Context, opts Options) (s *Stack, err error) {
 	start := time.Now()
 	s.logf("stack: starting in %s on 127.%d.%d.0/22", s.Dir, s.addrs.a, s.addrs.b)
 
+	if opts.RealNodes {
+		if err := s.setupRealNodes(ctx); err != nil {
+			return s, err
+		}
+	}
 	s.Source = newCluster(s, 0, "source")
 	s.Target = newCluster(s, 1, "target")
 	if err := s.startEtcd(ctx); err != nil {
@@ -241,16 +260,26 @@ func (s *Stack) Problems() []string {
 				out = append(out, fmt.Sprintf("pod runner of the %s cluster: %s", c.Name, e))
 			}
 		}
+		if c != nil && c.lb != nil {
+			for _, e := range c.lb.Errors() {
+				out = append(out, fmt.Sprintf("%s cluster: %s", c.Name, e))
+			}
+		}
 	}
 	return out
 }
 
-// LogFiles lists every log file of the stack, sorted: its processes, the pod runners and the
-// containers of transfer pods.
+// LogFiles lists every log file of the stack, sorted: its processes, the pod runners, the
+// containers of transfer pods and, with real nodes, of every pod.
 func (s *Stack) LogFiles() []string {
 	files, _ := filepath.Glob(filepath.Join(s.logDir, "*.log"))
 	pods, _ := filepath.Glob(filepath.Join(s.Dir, "*", "pods", "*", "logs", "*.log"))
 	files = append(files, pods...)
+	// real nodes: kubelet's podLogsDir/<namespace>_<pod>_<uid>/<container>/<restart>.log
+	if s.nodeNet != nil {
+		containers, _ := filepath.Glob(filepath.Join(s.nodeAddrs.runtimeDir(), "*", "pod-logs", "*", "*", "*.log"))
+		files = append(files, containers...)
+	}
 	sort.Strings(files)
 	return files
 }
@@ -295,6 +324,7 @@ func (s *Stack) Stop() error {
 			errs = append(errs, c.removeNetNS())
 		}
 	}
+	errs = append(errs, s.removeRealNodes())
 	if s.tempDir && s.Dir != "" {
 		if err := os.RemoveAll(s.Dir); err != nil {
 			errs = append(errs, err)
@@ -326,6 +356,12 @@ func (s *Stack) Instructions() string {
 	for _, c := range s.Clusters() {
 		fmt.Fprintf(&b, "%-6s kubeconfig %s\n       API server %s, registry %s (HTTP), Velero log %s\n",
 			c.Name, c.Kubeconfig, c.Server, c.RegistryHost, c.VeleroLog())
+	}
+	if s.RealNodes() {
+		for _, c := range s.Clusters() {
+			fmt.Fprintf(&b, "%-6s node %s (%s, netns %s), pods %s, Services %s\n       kubeconfig for pods of either cluster %s\n       app image %s\n",
+				c.Name, c.NodeName, c.NodeIP(), c.NodeNetNS(), c.PodCIDR(), c.ServiceCIDR(), c.PodKubeconfig, c.Image(images.AppName))
+		}
 	}
 	fmt.Fprintf(&b, "S3     %s, bucket %q shared by both Velero servers (folder %s)\n", s.S3.Endpoint, s.S3.Bucket, s.S3.BucketDir)
 	fmt.Fprintf(&b, "logs   %s\n\n", s.logDir)

@@ -24,6 +24,16 @@ const (
 	progUnshare     = "unshare"
 	progNsenter     = "nsenter"
 	progIP          = "ip"
+	progScheduler   = "kube-scheduler"
+	progKubelet     = "kubelet"
+	progKubeProxy   = "kube-proxy"
+	progContainerd  = "containerd"
+	progCtr         = "ctr"
+	progRunc        = "runc"
+	progIptables    = "iptables"
+	progConntrack   = "conntrack"
+	progMmdebstrap  = "mmdebstrap"
+	cniBridge       = "/usr/lib/cni/bridge"
 	FerryPluginsBin = "ferry-plugins"
 )
 
@@ -81,9 +91,11 @@ func FerryBinDir() (string, error) {
 // says how to get it.
 type tools struct {
 	etcd, registry, apiServer, kcm, kubectl, velero, awsPlugin, versitygw string
+	// real nodes only
+	scheduler, kubelet, kubeProxy, containerd, ctr string
 }
 
-func findTools(toolsDir string) (tools, error) {
+func findTools(toolsDir string, realNodes bool) (tools, error) {
 	var missing []string
 	inCache := func(name string) string {
 		p := filepath.Join(toolsDir, name)
@@ -112,6 +124,20 @@ func findTools(toolsDir string) (tools, error) {
 	onPath(progUnshare)
 	onPath(progNsenter)
 	onPath(progIP)
+	if realNodes {
+		t.scheduler = inCache(progScheduler)
+		t.kubelet = inCache(progKubelet)
+		t.kubeProxy = inCache(progKubeProxy)
+		t.containerd = onPath(progContainerd)
+		t.ctr = onPath(progCtr)
+		onPath(progRunc)
+		onPath(progIptables)
+		onPath(progConntrack)
+		onPath(progMmdebstrap)
+		if _, err := os.Stat(cniBridge); err != nil {
+			missing = append(missing, fmt.Sprintf("%s (Debian's containernetworking-plugins: run `make deps`)", cniBridge))
+		}
+	}
 	if len(missing) > 0 {
 		return t, fmt.Errorf("the local stack needs programs that are missing: %s", strings.Join(missing, "; "))
 	}

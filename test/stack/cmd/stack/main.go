@@ -1,7 +1,7 @@
 // Command stack starts and stops ferry's local two-cluster stack by hand (`make stack-up`,
 // `make stack-down`), for poking at it with kubectl and velero.
 //
-//	stack up   [--dir DIR] [--kubernetes] [--without-ferry]   start in the background (no-op if running)
+//	stack up   [--dir DIR] [--kubernetes] [--without-ferry] [--real-nodes]   start in the background (no-op if running)
 //	stack down [--dir DIR]                                     stop and remove all state
 //	stack run  --dir DIR ...                                   (internal) the background process
 package main
@@ -31,6 +31,7 @@ func main() {
 	dir := fs.String("dir", "", "stack folder (default <repo>/_output/stack)")
 	plain := fs.Bool("kubernetes", false, "plain Kubernetes pair, without the OpenShift APIs")
 	noFerry := fs.Bool("without-ferry", false, "run Velero without ferry's plugins")
+	realNodes := fs.Bool("real-nodes", false, "a real node per cluster (kubelet, containerd, kube-proxy) instead of the pod runner")
 	_ = fs.Parse(args)
 	if *dir == "" {
 		root, err := stack.RepoRoot()
@@ -47,7 +48,7 @@ func main() {
 	case "down":
 		err = down(d)
 	case "run":
-		err = run(d, *plain, *noFerry)
+		err = run(d, *plain, *noFerry, *realNodes)
 	default:
 		usage()
 	}
@@ -57,7 +58,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: stack up|down [--dir DIR] [--kubernetes] [--without-ferry]")
+	fmt.Fprintln(os.Stderr, "usage: stack up|down [--dir DIR] [--kubernetes] [--without-ferry] [--real-nodes]")
 	os.Exit(2)
 }
 
@@ -162,12 +163,13 @@ func down(d daemonDir) error {
 }
 
 // run is the background process: it owns the stack until SIGTERM or SIGINT.
-func run(d daemonDir, plain, noFerry bool) error {
+func run(d daemonDir, plain, noFerry, realNodes bool) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	opts := stack.Options{
 		Dir:       d.state(),
 		OpenShift: !plain,
+		RealNodes: realNodes,
 		Logf:      func(format string, args ...any) { fmt.Printf(time.Now().Format("15:04:05 ")+format+"\n", args...) },
 	}
 	if noFerry {
