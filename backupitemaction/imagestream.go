@@ -120,8 +120,12 @@ func (a *ImageStreamAction) Execute(item runtime.Unstructured, backup *velerov1.
 	if err := sidecarRunning(ctx, a.clients); err != nil {
 		return nil, nil, "", nil, fmt.Errorf("%s: %w", id, err)
 	}
-	req := &operation.ImageCopyRequest{Request: operation.Request{ID: string(backup.UID), TargetNamespace: targetNS, TargetName: name, Backup: backup.Name}}
-	if err := a.operations().request(ctx, ns, name, req.Annotations()); err != nil {
+	overwrite, err := allowOverwrite(backup, cfg)
+	if err != nil {
+		return nil, nil, "", nil, err
+	}
+	req := &operation.ImageCopyRequest{Request: operation.Request{ID: string(backup.UID), TargetNamespace: targetNS, TargetName: name, Backup: backup.Name, Overwrite: overwrite}}
+	if err := a.operations().request(ctx, ns, name, u.GetUID(), req.Annotations()); err != nil {
 		return nil, nil, "", nil, err
 	}
 	op := operation.ID(ns, name, req.ID)

@@ -30,6 +30,7 @@ func imageStream(reference string, ann ...string) *unstructured.Unstructured {
 			"dockerImageReference": reference, "image": imageDigest, "created": "2026-11-20T10:00:00Z", "generation": int64(1),
 		}}}},
 	})
+	u.SetUID("stream-uid-1")
 	if len(ann) > 0 {
 		m := map[string]string{}
 		for i := 0; i+1 < len(ann); i += 2 {
@@ -159,7 +160,7 @@ func TestImageStreamActionExecute(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var kubeObjs []runtimeObject
 			if !tc.noLease {
-				kubeObjs = append(kubeObjs, sidecarLease())
+				kubeObjs = append(kubeObjs, installedSidecar()...)
 			}
 			opts := []testutil.Option{testutil.WithObjects(kubeObjs...), testutil.WithDynamicObjects(tc.stream.DeepCopy())}
 			if !tc.plain {
@@ -203,13 +204,15 @@ func TestImageStreamActionExecute(t *testing.T) {
 			assert.Equal(t, backupUID, req.ID)
 			assert.Equal(t, tc.wantTarget, req.TargetNamespace+"/"+req.TargetName)
 			assert.Equal(t, "b1", req.Backup)
+			_, err = operation.ImageCopyKeys.Verify(requestKey, live.GetUID(), "app", "web", live.GetAnnotations())
+			assert.NoError(t, err, "the sidecar accepts the request: signed for this stream")
 		})
 	}
 }
 
 func TestImageStreamActionExecuteClearsStaleState(t *testing.T) {
 	stale := localStream(keys.ImageCopyID, "old", keys.ImageCopyCancel, "old", keys.ImageCopyStatus, `{"id":"old","phase":"Cancelled"}`)
-	cluster := testutil.NewCluster(testutil.OpenShift(), testutil.WithObjects(sidecarLease()), testutil.WithDynamicObjects(stale.DeepCopy(), imagesConfig()))
+	cluster := testutil.NewCluster(testutil.OpenShift(), testutil.WithObjects(installedSidecar()...), testutil.WithDynamicObjects(stale.DeepCopy(), imagesConfig()))
 	log, _ := testutil.NewLogger()
 	a := NewImageStreamAction(log, cluster.Clients, configOf(t, nil))
 	updated, _, op, _, err := a.Execute(stale.DeepCopy(), migrationBackup("stage"))
@@ -292,7 +295,7 @@ func TestImageStreamActionProgress(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var kubeObjs []runtimeObject
 			if !tc.noLease {
-				kubeObjs = append(kubeObjs, sidecarLease())
+				kubeObjs = append(kubeObjs, installedSidecar()...)
 			}
 			opts := []testutil.Option{testutil.OpenShift(), testutil.WithObjects(kubeObjs...)}
 			if !tc.noStream {

@@ -4,6 +4,7 @@ package backupitemaction
 import (
 	"context"
 	"fmt"
+	"strconv"
 
 	velerov1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -51,6 +52,21 @@ func targetNamespace(backup *velerov1.Backup, cfg *config.Config, namespace stri
 		return m, nil
 	}
 	return namespace, nil
+}
+
+// allowOverwrite is whether a backup's transfers and copies may fill targets holding data ferry
+// did not write: the Backup's ferry.dev/allow-overwrite, else ferry-config's allowOverwrite.
+// Only people who can create Backups or edit ferry-config decide it.
+func allowOverwrite(backup *velerov1.Backup, cfg *config.Config) (bool, error) {
+	v, ok := backup.Annotations[keys.AllowOverwrite]
+	if !ok {
+		return cfg.AllowOverwrite, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, fmt.Errorf("backup %s: annotation %s=%q: want true or false", backup.Name, keys.AllowOverwrite, v)
+	}
+	return b, nil
 }
 
 // sidecarRunning fails fast, with the fix in the message, when no ferry-datamover has ever run

@@ -10,9 +10,11 @@ import (
 	"github.com/vmware-tanzu/velero/pkg/plugin/velero"
 	biav2 "github.com/vmware-tanzu/velero/pkg/plugin/velero/backupitemaction/v2"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/ferry-dev/ferry/internal/kube"
 	"github.com/ferry-dev/ferry/internal/operation"
+	"github.com/ferry-dev/ferry/internal/requests"
 )
 
 // operations is what a v2 action needs to follow the requests it writes on live objects (PVCs
@@ -32,21 +34,11 @@ type operations struct {
 	fromStatus func(ann map[string]string, namespace, name string) (*velero.OperationProgress, operation.Status, error)
 }
 
-// request writes a request's annotations on the live object, dropping a stale cancel of an
-// older request.
-func (o *operations) request(ctx context.Context, namespace, name string, ann map[string]string) error {
-	patch := map[string]any{o.keys.Cancel: nil}
-	for k, v := range ann {
-		patch[k] = v
-	}
-	body, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": patch}})
-	if err != nil {
-		return err
-	}
-	if err := o.patch(ctx, namespace, name, body); err != nil {
-		return fmt.Errorf("%s %s/%s: writing the %s request: %w", o.keys.Kind, namespace, name, o.keys.Noun, err)
-	}
-	return nil
+// request signs a request and writes its annotations on the live object with that uid.
+func (o *operations) request(ctx context.Context, namespace, name string, uid types.UID, ann map[string]string) error {
+	return requests.Write(ctx, o.clients, o.keys, uid, namespace, name, ann, time.Now(), func(ctx context.Context, body []byte) error {
+		return o.patch(ctx, namespace, name, body)
+	})
 }
 
 // Progress reports the sidecar's status for the operation. "Not done yet" is never an error:
@@ -125,5 +117,7 @@ func header(p *velero.OperationProgress, h *operation.Header, what string) {
 		p.Completed, p.Err = true, fmt.Sprintf("%s failed: %s", what, h.Message)
 	case operation.PhaseCancelled:
 		p.Completed, p.Err = true, fmt.Sprintf("%s was cancelled", what)
+	case operation.PhaseRefused:
+		p.Completed, p.Err = true, fmt.Sprintf("%s was refused: %s", what, h.Message)
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/ferry-dev/ferry/internal/keys"
 	"github.com/ferry-dev/ferry/internal/kube"
 	"github.com/ferry-dev/ferry/internal/operation"
+	"github.com/ferry-dev/ferry/internal/requests"
 	"github.com/ferry-dev/ferry/internal/units"
 )
 
@@ -110,8 +111,12 @@ func (a *PVCAction) Execute(item runtime.Unstructured, backup *velerov1.Backup) 
 	if err != nil {
 		return nil, nil, "", nil, err
 	}
+	overwrite, err := allowOverwrite(backup, cfg)
+	if err != nil {
+		return nil, nil, "", nil, err
+	}
 	req := &operation.TransferRequest{
-		Request:      operation.Request{ID: string(backup.UID), TargetNamespace: targetNS, TargetName: pvc.Name, Backup: backup.Name},
+		Request:      operation.Request{ID: string(backup.UID), TargetNamespace: targetNS, TargetName: pvc.Name, Backup: backup.Name, Overwrite: overwrite},
 		Type:         mtype,
 		StorageClass: choice.StorageClass,
 		AccessModes:  choice.AccessModes,
@@ -123,8 +128,11 @@ func (a *PVCAction) Execute(item runtime.Unstructured, backup *velerov1.Backup) 
 	if err := sidecarRunning(ctx, a.clients); err != nil {
 		return nil, nil, "", nil, fmt.Errorf("PVC %s/%s: %w", pvc.Namespace, pvc.Name, err)
 	}
+	if err := finalRunning(ctx, a.clients, &pvc, req); err != nil {
+		return nil, nil, "", nil, err
+	}
 	reqAnn := req.Annotations()
-	if err := a.operations().request(ctx, pvc.Namespace, pvc.Name, reqAnn); err != nil {
+	if err := a.operations().request(ctx, pvc.Namespace, pvc.Name, pvc.UID, reqAnn); err != nil {
 		return nil, nil, "", nil, err
 	}
 	for k, v := range reqAnn {
@@ -135,6 +143,15 @@ func (a *PVCAction) Execute(item runtime.Unstructured, backup *velerov1.Backup) 
 	op := operation.ID(pvc.Namespace, pvc.Name, req.ID)
 	log.WithField("operationID", op).Infof("requested a %s transfer to %s/%s", req.Type, req.TargetNamespace, req.TargetName)
 	return u, nil, op, nil, nil
+}
+
+// finalRunning refuses a stage while a final transfer of the PVC is under way.
+func finalRunning(ctx context.Context, clients *kube.Clients, pvc *corev1.PersistentVolumeClaim, req *operation.TransferRequest) error {
+	live, err := clients.Kube.CoreV1().PersistentVolumeClaims(pvc.Namespace).Get(ctx, pvc.Name, metav1.GetOptions{})
+	if err != nil {
+		return fmt.Errorf("PVC %s/%s: %w", pvc.Namespace, pvc.Name, err)
+	}
+	return requests.FinalUnderWay(live, req)
 }
 
 // operations follows the transfers this action requested.

@@ -36,6 +36,7 @@ func boundPVC(ann ...string) *corev1.PersistentVolumeClaim {
 	pvc := builder.ForPersistentVolumeClaim("app", "data").
 		ObjectMeta(builder.WithAnnotations(ann...)).
 		VolumeName("pv-1").StorageClass("standard").Phase(corev1.ClaimBound).Result()
+	pvc.UID = "pvc-uid-1"
 	pvc.Spec.AccessModes = []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce}
 	return pvc
 }
@@ -52,8 +53,17 @@ func nfsPV() *corev1.PersistentVolume {
 	return pv
 }
 
-func sidecarLease() *coordinationv1.Lease {
-	return &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: testutil.VeleroNamespace, Name: operation.SidecarLease}}
+// requestKey signs requests in these tests.
+var requestKey = []byte("0123456789abcdef0123456789abcdef")
+
+// installedSidecar is what a running ferry-datamover leaves in Velero's namespace: its Lease
+// and the key requests are signed with.
+func installedSidecar() []runtimeObject {
+	return []runtimeObject{
+		&coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: testutil.VeleroNamespace, Name: operation.SidecarLease}},
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: testutil.VeleroNamespace, Name: operation.RequestKeySecret},
+			Data: map[string][]byte{operation.RequestKeyField: requestKey}},
+	}
 }
 
 func configOf(t *testing.T, data map[string]string) func() (*config.Config, error) {
@@ -112,6 +122,53 @@ func TestPVCActionExecute(t *testing.T) {
 				keys.TransferType: "final", keys.TransferStorageClass: "gold", keys.TransferAccessModes: "ReadWriteOncePod", keys.TransferVerify: "true",
 			},
 			wantOp: true,
+		},
+		{
+			name:    "a stage while a final transfer runs is refused: the final wins",
+			pvc:     boundPVC(keys.TransferID, "final-uid", keys.TransferType, "final", keys.TransferBackup, "final-1", keys.TransferStatus, `{"id":"final-uid","phase":"Transferring"}`),
+			pv:      hostPathPV(),
+			backup:  migrationBackup("stage"),
+			wantErr: []string{"PVC app/data", "a final transfer (backup final-1) is under way"},
+		},
+		{
+			name:    "a stage after a final ended goes ahead",
+			pvc:     boundPVC(keys.TransferID, "final-uid", keys.TransferType, "final", keys.TransferStatus, `{"id":"final-uid","phase":"Failed"}`),
+			pv:      hostPathPV(),
+			backup:  migrationBackup("stage"),
+			wantAnn: map[string]string{keys.TransferID: backupUID},
+			wantOp:  true,
+		},
+		{
+			name:    "a final replaces a running stage",
+			pvc:     boundPVC(keys.TransferID, "stage-uid", keys.TransferStatus, `{"id":"stage-uid","phase":"Transferring"}`),
+			pv:      hostPathPV(),
+			backup:  migrationBackup("final"),
+			wantAnn: map[string]string{keys.TransferID: backupUID, keys.TransferType: "final"},
+			wantOp:  true,
+		},
+		{
+			name:    "the Backup allows overwriting: the request says so, signed",
+			pvc:     boundPVC(),
+			pv:      hostPathPV(),
+			backup:  migrationBackup("stage", keys.AllowOverwrite, "true"),
+			wantAnn: map[string]string{keys.TransferOverwrite: "true"},
+			wantOp:  true,
+		},
+		{
+			name:    "ferry-config allows overwriting, the Backup says no",
+			pvc:     boundPVC(),
+			pv:      hostPathPV(),
+			backup:  migrationBackup("stage", keys.AllowOverwrite, "false"),
+			config:  map[string]string{"allowOverwrite": "true"},
+			wantAnn: map[string]string{keys.TransferOverwrite: ""},
+			wantOp:  true,
+		},
+		{
+			name:    "a malformed allow-overwrite is an error",
+			pvc:     boundPVC(),
+			pv:      hostPathPV(),
+			backup:  migrationBackup("stage", keys.AllowOverwrite, "sure"),
+			wantErr: []string{"backup b1", keys.AllowOverwrite, `"sure"`},
 		},
 		{
 			name:    "namespace mapping from the backup annotation",
@@ -207,7 +264,7 @@ func TestPVCActionExecute(t *testing.T) {
 				objs = append(objs, tc.pv)
 			}
 			if !tc.noLease {
-				objs = append(objs, sidecarLease())
+				objs = append(objs, installedSidecar()...)
 			}
 			cluster := testutil.NewCluster(testutil.WithObjects(objs...))
 			log, logs := testutil.NewLogger()
@@ -242,6 +299,8 @@ func TestPVCActionExecute(t *testing.T) {
 				require.NoError(t, err)
 				require.NotNil(t, req, "the live PVC carries the transfer request")
 				assert.Equal(t, backupUID, req.ID)
+				_, err = operation.TransferKeys.Verify(requestKey, live.UID, "app", "data", live.Annotations)
+				assert.NoError(t, err, "the sidecar accepts the request: signed for this PVC")
 				assert.Contains(t, logs.String(), "app/")
 			} else {
 				assert.Empty(t, op)
@@ -253,7 +312,7 @@ func TestPVCActionExecute(t *testing.T) {
 
 func TestPVCActionExecuteClearsStaleCancel(t *testing.T) {
 	pvc := boundPVC(keys.TransferID, "old", keys.TransferCancel, "old")
-	cluster := testutil.NewCluster(testutil.WithObjects(pvc, hostPathPV(), sidecarLease()))
+	cluster := testutil.NewCluster(testutil.WithObjects(append(installedSidecar(), pvc, hostPathPV())...))
 	log, _ := testutil.NewLogger()
 	a := NewPVCAction(log, cluster.Clients, configOf(t, nil))
 	_, _, op, _, err := a.Execute(testutil.Unstructured(t, pvc), migrationBackup("stage"))
@@ -357,7 +416,7 @@ func TestPVCActionProgress(t *testing.T) {
 				objs = append(objs, boundPVC(tc.ann...))
 			}
 			if !tc.noLease {
-				objs = append(objs, sidecarLease())
+				objs = append(objs, installedSidecar()...)
 			}
 			cluster := testutil.NewCluster(testutil.WithObjects(objs...))
 			log, _ := testutil.NewLogger()
@@ -394,4 +453,36 @@ func TestPVCActionCancel(t *testing.T) {
 	assert.True(t, req.Cancel)
 	// cancelling a PVC that is gone is not an error
 	assert.NoError(t, a.Cancel("app/gone/"+backupUID, migrationBackup("stage")))
+}
+
+// TestPVCActionExecuteDropsAnOlderRequest: keys of an older request that the new one does not
+// set are removed from the live PVC, so the signature covers exactly what is there.
+func TestPVCActionExecuteDropsAnOlderRequest(t *testing.T) {
+	pvc := boundPVC(keys.TransferID, "old", keys.TransferOverwrite, "true", keys.TransferSignature, "v1.1.AAAA")
+	cluster := testutil.NewCluster(testutil.WithObjects(append(installedSidecar(), pvc, hostPathPV())...))
+	log, _ := testutil.NewLogger()
+	a := NewPVCAction(log, cluster.Clients, configOf(t, nil))
+	_, _, op, _, err := a.Execute(testutil.Unstructured(t, pvc), migrationBackup("stage"))
+	require.NoError(t, err)
+	require.NotEmpty(t, op)
+	live, err := cluster.Kube.CoreV1().PersistentVolumeClaims("app").Get(context.Background(), "data", metav1.GetOptions{})
+	require.NoError(t, err)
+	assert.NotContains(t, live.Annotations, keys.TransferOverwrite, "the older request's overwrite does not carry over")
+	assert.NotEqual(t, "v1.1.AAAA", live.Annotations[keys.TransferSignature])
+	_, err = operation.TransferKeys.Verify(requestKey, live.UID, "app", "data", live.Annotations)
+	assert.NoError(t, err)
+}
+
+// TestPVCActionExecuteWithoutRequestKey: with the Lease there but no key (a sidecar that never
+// finished starting), the backup fails saying so instead of writing an unsigned request.
+func TestPVCActionExecuteWithoutRequestKey(t *testing.T) {
+	pvc := boundPVC()
+	cluster := testutil.NewCluster(testutil.WithObjects(installedSidecar()[0], pvc, hostPathPV()))
+	log, _ := testutil.NewLogger()
+	a := NewPVCAction(log, cluster.Clients, configOf(t, nil))
+	_, _, _, _, err := a.Execute(testutil.Unstructured(t, pvc), migrationBackup("stage"))
+	assert.ErrorContains(t, err, "velero/ferry-request-key, the key that signs ferry's requests, does not exist")
+	live, err := cluster.Kube.CoreV1().PersistentVolumeClaims("app").Get(context.Background(), "data", metav1.GetOptions{})
+	require.NoError(t, err)
+	assert.NotContains(t, live.Annotations, keys.TransferID)
 }

@@ -54,6 +54,12 @@ type server struct {
 // startServer writes a transfer's certificates under base and starts Serve into dir.
 func startServer(t *testing.T, base, dir string) *server {
 	t.Helper()
+	return startServerWith(t, base, dir, nil)
+}
+
+// startServerWith is startServer with serve's options changed by tweak.
+func startServerWith(t *testing.T, base, dir string, tweak func(*ServeOptions)) *server {
+	t.Helper()
 	requireTools(t)
 	certs, err := GenerateCerts(time.Hour)
 	require.NoError(t, err)
@@ -62,12 +68,14 @@ func startServer(t *testing.T, base, dir string) *server {
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	ready := make(chan struct{})
-	go func() {
-		s.done <- Serve(ctx, ServeOptions{
-			Dir: dir, Listen: s.addr, CertDir: filepath.Join(base, "certs", ServerDir),
-			Log: testLogger(t, "serve"), Ready: func() { close(ready) },
-		})
-	}()
+	o := ServeOptions{
+		Dir: dir, Listen: s.addr, CertDir: filepath.Join(base, "certs", ServerDir),
+		Log: testLogger(t, "serve"), Ready: func() { close(ready) },
+	}
+	if tweak != nil {
+		tweak(&o)
+	}
+	go func() { s.done <- Serve(ctx, o) }()
 	select {
 	case <-ready:
 	case err := <-s.done:

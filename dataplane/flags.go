@@ -61,6 +61,7 @@ func (o *ServeOptions) BindFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.Listen, "listen", o.Listen, "TLS address to listen on, HOST:PORT")
 	f.StringVar(&o.CertDir, "certs", o.CertDir, "directory with the server's ca.crt, tls.crt and tls.key")
 	f.StringVar(&o.ReadyFile, "ready-file", o.ReadyFile, "file created once TLS is accepted on --listen (removed on exit)")
+	f.BoolVar(&o.RequireEmpty, "require-empty", o.RequireEmpty, "refuse (exit 3) when the target holds anything but lost+found")
 }
 
 // Validate checks options read from a command line.

@@ -27,6 +27,9 @@ type ServeOptions struct {
 	// WorkDir is where the private configuration goes (default: $TMPDIR). Nothing secret is
 	// written there: the configuration refers to the key file by path.
 	WorkDir string
+	// RequireEmpty refuses to serve into a directory that holds anything but lost+found: a
+	// volume ferry has not filled before must not lose what someone else put there.
+	RequireEmpty bool
 	// ReadyFile, if set, is created once the server accepts connections and removed when Serve
 	// returns: a pod's exec readiness probe tests for it (a TCP probe would be a TLS handshake
 	// that stunnel logs as a failed one every period).
@@ -113,6 +116,9 @@ func Serve(ctx context.Context, o ServeOptions) error {
 	empty, err := isEmptyVolume(dir)
 	if err != nil {
 		return err
+	}
+	if o.RequireEmpty && !empty {
+		return ErrTargetNotEmpty
 	}
 	caps.Empty = empty
 	if empty {
@@ -207,6 +213,21 @@ func Serve(ctx context.Context, o ServeOptions) error {
 		}
 	}
 }
+
+// ErrTargetNotEmpty: serve --require-empty found data in the target. serve exits with
+// ExitTargetNotEmpty, which the sidecar reads from the server pod.
+var ErrTargetNotEmpty error = targetNotEmpty{}
+
+// ExitTargetNotEmpty is serve's exit status for ErrTargetNotEmpty.
+const ExitTargetNotEmpty = 3
+
+type targetNotEmpty struct{}
+
+func (targetNotEmpty) Error() string {
+	return "the target volume holds data ferry did not write (--require-empty); nothing was changed"
+}
+
+func (targetNotEmpty) ExitCode() int { return ExitTargetNotEmpty }
 
 // isEmptyVolume reports whether dir holds nothing but lost+found: a first copy.
 func isEmptyVolume(dir string) (bool, error) {

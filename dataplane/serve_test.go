@@ -70,6 +70,40 @@ func TestServeSetupErrors(t *testing.T) {
 	assert.Empty(t, entries, "a failed start writes nothing into the target")
 }
 
+// TestServeRequireEmpty: with --require-empty, serve refuses a target that holds anything but
+// lost+found, changes nothing there, and says so with its own exit code; an empty one (or one
+// with only lost+found) is served.
+func TestServeRequireEmpty(t *testing.T) {
+	requireTools(t)
+	base := t.TempDir()
+	full := filepath.Join(base, "full")
+	require.NoError(t, os.MkdirAll(filepath.Join(full, "lost+found"), 0o700))
+	require.NoError(t, os.WriteFile(filepath.Join(full, "orders.db"), []byte("precious"), 0o600))
+	certs, err := GenerateCerts(time.Hour)
+	require.NoError(t, err)
+	require.NoError(t, certs.WriteDir(filepath.Join(base, "certs")))
+	err = Serve(context.Background(), ServeOptions{Dir: full, CertDir: filepath.Join(base, "certs", ServerDir), RequireEmpty: true,
+		Listen: "127.0.0.1:" + strconv.Itoa(freePort(t)), Log: testLogger(t, "serve")})
+	require.ErrorIs(t, err, ErrTargetNotEmpty)
+	assert.Equal(t, ExitTargetNotEmpty, exitCodeOf(err))
+	b, err := os.ReadFile(filepath.Join(full, "orders.db"))
+	require.NoError(t, err)
+	assert.Equal(t, "precious", string(b), "nothing changed")
+
+	empty := filepath.Join(base, "empty")
+	require.NoError(t, os.MkdirAll(filepath.Join(empty, "lost+found"), 0o700))
+	src := filepath.Join(base, "src")
+	require.NoError(t, os.MkdirAll(src, 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(src, "a"), []byte("a"), 0o644))
+	srv := startServerWith(t, base, empty, func(o *ServeOptions) { o.RequireEmpty = true })
+	r := send(t, srv, base, src, nil)
+	require.NoError(t, r.err)
+	require.NoError(t, srv.wait(t))
+	got, err := os.ReadFile(filepath.Join(empty, "a"))
+	require.NoError(t, err)
+	assert.Equal(t, "a", string(got))
+}
+
 // TestServeStops: cancelling serve (what SIGTERM does in the command) ends stunnel and every
 // rsync it started, and says the client never reported completion.
 func TestServeStops(t *testing.T) {

@@ -6,14 +6,14 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"os"
 	"sort"
 	"strings"
+	"time"
 
+	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/rest"
 
 	"github.com/ferry-dev/ferry/internal/config"
 	"github.com/ferry-dev/ferry/internal/kube"
@@ -51,22 +51,36 @@ func (a Access) String() string {
 // GoString keeps %#v from printing the password.
 func (a Access) GoString() string { return "imagecopy.Access{" + a.String() + "}" }
 
+// RegistryServiceAccount is the service account whose short-lived tokens are ferry's default
+// registry credentials: in Velero's namespace on the source (pull) and in TargetNamespace on
+// the target (push). It may only read, or push, images (deploy/): the data mover's own token,
+// which may do much more, is never sent to a registry.
+const (
+	RegistryServiceAccount = "ferry-registry"
+	// TargetNamespace is where deploy/target puts ferry's identities on the target cluster.
+	TargetNamespace = "ferry-system"
+	// registryTokenLifetime is long enough for one stream's copy, short enough that a token a
+	// registry saw soon stops mattering.
+	registryTokenLifetime = time.Hour
+)
+
 // SourceAccess is how the sidecar pulls from the source registry host: ferry-config's
-// sourceRegistrySecret, else the token the sidecar talks to its own cluster with (its
-// service-account token, read fresh each time because projected tokens rotate).
+// sourceRegistrySecret, else a fresh token of the source's ferry-registry service account.
 func SourceAccess(ctx context.Context, source *kube.Clients, cfg *config.Config, host string) (Access, error) {
-	return access(ctx, source, cfg, host, cfg.SourceRegistrySecret, source.Config, "the source cluster token")
+	return access(ctx, source, cfg, host, cfg.SourceRegistrySecret, source, source.Namespace, "sourceRegistrySecret")
 }
 
 // TargetAccess is how the sidecar pushes to the target registry host: ferry-config's
 // targetRegistrySecret (in Velero's namespace on the source cluster, next to ferry-config), else
-// the token of the target kubeconfig.
-func TargetAccess(ctx context.Context, source *kube.Clients, target *rest.Config, cfg *config.Config, host string) (Access, error) {
-	return access(ctx, source, cfg, host, cfg.TargetRegistrySecret, target, "the target kubeconfig token")
+// a fresh token of the target's ferry-registry service account.
+func TargetAccess(ctx context.Context, source, target *kube.Clients, cfg *config.Config, host string) (Access, error) {
+	return access(ctx, source, cfg, host, cfg.TargetRegistrySecret, target, TargetNamespace, "targetRegistrySecret")
 }
 
-func access(ctx context.Context, source *kube.Clients, cfg *config.Config, host, secretName string, tokenFrom *rest.Config, tokenName string) (Access, error) {
-	a := Access{Host: host, Insecure: cfg.RegistryInsecure, CredentialsFrom: "none"}
+// access resolves the credentials for host — the Secret secretName in Velero's namespace, else
+// a token of RegistryServiceAccount in tokenNS of cluster tokenFrom — and the CA to trust.
+func access(ctx context.Context, source *kube.Clients, cfg *config.Config, host, secretName string, tokenFrom *kube.Clients, tokenNS, secretKey string) (Access, error) {
+	a := Access{Host: host, Insecure: cfg.RegistryInsecure}
 	if secretName != "" {
 		secret, err := source.Kube.CoreV1().Secrets(source.Namespace).Get(ctx, secretName, metav1.GetOptions{})
 		if err != nil {
@@ -76,10 +90,13 @@ func access(ctx context.Context, source *kube.Clients, cfg *config.Config, host,
 			return Access{}, config.Error(err)
 		}
 		a.CredentialsFrom = "Secret " + source.Namespace + "/" + secretName
-	} else if token, err := bearerToken(tokenFrom); err != nil {
-		return Access{}, err
-	} else if token != "" {
-		a.Username, a.Password, a.CredentialsFrom = tokenUser, token, tokenName
+	} else {
+		token, err := registryToken(ctx, tokenFrom, tokenNS, secretKey)
+		if err != nil {
+			return Access{}, err
+		}
+		a.Username, a.Password = tokenUser, token
+		a.CredentialsFrom = "a token of service account " + tokenNS + "/" + RegistryServiceAccount
 	}
 	if cfg.RegistryCASecret != "" {
 		secret, err := source.Kube.CoreV1().Secrets(source.Namespace).Get(ctx, cfg.RegistryCASecret, metav1.GetOptions{})
@@ -104,19 +121,20 @@ func configured(err error) error {
 	return err
 }
 
-// bearerToken is the token a rest.Config authenticates with; the file wins, read now.
-func bearerToken(c *rest.Config) (string, error) {
-	if c == nil {
-		return "", nil
+// registryToken asks the API server for a short-lived token of RegistryServiceAccount in
+// namespace. Without that account (or the right to ask) there is no safe default: the fix is
+// deploy/'s manifests or a Secret named in ferry-config (secretKey).
+func registryToken(ctx context.Context, c *kube.Clients, namespace, secretKey string) (string, error) {
+	seconds := int64(registryTokenLifetime.Seconds())
+	tr, err := c.Kube.CoreV1().ServiceAccounts(namespace).CreateToken(ctx, RegistryServiceAccount,
+		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &seconds}}, metav1.CreateOptions{})
+	if apierrors.IsNotFound(err) || apierrors.IsForbidden(err) {
+		return "", config.Error(fmt.Errorf("cannot get a registry token of service account %s/%s (%v): apply ferry's deploy/ manifests, or name a Secret with registry credentials in ferry-config %s", namespace, RegistryServiceAccount, err, secretKey))
 	}
-	if c.BearerTokenFile != "" {
-		b, err := os.ReadFile(c.BearerTokenFile)
-		if err != nil {
-			return "", fmt.Errorf("reading the token file for registry access: %w", err)
-		}
-		return strings.TrimSpace(string(b)), nil
+	if err != nil {
+		return "", fmt.Errorf("getting a registry token of service account %s/%s: %w", namespace, RegistryServiceAccount, err)
 	}
-	return c.BearerToken, nil
+	return tr.Status.Token, nil
 }
 
 // credentialsFromSecret reads credentials for host from a Secret: a docker config

@@ -2,19 +2,9 @@ package imagecopy
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
-	"encoding/pem"
 	"fmt"
-	"math/big"
-	"os"
-	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -23,6 +13,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/ferry-dev/ferry/internal/config"
+	"github.com/ferry-dev/ferry/internal/testcerts"
 	"github.com/ferry-dev/ferry/internal/testutil"
 )
 
@@ -43,52 +34,39 @@ func dockerConfigJSON(name, key, user, pass string) *corev1.Secret {
 
 func testCAPEM(t *testing.T) string {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ca, err := testcerts.NewCA("test CA")
 	require.NoError(t, err)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"}, NotBefore: time.Now(),
-		NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	require.NoError(t, err)
-	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
+	return string(ca.PEM)
 }
 
 func TestTargetAccess(t *testing.T) {
 	const host = "registry.target.example:5000"
-	tokenFile := filepath.Join(t.TempDir(), "token")
-	require.NoError(t, os.WriteFile(tokenFile, []byte("rotated-token\n"), 0o600))
 	ca := testCAPEM(t)
 
 	tests := []struct {
-		name     string
-		config   map[string]string
-		secrets  []*corev1.Secret
-		target   *rest.Config
-		wantUser string
-		wantPass string
-		wantFrom string
-		wantCA   bool
-		wantErr  []string
+		name      string
+		config    map[string]string
+		secrets   []*corev1.Secret
+		noAccount bool // the target has no ferry-registry service account
+		wantUser  string
+		wantPass  string
+		wantFrom  string
+		wantCA    bool
+		wantErr   []string
 	}{
 		{
-			name:     "default: the target kubeconfig's token",
-			target:   &rest.Config{BearerToken: "kubeconfig-token"},
-			wantUser: tokenUser, wantPass: "kubeconfig-token", wantFrom: "the target kubeconfig token",
+			name:     "default: a short-lived token of the target's ferry-registry service account, never the data mover's own",
+			wantUser: tokenUser, wantPass: "token-of-ferry-system/ferry-registry-for-3600s", wantFrom: "a token of service account ferry-system/ferry-registry",
 		},
 		{
-			name:     "a token file is read now, not cached",
-			target:   &rest.Config{BearerToken: "stale", BearerTokenFile: tokenFile},
-			wantUser: tokenUser, wantPass: "rotated-token", wantFrom: "the target kubeconfig token",
-		},
-		{
-			name:     "no token: anonymous",
-			target:   &rest.Config{},
-			wantFrom: "none",
+			name:      "no ferry-registry service account: the fix is named",
+			noAccount: true,
+			wantErr:   []string{"ferry-system/ferry-registry", "apply ferry's deploy/ manifests", "targetRegistrySecret"},
 		},
 		{
 			name:     "docker config Secret, key with scheme and path",
 			config:   map[string]string{"targetRegistrySecret": "reg"},
 			secrets:  []*corev1.Secret{dockerConfigJSON("reg", "https://"+host+"/v2/", "alice", "s3cret")},
-			target:   &rest.Config{BearerToken: "unused"},
 			wantUser: "alice", wantPass: "s3cret", wantFrom: "Secret velero/reg",
 		},
 		{
@@ -130,7 +108,7 @@ func TestTargetAccess(t *testing.T) {
 			name:     "CA Secret",
 			config:   map[string]string{"registryCASecret": "ca"},
 			secrets:  []*corev1.Secret{secret("ca", corev1.SecretTypeOpaque, map[string]string{"ca.crt": ca})},
-			wantFrom: "none", wantCA: true,
+			wantUser: tokenUser, wantPass: "token-of-ferry-system/ferry-registry-for-3600s", wantFrom: "a token of service account ferry-system/ferry-registry", wantCA: true,
 		},
 		{
 			name:    "CA Secret without a certificate",
@@ -146,9 +124,10 @@ func TestTargetAccess(t *testing.T) {
 				objs = append(objs, s)
 			}
 			source := testutil.NewCluster(testutil.WithObjects(objs...))
+			target := clusterWithRegistryAccount(TargetNamespace, !tt.noAccount)
 			cfg, err := config.Parse(tt.config)
 			require.NoError(t, err)
-			got, err := TargetAccess(context.Background(), source.Clients, tt.target, cfg, host)
+			got, err := TargetAccess(context.Background(), source.Clients, target.Clients, cfg, host)
 			if len(tt.wantErr) > 0 {
 				require.Error(t, err)
 				for _, s := range tt.wantErr {
@@ -171,13 +150,13 @@ func TestTargetAccess(t *testing.T) {
 }
 
 func TestSourceAccessUsesItsOwnSecretAndInsecureOptIn(t *testing.T) {
-	source := testutil.NewCluster(testutil.WithObjects(secret("src", corev1.SecretTypeOpaque, map[string]string{"username": "s", "password": "p"})))
-	source.Clients.Config = &rest.Config{BearerToken: "sa-token"}
+	source := clusterWithRegistryAccount(testutil.VeleroNamespace, true, secret("src", corev1.SecretTypeOpaque, map[string]string{"username": "s", "password": "p"}))
+	source.Clients.Config = &rest.Config{BearerToken: "the data mover's own token"}
 	cfg, err := config.Parse(map[string]string{"registryInsecure": "true"})
 	require.NoError(t, err)
 	got, err := SourceAccess(context.Background(), source.Clients, cfg, "internal:5000")
 	require.NoError(t, err)
-	assert.Equal(t, "sa-token", got.Password)
+	assert.Equal(t, "token-of-velero/ferry-registry-for-3600s", got.Password, "a pull token of its own, not the data mover's")
 	assert.True(t, got.Insecure)
 	assert.Contains(t, got.String(), "TLS verification OFF")
 
@@ -185,4 +164,14 @@ func TestSourceAccessUsesItsOwnSecretAndInsecureOptIn(t *testing.T) {
 	got, err = SourceAccess(context.Background(), source.Clients, cfg, "internal:5000")
 	require.NoError(t, err)
 	assert.Equal(t, "s", got.Username)
+}
+
+// clusterWithRegistryAccount is a fake cluster whose API server issues tokens for the
+// ferry-registry service account in namespace, when it has one.
+func clusterWithRegistryAccount(namespace string, hasAccount bool, objs ...runtimeObject) *testutil.Cluster {
+	opts := []testutil.Option{testutil.WithObjects(objs...)}
+	if hasAccount {
+		opts = append(opts, testutil.TokensFor(namespace+"/"+RegistryServiceAccount))
+	}
+	return testutil.NewCluster(opts...)
 }

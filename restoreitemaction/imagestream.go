@@ -182,7 +182,15 @@ func (a *ImageStreamAction) adopt(ctx context.Context, desired *unstructured.Uns
 			labels[velerov1.RestoreNameLabel] = label.GetValidName(restore.Name)
 		}
 		live.SetLabels(labels)
-		live.SetAnnotations(desired.GetAnnotations())
+		ann := desired.GetAnnotations()
+		if paired, ok := live.GetAnnotations()[keys.PairedWith]; ok {
+			// Later stage copies from the same source stream may still push into it.
+			if ann == nil {
+				ann = map[string]string{}
+			}
+			ann[keys.PairedWith] = paired
+		}
+		live.SetAnnotations(ann)
 		if spec, ok := desired.Object["spec"]; ok {
 			live.Object["spec"] = spec
 		} else {

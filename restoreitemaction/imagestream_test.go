@@ -104,7 +104,7 @@ func TestImageStreamActionAdoptsTheStreamTheCopyCreated(t *testing.T) {
 		wantAdopt bool
 		wantLog   string
 	}{
-		{name: "created by the image copy: the backed-up stream replaces its metadata and spec", live: created(map[string]string{keys.ImageCopyCreated: "uid-1"}), wantAdopt: true},
+		{name: "created by the image copy: the backed-up stream replaces its metadata and spec", live: created(map[string]string{keys.ImageCopyCreated: "uid-1", keys.PairedWith: "src-uid"}), wantAdopt: true},
 		{name: "someone else's stream is Velero's to handle", live: created(map[string]string{"owner": "someone"})},
 		{
 			name: "ferry's, but following streams not yet restored: Velero restores those first",
@@ -138,7 +138,8 @@ func TestImageStreamActionAdoptsTheStreamTheCopyCreated(t *testing.T) {
 				assert.Equal(t, tc.live.GetAnnotations(), live.GetAnnotations(), "left as it was")
 				return
 			}
-			assert.Equal(t, map[string]string{"description": "the web front end"}, live.GetAnnotations(), "the created-by marker is gone")
+			assert.Equal(t, map[string]string{"description": "the web front end", keys.PairedWith: "src-uid"}, live.GetAnnotations(),
+				"the created-by marker is gone; the pairing stays, so later stage copies from the same stream may still push")
 			assert.Equal(t, map[string]string{"app": "web", velerov1.BackupNameLabel: "b1", velerov1.RestoreNameLabel: "r1"}, live.GetLabels())
 			local, _, _ := unstructured.NestedBool(live.Object, "spec", "lookupPolicy", "local")
 			assert.True(t, local, "the backed-up spec is applied")

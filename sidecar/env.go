@@ -35,6 +35,10 @@ func (e *Env) Config(ctx context.Context) (*config.Config, error) {
 	return config.Load(ctx, e.Source.Kube, e.Source.Namespace)
 }
 
+// RequestKey reads the key requests are signed with (read each time: a rotated key takes
+// effect at once).
+func (e *Env) RequestKey(ctx context.Context) ([]byte, error) { return kube.RequestKey(ctx, e.Source) }
+
 // Target returns the target cluster's clients for cfg.
 func (e *Env) Target(ctx context.Context, cfg *config.Config) (*kube.Clients, error) {
 	return e.Targets.Get(ctx, cfg.TargetKubeconfigSecret)

@@ -1,6 +1,7 @@
 package sidecar
 
 import (
+	"context"
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
@@ -83,6 +84,10 @@ func NewManager(opts Options) (ctrl.Manager, *Env, error) {
 	source, err := kube.NewClients(cfg, opts.Namespace)
 	if err != nil {
 		return nil, nil, err
+	}
+	// The key the plugins sign requests with: made once, before the plugins can need it.
+	if err := kube.EnsureRequestKey(context.Background(), source); err != nil {
+		return nil, nil, fmt.Errorf("creating the request signing key %s/%s: %w", opts.Namespace, operation.RequestKeySecret, err)
 	}
 	env := &Env{
 		Source:   source,

@@ -32,7 +32,7 @@ func IsPermanent(err error) bool {
 	if err == nil {
 		return false
 	}
-	if errors.As(err, &permanentError{}) || config.IsError(err) {
+	if errors.As(err, &permanentError{}) || IsRefusal(err) || config.IsError(err) {
 		return true
 	}
 	var netErr net.Error
@@ -49,3 +49,15 @@ func IsPermanent(err error) bool {
 func Expired(h *operation.Header, limit time.Duration, now time.Time) bool {
 	return limit > 0 && h.Since != nil && now.Sub(h.Since.Time) > limit
 }
+
+// refusalError: ferry will not do what the request asks (it would overwrite data ferry did not
+// write, or reach what the request may not). The operation ends Refused, with the reason.
+type refusalError struct{ error }
+
+func (e refusalError) Unwrap() error { return e.error }
+
+// Refusal marks err as a refusal.
+func Refusal(err error) error { return refusalError{err} }
+
+// IsRefusal reports whether err is, or wraps, a refusal.
+func IsRefusal(err error) bool { return errors.As(err, &refusalError{}) }

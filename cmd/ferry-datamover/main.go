@@ -19,6 +19,6 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newCertsCommand(), newServeCommand(), newSendCommand(), newControllerCommand(), newRollbackCommand())
+	root.AddCommand(newCertsCommand(), newServeCommand(), newSendCommand(), newControllerCommand(), newRollbackCommand(), newRequestCommand())
 	os.Exit(run(root))
 }

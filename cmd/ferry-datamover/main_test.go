@@ -178,6 +178,10 @@ func TestServeFailures(t *testing.T) {
 	r = runCommand(t, "serve", "--dir", base, "--listen", freeAddr(t), "--certs", base)
 	assert.Equal(t, 1, r.code)
 	assert.Contains(t, r.stderr, "ca.crt: no such file")
+	// base holds the certificates: not empty.
+	r = runCommand(t, "serve", "--dir", base, "--listen", freeAddr(t), "--certs", filepath.Join(base, "certs/server"), "--require-empty")
+	assert.Equal(t, dataplane.ExitTargetNotEmpty, r.code, r.stderr)
+	assert.Contains(t, r.stderr, "the target volume holds data ferry did not write")
 }
 
 // TestSendFailure: nothing to connect to; send gives up with rsync's exit code and an error

@@ -71,6 +71,10 @@ type Config struct {
 	BwLimitKBps int
 	// verify: "true" adds rsync --checksum to every transfer (per PVC: ferry.dev/verify).
 	Verify bool
+	// allowOverwrite: "true" lets transfers fill target PVCs, and image copies push into target
+	// image streams, that hold data ferry did not put there. Default false: such targets are
+	// refused. A Backup's ferry.dev/allow-overwrite overrides it.
+	AllowOverwrite bool
 	// transferRunAsRoot: run transfer pods as root (with a few file capabilities) so ownership
 	// is preserved. "false" runs them as transferRunAsUser and keeps only what that user can set.
 	TransferRunAsRoot bool
@@ -95,8 +99,8 @@ type Config struct {
 	// target registry's external route); default: discovered through the target kubeconfig.
 	TargetRegistryEndpoint string
 	// sourceRegistrySecret / targetRegistrySecret: Secrets (type kubernetes.io/dockerconfigjson, or
-	// keys "username" and "password"/"token") with registry credentials. Default: the source
-	// service-account token and, for the target, the token in the target kubeconfig.
+	// keys "username" and "password"/"token") with registry credentials. Default: short-lived
+	// tokens of the ferry-registry service accounts (imagecopy.RegistryServiceAccount).
 	SourceRegistrySecret string
 	TargetRegistrySecret string
 	// registryCASecret: Secret whose key "ca.crt" is trusted for registry TLS.
@@ -223,6 +227,7 @@ var setters = map[string]setter{
 	"streams":         positive(func(c *Config) *int { return &c.Streams }, 1),
 	"bwlimitKBps":     positive(func(c *Config) *int { return &c.BwLimitKBps }, 0),
 	"verify":          boolean(func(c *Config) *bool { return &c.Verify }),
+	"allowOverwrite":  boolean(func(c *Config) *bool { return &c.AllowOverwrite }),
 	"transferRunAsRoot": boolean(func(c *Config) *bool {
 		return &c.TransferRunAsRoot
 	}),

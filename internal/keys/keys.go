@@ -23,6 +23,9 @@ const (
 
 // Annotations on a Backup, set by the user.
 const (
+	// AllowOverwrite ("true") on a Backup lets its transfers and image copies fill target PVCs
+	// and image streams that hold data ferry did not write. Overrides ferry-config allowOverwrite.
+	AllowOverwrite = prefix + "allow-overwrite"
 	// NamespaceMapping maps source to target namespaces for the data a backup moves, in the form
 	// of `velero restore create --namespace-mappings`: "src1:dst1,src2:dst2". Use the same
 	// mapping for the restore. Overrides the config map's namespaceMapping.
@@ -70,8 +73,16 @@ const (
 	TransferBackup = prefix + "transfer-backup"
 	// TransferCancel set to the current TransferID cancels that transfer.
 	TransferCancel = prefix + "transfer-cancel"
-	// TransferStatus is the sidecar's report (JSON, see internal/transfer.Status).
+	// TransferStatus is the sidecar's report (JSON, see operation.TransferStatus).
 	TransferStatus = prefix + "transfer-status"
+	// TransferOverwrite ("true") lets the transfer fill a target PVC that holds data ferry did not
+	// write (an admin's choice: ferry-config allowOverwrite or the Backup's AllowOverwrite).
+	TransferOverwrite = prefix + "transfer-overwrite"
+	// TransferSignature authenticates the request: an HMAC over the request's keys, the PVC's
+	// UID and the time it was issued, with the key in Velero's namespace (Secret
+	// ferry-request-key) that only Velero's plugins and admins can read. The sidecar refuses a
+	// request without a valid one.
+	TransferSignature = prefix + "transfer-signature"
 )
 
 // Annotations ferry writes while moving a PV (the "swing").
@@ -130,6 +141,9 @@ const (
 	SourcePVC = prefix + "source-pvc"
 	// CreatedBy marks a target PVC ferry created (vs. a pre-provisioned one it filled in place).
 	CreatedBy = prefix + "created-by-transfer"
+	// PairedWith on a target PVC is the UID of the source PVC whose data ferry put there: later
+	// transfers from that PVC may update it; any other source is refused.
+	PairedWith = prefix + "paired-with"
 	// ExcludeFromBackup is Velero's own label (velerov1.ExcludeFromBackupLabel), "true" on every
 	// transfer object: a backup taken while a transfer runs (the final one always is) must not
 	// carry ferry's pods, Secrets or service account to the target.
@@ -155,8 +169,13 @@ const (
 	ImageCopyBackup = prefix + "image-copy-backup"
 	// ImageCopyCancel set to the current ImageCopyID cancels that copy.
 	ImageCopyCancel = prefix + "image-copy-cancel"
-	// ImageCopyStatus is the sidecar's report (JSON, see imagecopy.Status).
+	// ImageCopyStatus is the sidecar's report (JSON, see operation.ImageCopyStatus).
 	ImageCopyStatus = prefix + "image-copy-status"
+	// ImageCopyOverwrite ("true") lets the copy push into a target stream ferry did not create and
+	// that already has images (an admin's choice, like TransferOverwrite).
+	ImageCopyOverwrite = prefix + "image-copy-overwrite"
+	// ImageCopySignature authenticates the request, as TransferSignature does for PVCs.
+	ImageCopySignature = prefix + "image-copy-signature"
 	// ImageCopyCreated marks a target ImageStream the sidecar created before pushing into it (the
 	// value is the ImageCopyID); the restore replaces its metadata and spec with the backed-up ones.
 	ImageCopyCreated = prefix + "created-by-image-copy"
@@ -199,7 +218,7 @@ const (
 func IsTransferKey(key string) bool {
 	switch key {
 	case TransferID, TransferType, TransferTarget, TransferStorageClass, TransferAccessModes,
-		TransferVerify, TransferBackup, TransferCancel, TransferStatus:
+		TransferVerify, TransferBackup, TransferCancel, TransferStatus, TransferOverwrite, TransferSignature:
 		return true
 	}
 	return false
@@ -209,7 +228,8 @@ func IsTransferKey(key string) bool {
 // lives on a source ImageStream (or marks a target one ferry created) and must not be restored.
 func IsImageCopyKey(key string) bool {
 	switch key {
-	case ImageCopyID, ImageCopyTarget, ImageCopyBackup, ImageCopyCancel, ImageCopyStatus, ImageCopyCreated:
+	case ImageCopyID, ImageCopyTarget, ImageCopyBackup, ImageCopyCancel, ImageCopyStatus, ImageCopyCreated,
+		ImageCopyOverwrite, ImageCopySignature:
 		return true
 	}
 	return false

@@ -9,6 +9,9 @@ import (
 
 	securityclient "github.com/openshift/client-go/security/clientset/versioned"
 	veleroclient "github.com/vmware-tanzu/velero/pkg/client"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/dynamic"
@@ -16,6 +19,8 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/ferry-dev/ferry/internal/config"
+	"github.com/ferry-dev/ferry/internal/keys"
+	"github.com/ferry-dev/ferry/internal/operation"
 )
 
 // Clients are the clients of one cluster, plus Velero's namespace in it.
@@ -74,4 +79,42 @@ func LazyConfig(clients func() (*Clients, error)) func() (*config.Config, error)
 		}
 		return config.Load(context.Background(), c.Kube, c.Namespace)
 	})
+}
+
+// RequestKey reads the key that signs ferry's requests (operation.RequestKeySecret in Velero's
+// namespace). Its absence is a configuration problem: the data mover creates it at start.
+func RequestKey(ctx context.Context, c *Clients) ([]byte, error) {
+	s, err := c.Kube.CoreV1().Secrets(c.Namespace).Get(ctx, operation.RequestKeySecret, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil, config.Error(fmt.Errorf("Secret %s/%s, the key that signs ferry's requests, does not exist: ferry-datamover creates it when it starts; is it installed and running?", c.Namespace, operation.RequestKeySecret))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading the request signing key %s/%s: %w", c.Namespace, operation.RequestKeySecret, err)
+	}
+	key := s.Data[operation.RequestKeyField]
+	if len(key) < 16 {
+		return nil, config.Error(fmt.Errorf("Secret %s/%s has no usable key %q: delete it and restart ferry-datamover to make a new one", c.Namespace, operation.RequestKeySecret, operation.RequestKeyField))
+	}
+	return key, nil
+}
+
+// EnsureRequestKey creates the request signing key unless it exists (the data mover, at start).
+func EnsureRequestKey(ctx context.Context, c *Clients) error {
+	if _, err := RequestKey(ctx, c); err == nil || !config.IsError(err) {
+		return err
+	}
+	key, err := operation.NewRequestKey()
+	if err != nil {
+		return err
+	}
+	s := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: c.Namespace, Name: operation.RequestKeySecret,
+			Labels: map[string]string{keys.ManagedByLabel: keys.ManagedByValue, keys.ExcludeFromBackup: "true"}},
+		Data: map[string][]byte{operation.RequestKeyField: key},
+	}
+	_, err = c.Kube.CoreV1().Secrets(c.Namespace).Create(ctx, s, metav1.CreateOptions{})
+	if apierrors.IsAlreadyExists(err) {
+		return nil
+	}
+	return err
 }

@@ -10,7 +10,7 @@ import (
 var ImageCopyKeys = Keys{
 	Kind: "ImageStream", Noun: "image copy",
 	ID: keys.ImageCopyID, Target: keys.ImageCopyTarget, Backup: keys.ImageCopyBackup,
-	Cancel: keys.ImageCopyCancel, Status: keys.ImageCopyStatus,
+	Cancel: keys.ImageCopyCancel, Status: keys.ImageCopyStatus, Overwrite: keys.ImageCopyOverwrite, Signature: keys.ImageCopySignature,
 }
 
 // ImageCopyRequest asks the sidecar to copy a stream's locally pushed images to the target

@@ -17,6 +17,9 @@ const (
 	PhaseCopying Phase = "Copying"
 
 	PhaseCompleted Phase = "Completed"
+	// PhaseRefused: the sidecar did not act on the request (not signed by Velero's plugins or an
+	// admin, or it would overwrite data ferry did not write); nothing was created.
+	PhaseRefused Phase = "Refused"
 	// PhaseFailed: the operation ended without doing all it was asked (the status says why).
 	PhaseFailed    Phase = "Failed"
 	PhaseCancelled Phase = "Cancelled"
@@ -24,5 +27,5 @@ const (
 
 // Terminal reports whether nothing more will happen for the request.
 func (p Phase) Terminal() bool {
-	return p == PhaseCompleted || p == PhaseFailed || p == PhaseCancelled
+	return p == PhaseCompleted || p == PhaseFailed || p == PhaseCancelled || p == PhaseRefused
 }

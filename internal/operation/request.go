@@ -2,6 +2,7 @@ package operation
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -22,6 +23,17 @@ type Keys struct {
 	Cancel string
 	// Status is the sidecar's report (JSON).
 	Status string
+	// Overwrite ("true") lets the operation fill a target that holds data ferry did not write.
+	Overwrite string
+	// Signature authenticates the request (sign.go).
+	Signature string
+	// Extra are the kind's own request keys; the signature covers them with the ones above.
+	Extra []string
+}
+
+// Signed lists every key whose value the signature covers: all that shape what is done.
+func (k Keys) Signed() []string {
+	return append([]string{k.ID, k.Target, k.Backup, k.Overwrite}, k.Extra...)
 }
 
 // Request is what every request asks, whatever its kind.
@@ -30,6 +42,8 @@ type Request struct {
 	TargetNamespace string
 	TargetName      string
 	Backup          string
+	// Overwrite: the target may hold data ferry did not write (an admin's choice).
+	Overwrite bool
 	// Cancel: the Cancel key names this ID.
 	Cancel bool
 }
@@ -87,6 +101,13 @@ func (k Keys) parse(namespace, name string, ann map[string]string) (*Request, *r
 			r.TargetNamespace, r.TargetName = ns, n
 		}
 	}
+	if v, ok := ann[k.Overwrite]; ok {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			p.bad(k.Overwrite, "want true or false")
+		}
+		r.Overwrite = b
+	}
 	r.Cancel = r.ID != "" && ann[k.Cancel] == r.ID
 	return r, p
 }
@@ -96,6 +117,9 @@ func (k Keys) annotations(r *Request) map[string]string {
 	a := map[string]string{k.ID: r.ID, k.Target: r.Target()}
 	if r.Backup != "" {
 		a[k.Backup] = r.Backup
+	}
+	if r.Overwrite {
+		a[k.Overwrite] = "true"
 	}
 	return a
 }

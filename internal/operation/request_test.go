@@ -164,7 +164,7 @@ func TestOperationID(t *testing.T) {
 
 func TestTerminal(t *testing.T) {
 	for p, want := range map[Phase]bool{
-		PhaseCompleted: true, PhaseFailed: true, PhaseCancelled: true,
+		PhaseCompleted: true, PhaseFailed: true, PhaseCancelled: true, PhaseRefused: true,
 		PhasePending: false, PhasePreparing: false, PhaseQuiescing: false, PhaseTransferring: false, PhaseCopying: false,
 	} {
 		assert.Equal(t, want, p.Terminal(), p)

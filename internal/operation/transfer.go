@@ -14,7 +14,8 @@ import (
 var TransferKeys = Keys{
 	Kind: "PVC", Noun: "transfer",
 	ID: keys.TransferID, Target: keys.TransferTarget, Backup: keys.TransferBackup,
-	Cancel: keys.TransferCancel, Status: keys.TransferStatus,
+	Cancel: keys.TransferCancel, Status: keys.TransferStatus, Overwrite: keys.TransferOverwrite, Signature: keys.TransferSignature,
+	Extra: []string{keys.TransferType, keys.TransferStorageClass, keys.TransferAccessModes, keys.TransferVerify},
 }
 
 // TransferType is the kind of pass: stage (app running) or final (app quiesced first).
@@ -99,6 +100,8 @@ func (r *TransferRequest) Annotations() map[string]string {
 // small: the annotation travels inside every gRPC call Velero makes for the PVC.
 type TransferStatus struct {
 	Header
+	// Type is the request's: stage or final.
+	Type TransferType `json:"type,omitempty"`
 	// Target is the resolved target PVC, "namespace/name".
 	Target string `json:"target,omitempty"`
 	// Endpoint is the address the client connects to.

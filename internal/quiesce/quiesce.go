@@ -14,6 +14,7 @@ import (
 
 	"github.com/ferry-dev/ferry/internal/keys"
 	"github.com/ferry-dev/ferry/internal/kube"
+	"github.com/ferry-dev/ferry/internal/names"
 )
 
 // How is the way a kind of workload is stopped.
@@ -148,7 +149,7 @@ func Quiesce(u *unstructured.Unstructured, id string) (bool, error) {
 	if labels == nil {
 		labels = map[string]string{}
 	}
-	labels[keys.Quiesced] = id
+	labels[keys.Quiesced] = names.Label(id)
 	u.SetLabels(labels)
 	return true, nil
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/ferry-dev/ferry/internal/keys"
 	"github.com/ferry-dev/ferry/internal/kube"
+	"github.com/ferry-dev/ferry/internal/names"
 )
 
 // ErrBarePod: a pod mounts the volume and no controller owns it, so nothing can scale it down
@@ -133,17 +134,26 @@ func PodsUsing(ctx context.Context, c *kube.Clients, namespace, pvc string) ([]c
 	return out, nil
 }
 
-// StopUsers quiesces every workload using the PVC and returns "Kind/name" of each, sorted. A pod
-// that mounts the PVC with no controller is ErrBarePod.
-func StopUsers(ctx context.Context, c *kube.Clients, namespace, pvc, id string) ([]string, error) {
+// CanStop says whether StopUsers could stop everything that uses the PVC: ErrBarePod when a pod
+// mounts it with no controller. Asked before a final pass makes anything, and again at quiesce.
+func CanStop(ctx context.Context, c *kube.Clients, namespace, pvc string) error {
 	pods, err := PodsUsing(ctx, c, namespace, pvc)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	for _, p := range pods {
 		if len(p.OwnerReferences) == 0 {
-			return nil, fmt.Errorf("pod %s/%s mounts PVC %s and has no controller to scale down; stop it, then run the final backup again: %w", namespace, p.Name, pvc, ErrBarePod)
+			return fmt.Errorf("pod %s/%s mounts PVC %s and has no controller to scale down; stop it, then run the final backup again: %w", namespace, p.Name, pvc, ErrBarePod)
 		}
+	}
+	return nil
+}
+
+// StopUsers quiesces every workload using the PVC and returns "Kind/name" of each, sorted. A pod
+// that mounts the PVC with no controller is ErrBarePod.
+func StopUsers(ctx context.Context, c *kube.Clients, namespace, pvc, id string) ([]string, error) {
+	if err := CanStop(ctx, c, namespace, pvc); err != nil {
+		return nil, err
 	}
 	workloads, err := WorkloadsUsing(ctx, c, namespace, pvc)
 	if err != nil {
@@ -177,6 +187,43 @@ func StopUsers(ctx context.Context, c *kube.Clients, namespace, pvc, id string) 
 	return done, nil
 }
 
+// Restart brings back the workloads in namespace that the transfer with this ID quiesced (its
+// final pass did not complete) and returns "Kind/name" of each.
+func Restart(ctx context.Context, c *kube.Clients, namespace, id string) ([]string, error) {
+	served, err := kinds(c.APIs)
+	if err != nil {
+		return nil, err
+	}
+	return restart(ctx, c, served, namespace, keys.Quiesced+"="+names.Label(id))
+}
+
+// restart unquiesces the workloads of the served kinds in namespace ("" for all) that selector
+// picks, and says what it changed.
+func restart(ctx context.Context, c *kube.Clients, served []Kind, namespace, selector string) ([]string, error) {
+	var changed []string
+	for _, k := range served {
+		res := c.Dynamic.Resource(k.Resource)
+		list, err := res.Namespace(namespace).List(ctx, metav1.ListOptions{LabelSelector: selector})
+		if err != nil {
+			return changed, fmt.Errorf("listing quiesced %s: %w", k.Resource.Resource, err)
+		}
+		for i := range list.Items {
+			u := &list.Items[i]
+			if ok, err := Unquiesce(u); err != nil || !ok {
+				if err != nil {
+					return changed, err
+				}
+				continue
+			}
+			if _, err := res.Namespace(u.GetNamespace()).Update(ctx, u, metav1.UpdateOptions{}); err != nil {
+				return changed, fmt.Errorf("unquiescing %s %s/%s: %w", u.GetKind(), u.GetNamespace(), u.GetName(), err)
+			}
+			changed = append(changed, fmt.Sprintf("%s %s/%s unquiesced", u.GetKind(), u.GetNamespace(), u.GetName()))
+		}
+	}
+	return changed, nil
+}
+
 var persistentVolumes = schema.GroupVersionResource{Version: "v1", Resource: "persistentvolumes"}
 
 // Rollback undoes on the source what a migration changed there: it brings back every workload
@@ -192,25 +239,10 @@ func Rollback(ctx context.Context, c *kube.Clients, namespaces []string) ([]stri
 	}
 	var changed []string
 	for _, ns := range namespaces {
-		for _, k := range served {
-			res := c.Dynamic.Resource(k.Resource)
-			list, err := res.Namespace(ns).List(ctx, metav1.ListOptions{LabelSelector: keys.Quiesced})
-			if err != nil {
-				return changed, fmt.Errorf("listing quiesced %s: %w", k.Resource.Resource, err)
-			}
-			for i := range list.Items {
-				u := &list.Items[i]
-				if ok, err := Unquiesce(u); err != nil || !ok {
-					if err != nil {
-						return changed, err
-					}
-					continue
-				}
-				if _, err := res.Namespace(u.GetNamespace()).Update(ctx, u, metav1.UpdateOptions{}); err != nil {
-					return changed, fmt.Errorf("unquiescing %s %s/%s: %w", u.GetKind(), u.GetNamespace(), u.GetName(), err)
-				}
-				changed = append(changed, fmt.Sprintf("%s %s/%s unquiesced", u.GetKind(), u.GetNamespace(), u.GetName()))
-			}
+		done, err := restart(ctx, c, served, ns, keys.Quiesced)
+		changed = append(changed, done...)
+		if err != nil {
+			return changed, err
 		}
 	}
 	pvs, err := c.Dynamic.Resource(persistentVolumes).List(ctx, metav1.ListOptions{})

@@ -13,6 +13,9 @@ import (
 	secfake "github.com/openshift/client-go/security/clientset/versioned/fake"
 	"github.com/sirupsen/logrus"
 	"github.com/stretchr/testify/require"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -21,6 +24,7 @@ import (
 	fakediscovery "k8s.io/client-go/discovery/fake"
 	dynfake "k8s.io/client-go/dynamic/fake"
 	kubefake "k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/ferry-dev/ferry/internal/kube"
 )
@@ -46,6 +50,7 @@ type options struct {
 	dynamicObjects  []runtime.Object
 	openShift       bool
 	version         string
+	tokens          map[string]bool
 }
 
 // WithObjects seeds core Kubernetes objects.
@@ -61,6 +66,20 @@ func WithSecurityObjects(objs ...runtime.Object) Option {
 // WithDynamicObjects seeds unstructured objects for the dynamic client.
 func WithDynamicObjects(objs ...runtime.Object) Option {
 	return func(o *options) { o.dynamicObjects = append(o.dynamicObjects, objs...) }
+}
+
+// TokensFor makes the API server issue tokens (TokenRequest) for these service accounts,
+// "namespace/name" each: the token is "token-of-<namespace>/<name>-for-<seconds>s". Any other
+// account is not found.
+func TokensFor(accounts ...string) Option {
+	return func(o *options) {
+		if o.tokens == nil {
+			o.tokens = map[string]bool{}
+		}
+		for _, a := range accounts {
+			o.tokens[a] = true
+		}
+	}
 }
 
 // OpenShift makes discovery serve the OpenShift API groups.
@@ -100,6 +119,22 @@ func NewCluster(opts ...Option) *Cluster {
 	}
 	major, minor, _ := cut(o.version)
 	disc.FakedServerVersion = &version.Info{Major: major, Minor: minor, GitVersion: "v" + o.version + ".0"}
+	k.PrependReactor("create", "serviceaccounts", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		if a.GetSubresource() != "token" {
+			return false, nil, nil
+		}
+		name := a.(k8stesting.CreateActionImpl).Name
+		if !o.tokens[a.GetNamespace()+"/"+name] {
+			return true, nil, apierrors.NewNotFound(corev1.Resource("serviceaccounts"), name)
+		}
+		tr := a.(k8stesting.CreateAction).GetObject().(*authenticationv1.TokenRequest).DeepCopy()
+		var seconds int64
+		if tr.Spec.ExpirationSeconds != nil {
+			seconds = *tr.Spec.ExpirationSeconds
+		}
+		tr.Status.Token = fmt.Sprintf("token-of-%s/%s-for-%ds", a.GetNamespace(), name, seconds)
+		return true, tr, nil
+	})
 	c := &Cluster{Kube: k, Security: sec, Dynamic: dyn, Discovery: disc}
 	c.Clients = &kube.Clients{Kube: k, Security: sec, Dynamic: dyn, Discovery: disc, Namespace: VeleroNamespace, APIs: kube.NewAPIs(disc)}
 	return c

@@ -2,12 +2,14 @@ package images
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/ferry-dev/ferry/imagecopy"
 	"github.com/ferry-dev/ferry/internal/config"
@@ -74,13 +76,17 @@ func (r *Reconciler) prepare(ctx context.Context, cfg *config.Config, u *unstruc
 			return nil, err
 		}
 	}
-	if j.target, err = imagecopy.TargetAccess(ctx, r.Source, target.Config, cfg, endpoint); err != nil {
+	if j.target, err = imagecopy.TargetAccess(ctx, r.Source, target, cfg, endpoint); err != nil {
+		return nil, err
+	}
+	exists, err := checkStream(ctx, cfg, target, u, req)
+	if err != nil {
 		return nil, err
 	}
 	if _, err := sidecar.EnsureTargetNamespace(ctx, r.Source, target, u.GetNamespace(), req.TargetNamespace); err != nil {
 		return nil, err
 	}
-	if err := ensureStream(ctx, target, req); err != nil {
+	if err := ensureStream(ctx, target, u, req, exists); err != nil {
 		return nil, err
 	}
 	return j, nil
@@ -92,25 +98,60 @@ func registryOf(ref string) string {
 	return host
 }
 
-// ensureStream creates the target image stream, marked as ferry's, before images are pushed into
-// it. OpenShift's registry would otherwise create a bare one on the first push; the marked one
-// tells the restore it may replace the stream's metadata and spec with the backed-up ones
-// (a stream someone else made is left to Velero's usual rules).
-func ensureStream(ctx context.Context, target *kube.Clients, req *operation.ImageCopyRequest) error {
+// checkStream decides whether the copy may push into the target stream before anything is
+// made on the target: ferry pushes into a stream it created for this source stream, or one
+// without images; anything else only when an admin allowed overwriting. It reports whether the
+// stream exists. In one cluster, a stream is never its own target.
+func checkStream(ctx context.Context, cfg *config.Config, target *kube.Clients, source *unstructured.Unstructured, req *operation.ImageCopyRequest) (bool, error) {
+	if cfg.TargetKubeconfigSecret == "" && req.TargetNamespace == source.GetNamespace() && req.TargetName == source.GetName() {
+		return false, sidecar.Refusal(fmt.Errorf("the target is the source stream itself (targetKubeconfigSecret is empty: the target is this cluster); map the namespace with namespaceMapping"))
+	}
+	served, err := target.APIs.Has(kube.ImageGV, "imagestreams")
+	if err != nil || !served {
+		return false, err
+	}
+	cur, err := target.Dynamic.Resource(imageStreams).Namespace(req.TargetNamespace).Get(ctx, req.TargetName, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("reading the target image stream %s: %w", req.Target(), err)
+	}
+	tags, _, _ := unstructured.NestedSlice(cur.Object, "status", "tags")
+	switch paired := cur.GetAnnotations()[keys.PairedWith]; {
+	case paired == string(source.GetUID()), req.Overwrite:
+	case paired != "":
+		return true, sidecar.Refusal(fmt.Errorf("target image stream %s holds images ferry copied from another stream (UID %s); ferry does not push into it (an admin may allow it: annotation %s=true on the Backup, or allowOverwrite in ferry-config)", req.Target(), paired, keys.AllowOverwrite))
+	case len(tags) > 0:
+		return true, sidecar.Refusal(fmt.Errorf("target image stream %s has images ferry did not push; ferry does not push into it (an admin may allow it: annotation %s=true on the Backup, or allowOverwrite in ferry-config)", req.Target(), keys.AllowOverwrite))
+	}
+	return true, nil
+}
+
+// ensureStream creates the target image stream, marked as ferry's and paired with the source
+// stream, before images are pushed into it; an existing one checkStream let through is paired.
+// OpenShift's registry would otherwise create a bare one on the first push; the marked one
+// tells the restore it may replace the stream's metadata and spec with the backed-up ones (a
+// stream someone else made is left to Velero's usual rules).
+func ensureStream(ctx context.Context, target *kube.Clients, source *unstructured.Unstructured, req *operation.ImageCopyRequest, exists bool) error {
 	served, err := target.APIs.Has(kube.ImageGV, "imagestreams")
 	if err != nil || !served {
 		return err
 	}
 	streams := target.Dynamic.Resource(imageStreams).Namespace(req.TargetNamespace)
-	_, err = streams.Get(ctx, req.TargetName, metav1.GetOptions{})
-	if err == nil || !apierrors.IsNotFound(err) {
-		return err
+	uid := string(source.GetUID())
+	if exists {
+		body, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{keys.PairedWith: uid}}})
+		if _, err := streams.Patch(ctx, req.TargetName, types.MergePatchType, body, metav1.PatchOptions{}); err != nil {
+			return fmt.Errorf("pairing the target image stream %s with the source: %w", req.Target(), err)
+		}
+		return nil
 	}
 	u := &unstructured.Unstructured{}
 	u.SetGroupVersionKind(kube.ImageGV.WithKind("ImageStream"))
 	u.SetNamespace(req.TargetNamespace)
 	u.SetName(req.TargetName)
-	u.SetAnnotations(map[string]string{keys.ImageCopyCreated: req.ID})
+	u.SetAnnotations(map[string]string{keys.ImageCopyCreated: req.ID, keys.PairedWith: uid})
 	_, err = streams.Create(ctx, u, metav1.CreateOptions{})
 	if err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("creating the target image stream %s/%s: %w", req.TargetNamespace, req.TargetName, err)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/go-logr/logr"
 	imagev1 "github.com/openshift/api/image/v1"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -141,11 +142,22 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if st != nil && st.ID == id && st.Phase.Terminal() {
 		return ctrl.Result{}, nil
 	}
-	if st == nil || st.ID != id {
+	fresh := st == nil || st.ID != id
+	if fresh {
 		now := r.now()
 		st = &operation.ImageCopyStatus{Header: operation.Header{ID: id, Phase: operation.PhasePending, Started: now, Since: now}}
 	}
 	s := &statusWriter{r: r, streams: streams, stream: u, st: st}
+	// Nothing happens for a request Velero's plugins or an admin did not sign.
+	refusal, err := r.Authenticate(ctx, operation.ImageCopyKeys, u, fresh)
+	if err != nil {
+		log.Info("cannot check the request's signature yet", "error", err.Error())
+		return ctrl.Result{RequeueAfter: sidecar.Poll}, nil
+	}
+	if refusal != nil {
+		r.Recorder.Eventf(u, corev1.EventTypeWarning, "ImageCopyRefused", "image copy %s refused: %s", id, refusal)
+		return ctrl.Result{}, s.finish(ctx, operation.PhaseRefused, refusal.Error())
+	}
 	if reqErr != nil {
 		return ctrl.Result{}, s.finish(ctx, operation.PhaseFailed, reqErr.Error())
 	}
@@ -159,6 +171,10 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		job, err = r.prepare(ctx, cfg, u, creq)
 	}
 	if err != nil {
+		if sidecar.IsRefusal(err) {
+			r.Recorder.Eventf(u, corev1.EventTypeWarning, "ImageCopyRefused", "image copy %s refused: %s", id, err)
+			return ctrl.Result{}, s.finish(ctx, operation.PhaseRefused, err.Error())
+		}
 		if sidecar.IsPermanent(err) {
 			return ctrl.Result{}, s.finish(ctx, operation.PhaseFailed, err.Error())
 		}

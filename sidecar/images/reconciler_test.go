@@ -85,16 +85,19 @@ func newFixture(t *testing.T, ferryConfig map[string]string, request map[string]
 			map[string]any{"tag": "gone", "items": []any{item(missingDigest)}},
 		},
 	})
-	is.SetAnnotations(request)
+	is.SetUID("stream-uid")
+	is.SetAnnotations(signed(t, is, request))
 	imagesConfig := testutil.Object("config.openshift.io/v1", "Image", "", "cluster", map[string]any{
 		"status.internalRegistryHostname": f.src.Host,
 	})
 	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: testutil.VeleroNamespace, Name: config.ConfigMapName}, Data: ferryConfig}
+	key := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: testutil.VeleroNamespace, Name: operation.RequestKeySecret},
+		Data: map[string][]byte{operation.RequestKeyField: requestKey}}
 	appNS := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "app", Annotations: map[string]string{
 		keys.NamespaceUIDRange: "1000660000/10000", keys.NamespaceMCS: "s0:c26,c5", "unrelated": "x",
 	}}}
-	f.source = testutil.NewCluster(testutil.OpenShift(), testutil.WithObjects(cm, appNS), testutil.WithDynamicObjects(is, imagesConfig))
-	f.target = testutil.NewCluster(testutil.OpenShift(), testutil.WithDynamicObjects(testutil.Object("config.openshift.io/v1", "Image", "", "cluster", map[string]any{
+	f.source = testutil.NewCluster(testutil.OpenShift(), testutil.WithObjects(cm, key, appNS), testutil.TokensFor("velero/ferry-registry"), testutil.WithDynamicObjects(is, imagesConfig))
+	f.target = testutil.NewCluster(testutil.OpenShift(), testutil.TokensFor("ferry-system/ferry-registry"), testutil.WithDynamicObjects(testutil.Object("config.openshift.io/v1", "Image", "", "cluster", map[string]any{
 		"status.internalRegistryHostname":  "image-registry.openshift-image-registry.svc:5000",
 		"status.externalRegistryHostnames": []any{f.dst.Host},
 	})))
@@ -134,9 +137,34 @@ func (f *fixture) status(t *testing.T) *operation.ImageCopyStatus {
 	return st
 }
 
+// request writes a new signed request, as the backup action does.
 func (f *fixture) request(t *testing.T, ann map[string]string) {
 	t.Helper()
-	require.NoError(t, f.annotate(ann))
+	streams := f.source.Dynamic.Resource(imageStreams).Namespace("app")
+	u, err := streams.Get(context.Background(), "web", metav1.GetOptions{})
+	require.NoError(t, err)
+	all := u.GetAnnotations()
+	for k, v := range ann {
+		all[k] = v
+	}
+	u.SetAnnotations(signed(t, u, all))
+	_, err = streams.Update(context.Background(), u, metav1.UpdateOptions{})
+	require.NoError(t, err)
+}
+
+// requestKey is the key Velero's plugins sign requests with in these tests.
+var requestKey = []byte("0123456789abcdef0123456789abcdef")
+
+// signed returns ann with the request in it signed for the stream u (unchanged without one).
+func signed(t *testing.T, u *unstructured.Unstructured, ann map[string]string) map[string]string {
+	t.Helper()
+	if _, ok := ann[keys.ImageCopyID]; !ok {
+		return ann
+	}
+	sig, err := operation.ImageCopyKeys.Sign(requestKey, u.GetUID(), u.GetNamespace(), u.GetName(), ann, time.Date(2026, 11, 21, 11, 0, 0, 0, time.UTC))
+	require.NoError(t, err)
+	ann[keys.ImageCopySignature] = sig
+	return ann
 }
 
 // annotate adds annotations to the source stream, as a user or the backup action would.

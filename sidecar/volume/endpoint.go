@@ -7,6 +7,7 @@ import (
 	"strconv"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -31,8 +32,9 @@ func endpointService(n transferNames, namespace, id string, typ corev1.ServiceTy
 	return &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: n.server, Labels: n.labels(id, "")},
 		Spec: corev1.ServiceSpec{
-			Type:     typ,
-			Selector: map[string]string{keys.TransferPVC: n.hash, keys.TransferRole: RoleServer},
+			Type: typ,
+			// By transfer too: a replaced transfer's server never answers for the newer one.
+			Selector: map[string]string{keys.TransferPVC: n.hash, keys.TransferRole: RoleServer, keys.TransferIDLabel: names.Label(id)},
 			Ports: []corev1.ServicePort{{
 				Name: "rsync-tls", Protocol: corev1.ProtocolTCP,
 				Port: dataplane.DefaultPort, TargetPort: intstr.FromInt32(dataplane.DefaultPort),
@@ -103,11 +105,12 @@ func ensureEndpoint(ctx context.Context, t *kube.Clients, cfg *config.Config, na
 	}
 }
 
-// ensureService creates want, or replaces an existing one of another type (ferry-config changed).
+// ensureService creates want, or replaces an existing one of another type (ferry-config
+// changed) or for another transfer.
 func ensureService(ctx context.Context, t *kube.Clients, want *corev1.Service) (*corev1.Service, error) {
 	svcs := t.Kube.CoreV1().Services(want.Namespace)
 	cur, err := svcs.Get(ctx, want.Name, metav1.GetOptions{})
-	if err == nil && cur.Spec.Type == want.Spec.Type {
+	if err == nil && cur.Spec.Type == want.Spec.Type && equality.Semantic.DeepEqual(cur.Spec.Selector, want.Spec.Selector) {
 		return cur, nil
 	}
 	if err == nil {

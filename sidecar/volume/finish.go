@@ -46,6 +46,8 @@ func (t *job) finish(ctx context.Context, phase operation.Phase, message string)
 		t.r.Recorder.Eventf(t.pvc, corev1.EventTypeNormal, "TransferCompleted", "%s transfer %s to %s completed: %d files, %d bytes sent of %d", typ, st.ID, st.Target, st.FilesSent, st.BytesSent, st.BytesTotal)
 	case operation.PhaseCancelled:
 		t.r.Recorder.Eventf(t.pvc, corev1.EventTypeNormal, "TransferCancelled", "transfer %s cancelled", st.ID)
+	case operation.PhaseRefused:
+		t.r.Recorder.Eventf(t.pvc, corev1.EventTypeWarning, "TransferRefused", "transfer %s refused: %s", st.ID, message)
 	default:
 		t.r.Recorder.Eventf(t.pvc, corev1.EventTypeWarning, "TransferFailed", "transfer %s failed: %s", st.ID, message)
 	}
@@ -58,15 +60,31 @@ func (t *job) finish(ctx context.Context, phase operation.Phase, message string)
 	return ctrl.Result{}, nil
 }
 
-// cleanup deletes a PVC's transfer objects on both clusters: pods, Services, Routes and the
-// certificate Secrets (found by the PVC's label, whatever transfer made them), and the transfer
-// service account of a namespace no other transfer uses any more. target is the target PVC
+// refuse answers a request the sidecar will not act on. Nothing of it was made; what an earlier
+// transfer of this PVC left on the source goes (its client stops), the target is not touched.
+func (t *job) refuse(ctx context.Context, id string, reason error) (ctrl.Result, error) {
+	now := t.r.now()
+	t.st = &operation.TransferStatus{Header: operation.Header{ID: id, Phase: operation.PhaseRefused, Message: reason.Error(), Started: now, Completed: now, Since: now}}
+	if err := t.writeStatus(ctx); err != nil {
+		return ctrl.Result{}, err
+	}
+	t.r.admission.release(t.pvc.Namespace + "/" + t.pvc.Name)
+	transfersTotal.WithLabelValues(string(operation.Stage), string(operation.PhaseRefused)).Inc()
+	t.r.Recorder.Eventf(t.pvc, corev1.EventTypeWarning, "TransferRefused", "transfer %s refused: %s", id, reason)
+	t.log.Info("transfer refused", "id", id, "reason", reason.Error())
+	return ctrl.Result{}, deleteTransferObjects(ctx, t.r.Source.Kube, nil, t.pvc.Namespace, t.names, t.names.client)
+}
+
+// cleanup deletes a PVC's transfer objects on both clusters: pods, Services and Routes (found by
+// the PVC's label, whatever transfer made them), the certificate Secrets (by name, where those
+// objects or the PVCs are; owned by the PVCs, so garbage collection takes any left behind), and
+// the transfer service account of a namespace no other transfer uses any more. target is the target PVC
 // "namespace/name" when known; "" searches every namespace of the target. It never deletes the
 // target PVC, a namespace, or anything of the app's.
 func (r *Reconciler) cleanup(ctx context.Context, pvc *corev1.PersistentVolumeClaim, target string) error {
 	n := namesFor(pvc.Namespace, pvc.Name)
 	var errs []error
-	errs = append(errs, deleteTransferObjects(ctx, r.Source.Kube, nil, pvc.Namespace, n))
+	errs = append(errs, deleteTransferObjects(ctx, r.Source.Kube, nil, pvc.Namespace, n, n.client))
 	cfg, err := r.Config(ctx)
 	if err != nil {
 		return errors.Join(append(errs, fmt.Errorf("cannot clean up the target: %w", err))...)
@@ -76,7 +94,7 @@ func (r *Reconciler) cleanup(ctx context.Context, pvc *corev1.PersistentVolumeCl
 		return errors.Join(append(errs, fmt.Errorf("cannot clean up the target: %w", err))...)
 	}
 	targetNS, _, _ := strings.Cut(target, "/")
-	errs = append(errs, deleteTransferObjects(ctx, tc.Kube, tc.Dynamic, targetNS, n))
+	errs = append(errs, deleteTransferObjects(ctx, tc.Kube, tc.Dynamic, targetNS, n, n.server))
 	return errors.Join(errs...)
 }
 
@@ -88,7 +106,7 @@ func (r *Reconciler) cleanupGone(ctx context.Context, namespace, name string) er
 
 // deleteTransferObjects deletes one PVC's transfer objects in namespace ("" = all namespaces)
 // of one cluster. dyn may be nil where Routes need no look (the source side).
-func deleteTransferObjects(ctx context.Context, k kubernetes.Interface, dyn dynamic.Interface, namespace string, n transferNames) error {
+func deleteTransferObjects(ctx context.Context, k kubernetes.Interface, dyn dynamic.Interface, namespace string, n transferNames, secret string) error {
 	sel := metav1.ListOptions{LabelSelector: labels.SelectorFromSet(n.selector()).String()}
 	var errs []error
 	touched := map[string]bool{}
@@ -107,13 +125,15 @@ func deleteTransferObjects(ctx context.Context, k kubernetes.Interface, dyn dyna
 	for _, s := range svcs.Items {
 		errs = append(errs, ignoreNotFound(k.CoreV1().Services(s.Namespace).Delete(ctx, s.Name, metav1.DeleteOptions{})))
 	}
-	secrets, err := k.CoreV1().Secrets(namespace).List(ctx, sel)
-	if err != nil {
-		return fmt.Errorf("listing transfer secrets: %w", err)
-	}
-	for _, s := range secrets.Items {
+	for _, s := range svcs.Items {
 		touched[s.Namespace] = true
-		errs = append(errs, ignoreNotFound(k.CoreV1().Secrets(s.Namespace).Delete(ctx, s.Name, metav1.DeleteOptions{})))
+	}
+	if namespace != "" {
+		touched[namespace] = true
+	}
+	// By name, where the transfer's pods, Services or PVC are: ferry may not list Secrets.
+	for ns := range touched {
+		errs = append(errs, ignoreNotFound(k.CoreV1().Secrets(ns).Delete(ctx, secret, metav1.DeleteOptions{})))
 	}
 	if dyn != nil {
 		apis := kube.NewAPIs(k.Discovery())

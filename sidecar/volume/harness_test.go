@@ -62,11 +62,36 @@ type clientRun struct {
 
 var t0 = time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
 
-// newHarness builds fake clusters: the source holds namespace app, ferry-config (cfg; nil for
-// none) and the given objects; the target holds targetObjs.
+// requestKey is the key Velero's plugins sign requests with in these tests.
+var requestKey = []byte("0123456789abcdef0123456789abcdef")
+
+// sign signs the PVC's transfer request as Velero's plugin (or an admin) would, issued at t0.
+func sign(t *testing.T, pvc *corev1.PersistentVolumeClaim) {
+	t.Helper()
+	if _, ok := pvc.Annotations[keys.TransferID]; !ok {
+		return
+	}
+	sig, err := operation.TransferKeys.Sign(requestKey, pvc.UID, pvc.Namespace, pvc.Name, pvc.Annotations, t0)
+	require.NoError(t, err)
+	pvc.Annotations[keys.TransferSignature] = sig
+}
+
+// newHarness builds fake clusters: the source holds namespace app, the request signing key,
+// ferry-config (cfg; nil for none) and the given objects; the target holds targetObjs. The
+// PVC's request is signed (newUnsignedHarness leaves it as it is).
 func newHarness(t *testing.T, cfg map[string]string, pvc *corev1.PersistentVolumeClaim, sourceObjs []runtime.Object, targetObjs ...runtime.Object) *harness {
 	t.Helper()
-	objs := append([]runtime.Object{&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "app"}}}, sourceObjs...)
+	sign(t, pvc)
+	return newUnsignedHarness(t, cfg, pvc, sourceObjs, targetObjs...)
+}
+
+func newUnsignedHarness(t *testing.T, cfg map[string]string, pvc *corev1.PersistentVolumeClaim, sourceObjs []runtime.Object, targetObjs ...runtime.Object) *harness {
+	t.Helper()
+	objs := append([]runtime.Object{
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "app"}},
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: testutil.VeleroNamespace, Name: operation.RequestKeySecret},
+			Data: map[string][]byte{operation.RequestKeyField: requestKey}},
+	}, sourceObjs...)
 	if cfg != nil {
 		objs = append(objs, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: testutil.VeleroNamespace, Name: config.ConfigMapName}, Data: cfg})
 	}
@@ -120,7 +145,7 @@ func sourcePVC(ann ...string) *corev1.PersistentVolumeClaim {
 	}
 	sc := "standard"
 	return &corev1.PersistentVolumeClaim{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "data", Annotations: a},
+		ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "data", UID: "pvc-uid", Annotations: a},
 		Spec: corev1.PersistentVolumeClaimSpec{
 			AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce}, StorageClassName: &sc, VolumeName: "pv-1",
 			Resources: corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")}},
@@ -177,8 +202,20 @@ func (h *harness) pvc(t *testing.T) *corev1.PersistentVolumeClaim {
 	return &pvc
 }
 
-// annotate changes the PVC's annotations, as a user or a backup action would (empty: delete).
+// annotate changes the PVC's annotations as a backup action or an admin would: the request is
+// signed again (empty value: delete the key).
 func (h *harness) annotate(t *testing.T, kv ...string) {
+	t.Helper()
+	h.change(t, true, kv...)
+}
+
+// tamper changes the PVC's annotations as a tenant would: nobody signs.
+func (h *harness) tamper(t *testing.T, kv ...string) {
+	t.Helper()
+	h.change(t, false, kv...)
+}
+
+func (h *harness) change(t *testing.T, signed bool, kv ...string) {
 	t.Helper()
 	pvc := h.pvc(t)
 	for i := 0; i+1 < len(kv); i += 2 {
@@ -187,6 +224,9 @@ func (h *harness) annotate(t *testing.T, kv ...string) {
 		} else {
 			pvc.Annotations[kv[i]] = kv[i+1]
 		}
+	}
+	if signed {
+		sign(t, pvc)
 	}
 	require.NoError(t, h.pvcs.Update(context.Background(), pvc))
 }

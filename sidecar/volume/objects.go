@@ -76,10 +76,14 @@ func (n transferNames) selector() map[string]string {
 	return map[string]string{keys.ManagedByLabel: keys.ManagedByValue, keys.TransferPVC: n.hash}
 }
 
-func certSecret(namespace, name string, labels map[string]string, b dataplane.Bundle) *corev1.Secret {
+// certSecret holds one side's certificates. It is owned by the PVC of its side, so garbage
+// collection removes one that cleanup could not find (ferry deletes Secrets only by name).
+func certSecret(owner *corev1.PersistentVolumeClaim, name string, labels map[string]string, b dataplane.Bundle) *corev1.Secret {
 	return &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name, Labels: labels},
-		Type:       corev1.SecretTypeTLS,
+		ObjectMeta: metav1.ObjectMeta{Namespace: owner.Namespace, Name: name, Labels: labels, OwnerReferences: []metav1.OwnerReference{{
+			APIVersion: "v1", Kind: "PersistentVolumeClaim", Name: owner.Name, UID: owner.UID,
+		}}},
+		Type: corev1.SecretTypeTLS,
 		Data: map[string][]byte{
 			dataplane.CAFile:   b.CA,
 			dataplane.CertFile: b.Cert,
@@ -88,12 +92,14 @@ func certSecret(namespace, name string, labels map[string]string, b dataplane.Bu
 	}
 }
 
-// podSecurity is least privilege for each side. As root the receiver needs to set owners
-// (CHOWN), modes and times of files it does not own (FOWNER, FSETID) and to write into any
-// directory (DAC_OVERRIDE); its rsync daemon also resets its groups (SETGID: setgroups) and
-// chroots into the volume so no symlink there can lead it out (SYS_CHROOT). The sender only
-// needs to read everything (DAC_READ_SEARCH). Without root, files keep the transfer user's
-// ownership.
+// podSecurity is least privilege for each side, within Pod Security "baseline" as root and
+// "restricted" without. As root the receiver needs to set owners (CHOWN), modes and times of
+// files it does not own (FOWNER, FSETID) and to write into any directory (DAC_OVERRIDE); its
+// rsync daemon also resets its groups (SETGID: setgroups) and chroots into the volume so no
+// symlink there can lead it out (SYS_CHROOT). The sender reads every file of a read-only mount
+// with DAC_OVERRIDE — not DAC_READ_SEARCH, which would let anyone with pods/exec there open the
+// node's files by handle (open_by_handle_at), and which "baseline" refuses. Without root, files
+// keep the transfer user's ownership.
 func podSecurity(cfg *config.Config, role string) (*corev1.PodSecurityContext, *corev1.SecurityContext) {
 	no, yes := false, true
 	sc := &corev1.SecurityContext{
@@ -108,7 +114,7 @@ func podSecurity(cfg *config.Config, role string) (*corev1.PodSecurityContext, *
 		if role == RoleServer {
 			sc.Capabilities.Add = []corev1.Capability{"CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "SETGID", "SYS_CHROOT"}
 		} else {
-			sc.Capabilities.Add = []corev1.Capability{"DAC_READ_SEARCH"}
+			sc.Capabilities.Add = []corev1.Capability{"DAC_OVERRIDE"}
 		}
 		return &corev1.PodSecurityContext{}, sc
 	}
@@ -129,7 +135,7 @@ func resources(cfg *config.Config) corev1.ResourceRequirements {
 }
 
 // serverPod runs `ferry-datamover serve` on the target PVC, listening on the pod's own IP.
-func serverPod(n transferNames, namespace, pvc, id string, cfg *config.Config) *corev1.Pod {
+func serverPod(n transferNames, namespace, pvc, id string, cfg *config.Config, requireEmpty bool) *corev1.Pod {
 	podSC, sc := podSecurity(cfg, RoleServer)
 	no := false
 	return &corev1.Pod{
@@ -142,7 +148,7 @@ func serverPod(n transferNames, namespace, pvc, id string, cfg *config.Config) *
 			Containers: []corev1.Container{{
 				Name:    ServeContainer,
 				Image:   cfg.TransferImage,
-				Command: serveCommand(),
+				Command: serveCommand(requireEmpty),
 				Env: append([]corev1.EnvVar{{Name: "POD_IP", ValueFrom: &corev1.EnvVarSource{
 					FieldRef: &corev1.ObjectFieldSelector{FieldPath: "status.podIP"},
 				}}}, tmpEnv),
@@ -172,10 +178,12 @@ func serverPod(n transferNames, namespace, pvc, id string, cfg *config.Config) *
 // binary is the data mover in transfer images (deploy/Dockerfile.datamover).
 const binary = "ferry-datamover"
 
-// serveCommand runs `serve` on the target PVC, listening on the pod's own IP.
-func serveCommand() []string {
+// serveCommand runs `serve` on the target PVC, listening on the pod's own IP; requireEmpty
+// refuses a volume that holds data.
+func serveCommand(requireEmpty bool) []string {
 	o := dataplane.NewServeOptions()
 	o.Dir, o.Listen, o.CertDir, o.ReadyFile = DataPath, "$(POD_IP):"+strconv.Itoa(dataplane.DefaultPort), CertsPath, readyFile
+	o.RequireEmpty = requireEmpty
 	return append([]string{binary}, o.Args()...)
 }
 

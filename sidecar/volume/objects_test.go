@@ -39,7 +39,7 @@ func TestTransferPods(t *testing.T) {
 	yes := true
 	req := &operation.TransferRequest{Request: operation.Request{ID: "t1", TargetNamespace: "app2", TargetName: "data"}, Type: operation.Stage, Verify: &yes}
 
-	srv := serverPod(n, "app2", "data", "t1", cfg)
+	srv := serverPod(n, "app2", "data", "t1", cfg, false)
 	c := srv.Spec.Containers[0]
 	assert.Equal(t, []string{"ferry-datamover", "serve", "--certs=/mnt/certs", "--dir=/mnt/data", "--listen=$(POD_IP):8443",
 		"--ready-file=/mnt/tmp/ready"}, c.Command)
@@ -63,12 +63,13 @@ func TestTransferPods(t *testing.T) {
 	assert.Equal(t, want, send, "the CLI reads back what the sidecar wrote")
 	assert.True(t, cli.Spec.Volumes[0].PersistentVolumeClaim.ReadOnly, "the source volume is mounted read-only")
 	assert.True(t, cc.VolumeMounts[0].ReadOnly)
-	assert.Equal(t, []corev1.Capability{"DAC_READ_SEARCH"}, cc.SecurityContext.Capabilities.Add)
+	assert.Equal(t, []corev1.Capability{"DAC_OVERRIDE"}, cc.SecurityContext.Capabilities.Add)
 	assert.Equal(t, "node-a", cli.Spec.Affinity.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms[0].MatchFields[0].Values[0])
 	assert.Equal(t, "app/data", cli.Annotations[keys.SourcePVC])
 
 	nonRoot := cfgWith(t, map[string]string{"transferRunAsRoot": "false", "transferRunAsUser": "1000"})
-	c = serverPod(n, "app2", "data", "t1", nonRoot).Spec.Containers[0]
+	c = serverPod(n, "app2", "data", "t1", nonRoot, true).Spec.Containers[0]
+	assert.Contains(t, c.Command, "--require-empty=true", "a target ferry has not filled must be empty")
 	assert.Equal(t, int64(1000), *c.SecurityContext.RunAsUser)
 	assert.True(t, *c.SecurityContext.RunAsNonRoot)
 	assert.Empty(t, c.SecurityContext.Capabilities.Add)

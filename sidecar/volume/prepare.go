@@ -2,6 +2,8 @@ package volume
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -10,6 +12,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	"github.com/ferry-dev/ferry/dataplane"
@@ -17,6 +20,7 @@ import (
 	"github.com/ferry-dev/ferry/internal/kube"
 	"github.com/ferry-dev/ferry/internal/names"
 	"github.com/ferry-dev/ferry/internal/operation"
+	"github.com/ferry-dev/ferry/internal/quiesce"
 	"github.com/ferry-dev/ferry/sidecar"
 )
 
@@ -26,13 +30,26 @@ func (t *job) prepare(ctx context.Context) (ctrl.Result, error) {
 	if err != nil {
 		return ctrl.Result{}, err
 	}
+	// Decided before anything is made on the target: a refused transfer leaves no trace there.
+	if t.req.Type == operation.Final {
+		if err := quiesce.CanStop(ctx, t.r.Source, t.pvc.Namespace, t.pvc.Name); errors.Is(err, quiesce.ErrBarePod) {
+			return ctrl.Result{}, sidecar.Permanent(err)
+		} else if err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+	cur, err := t.checkTarget(ctx, tc)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
 	if err := t.ensureTargetNamespace(ctx, tc); err != nil {
 		return ctrl.Result{}, err
 	}
-	if err := t.ensureTargetPVC(ctx, tc); err != nil {
+	target, err := t.ensureTargetPVC(ctx, tc, cur)
+	if err != nil {
 		return ctrl.Result{}, err
 	}
-	if err := t.ensureCerts(ctx, tc); err != nil {
+	if err := t.ensureCerts(ctx, tc, target); err != nil {
 		return ctrl.Result{}, err
 	}
 	server, err := t.ensureServer(ctx, tc)
@@ -48,6 +65,9 @@ func (t *job) prepare(ctx context.Context) (ctrl.Result, error) {
 	}
 	if !podReady(server) {
 		return t.wait(ctx, fmt.Sprintf("waiting for server pod %s/%s: %s", server.Namespace, server.Name, podState(server)))
+	}
+	if err := t.pair(ctx, tc); err != nil {
+		return ctrl.Result{}, err
 	}
 	t.st.Endpoint = ep.address
 	if t.req.Type == operation.Final {
@@ -73,29 +93,20 @@ func (t *job) ensureTargetNamespace(ctx context.Context, tc *kube.Clients) error
 	return nil
 }
 
-// ensureTargetPVC creates the target PVC, or reuses an existing one as it is (pre-provisioned,
-// even of another storage class: it is filled in place).
-func (t *job) ensureTargetPVC(ctx context.Context, tc *kube.Clients) error {
+// ensureTargetPVC creates the target PVC unless checkTarget found one (cur), which is filled in
+// place (pre-provisioned, even of another storage class). A PVC ferry creates is paired with
+// the source PVC from the start.
+func (t *job) ensureTargetPVC(ctx context.Context, tc *kube.Clients, cur *corev1.PersistentVolumeClaim) (*corev1.PersistentVolumeClaim, error) {
 	pvcs := tc.Kube.CoreV1().PersistentVolumeClaims(t.req.TargetNamespace)
-	cur, err := pvcs.Get(ctx, t.req.TargetName, metav1.GetOptions{})
-	if err == nil {
-		if cur.DeletionTimestamp != nil {
-			return fmt.Errorf("target PVC %s is being deleted", t.st.Target)
-		}
+	if cur != nil {
 		if want := requestedSize(t.pvc); !want.IsZero() {
 			if have := cur.Spec.Resources.Requests[corev1.ResourceStorage]; have.Cmp(want) < 0 {
 				t.r.Recorder.Eventf(t.pvc, corev1.EventTypeWarning, "TargetPVCSmaller", "target PVC %s requests %s, the source %s: it may not hold the data", t.st.Target, have.String(), want.String())
 			}
 		}
-		return nil
-	}
-	if !apierrors.IsNotFound(err) {
-		return fmt.Errorf("reading target PVC %s (%s): %w", t.st.Target, sidecar.Host(tc), err)
+		return cur, nil
 	}
 	sc := t.req.StorageClass
-	if err := checkStorageClass(ctx, tc, sc); err != nil {
-		return err
-	}
 	modes := t.req.AccessModes
 	fs := corev1.PersistentVolumeFilesystem
 	lbls := map[string]string{}
@@ -106,7 +117,8 @@ func (t *job) ensureTargetPVC(ctx context.Context, tc *kube.Clients) error {
 	}
 	lbls[keys.CreatedBy] = names.Label(t.req.ID)
 	want := &corev1.PersistentVolumeClaim{
-		ObjectMeta: metav1.ObjectMeta{Namespace: t.req.TargetNamespace, Name: t.req.TargetName, Labels: lbls},
+		ObjectMeta: metav1.ObjectMeta{Namespace: t.req.TargetNamespace, Name: t.req.TargetName, Labels: lbls,
+			Annotations: map[string]string{keys.PairedWith: string(t.pvc.UID)}},
 		Spec: corev1.PersistentVolumeClaimSpec{
 			AccessModes:      modes,
 			StorageClassName: sc,
@@ -114,18 +126,23 @@ func (t *job) ensureTargetPVC(ctx context.Context, tc *kube.Clients) error {
 			Resources:        corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: requestedSize(t.pvc)}},
 		},
 	}
-	if _, err := pvcs.Create(ctx, want, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+	created, err := pvcs.Create(ctx, want, metav1.CreateOptions{})
+	if apierrors.IsAlreadyExists(err) {
+		// Made meanwhile (by ferry a moment ago, or by someone else): decided again next time.
+		return nil, fmt.Errorf("target PVC %s appeared while ferry created it", t.st.Target)
+	}
+	if err != nil {
 		if apierrors.IsInvalid(err) || apierrors.IsForbidden(err) {
-			return sidecar.Permanent(fmt.Errorf("creating target PVC %s: %w", t.st.Target, err))
+			return nil, sidecar.Permanent(fmt.Errorf("creating target PVC %s: %w", t.st.Target, err))
 		}
-		return fmt.Errorf("creating target PVC %s: %w", t.st.Target, err)
+		return nil, fmt.Errorf("creating target PVC %s: %w", t.st.Target, err)
 	}
 	scName := "(the default class)"
 	if sc != nil {
 		scName = *sc
 	}
 	t.r.Recorder.Eventf(t.pvc, corev1.EventTypeNormal, "TargetPVCCreated", "created target PVC %s with storage class %s", t.st.Target, scName)
-	return nil
+	return created, nil
 }
 
 // requestedSize is the larger of the source PVC's request and its bound capacity.
@@ -169,7 +186,7 @@ func checkStorageClass(ctx context.Context, tc *kube.Clients, sc *string) error 
 // ensureCerts makes the transfer's certificates: the server's Secret on the target, the
 // client's here. Both come from one CA made for this transfer only; if either Secret is missing
 // (a restart between the two creates) both are made again.
-func (t *job) ensureCerts(ctx context.Context, tc *kube.Clients) error {
+func (t *job) ensureCerts(ctx context.Context, tc *kube.Clients, target *corev1.PersistentVolumeClaim) error {
 	srvSecrets, cliSecrets := tc.Kube.CoreV1().Secrets(t.req.TargetNamespace), t.r.Source.Kube.CoreV1().Secrets(t.pvc.Namespace)
 	srv, srvErr := srvSecrets.Get(ctx, t.names.server, metav1.GetOptions{})
 	cli, cliErr := cliSecrets.Get(ctx, t.names.client, metav1.GetOptions{})
@@ -186,10 +203,10 @@ func (t *job) ensureCerts(ctx context.Context, tc *kube.Clients) error {
 	if err != nil {
 		return err
 	}
-	if err := replaceSecret(ctx, srvSecrets, certSecret(t.req.TargetNamespace, t.names.server, t.names.labels(t.req.ID, RoleServer), certs.Server)); err != nil {
+	if err := replaceSecret(ctx, srvSecrets, certSecret(target, t.names.server, t.names.labels(t.req.ID, RoleServer), certs.Server)); err != nil {
 		return fmt.Errorf("writing the server certificate Secret on the target: %w", err)
 	}
-	if err := replaceSecret(ctx, cliSecrets, certSecret(t.pvc.Namespace, t.names.client, t.names.labels(t.req.ID, RoleClient), certs.Client)); err != nil {
+	if err := replaceSecret(ctx, cliSecrets, certSecret(t.pvc, t.names.client, t.names.labels(t.req.ID, RoleClient), certs.Client)); err != nil {
 		return fmt.Errorf("writing the client certificate Secret: %w", err)
 	}
 	return nil
@@ -206,4 +223,78 @@ func replaceSecret(ctx context.Context, c secretClient, s *corev1.Secret) error 
 	}
 	_, err := c.Create(ctx, s, metav1.CreateOptions{})
 	return err
+}
+
+// checkTarget decides whether the transfer may fill its target PVC, and returns it (nil while
+// it does not exist). Ferry fills a PVC it paired with this source PVC, or one that holds
+// nothing (its server checks: requireEmpty); anything else only when an admin allowed
+// overwriting. A PVC the target's own pods use is refused for a final pass and warned about for
+// a stage. In one cluster, the source PVC is never its own target.
+func (t *job) checkTarget(ctx context.Context, tc *kube.Clients) (*corev1.PersistentVolumeClaim, error) {
+	t.requireEmpty = false
+	if t.cfg.TargetKubeconfigSecret == "" && t.req.TargetNamespace == t.pvc.Namespace && t.req.TargetName == t.pvc.Name {
+		return nil, sidecar.Refusal(fmt.Errorf("the target is the source PVC itself (targetKubeconfigSecret is empty: the target is this cluster); map the namespace with namespaceMapping"))
+	}
+	cur, err := tc.Kube.CoreV1().PersistentVolumeClaims(t.req.TargetNamespace).Get(ctx, t.req.TargetName, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		// ferry will create it: with a class the target has.
+		return nil, checkStorageClass(ctx, tc, t.req.StorageClass)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading target PVC %s (%s): %w", t.st.Target, sidecar.Host(tc), err)
+	}
+	if cur.DeletionTimestamp != nil {
+		return nil, fmt.Errorf("target PVC %s is being deleted", t.st.Target)
+	}
+	switch paired := cur.Annotations[keys.PairedWith]; {
+	case paired == string(t.pvc.UID):
+	case t.req.Overwrite:
+		t.r.Recorder.Eventf(t.pvc, corev1.EventTypeWarning, "TargetOverwritten", "target PVC %s was not filled by ferry from this PVC; the backup allows overwriting it", t.st.Target)
+	case paired != "":
+		return nil, sidecar.Refusal(fmt.Errorf("target PVC %s holds data ferry copied from another PVC (UID %s); ferry does not overwrite it (an admin may allow it: annotation %s=true on the Backup, or allowOverwrite in ferry-config)", t.st.Target, paired, keys.AllowOverwrite))
+	default:
+		t.requireEmpty = true
+	}
+	users, err := podsUsing(ctx, tc, t.req.TargetNamespace, t.req.TargetName)
+	if err != nil {
+		return nil, err
+	}
+	if len(users) > 0 {
+		if t.req.Type == operation.Final {
+			return nil, sidecar.Refusal(fmt.Errorf("target PVC %s is in use by pod %s on the target; stop what uses it before the final pass", t.st.Target, users[0]))
+		}
+		t.r.Recorder.Eventf(t.pvc, corev1.EventTypeWarning, "TargetPVCInUse", "target PVC %s is in use by pod %s on the target: it sees files change while the stage runs", t.st.Target, users[0])
+	}
+	return cur, nil
+}
+
+// pair records on the target PVC that its data is this source PVC's, once its server accepted
+// it (empty, or an admin allowed overwriting): later transfers fill it without asking again.
+func (t *job) pair(ctx context.Context, tc *kube.Clients) error {
+	pvcs := tc.Kube.CoreV1().PersistentVolumeClaims(t.req.TargetNamespace)
+	cur, err := pvcs.Get(ctx, t.req.TargetName, metav1.GetOptions{})
+	if err != nil {
+		return fmt.Errorf("reading target PVC %s (%s): %w", t.st.Target, sidecar.Host(tc), err)
+	}
+	if cur.Annotations[keys.PairedWith] == string(t.pvc.UID) {
+		return nil
+	}
+	body, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{keys.PairedWith: string(t.pvc.UID)}}})
+	if _, err := pvcs.Patch(ctx, t.req.TargetName, types.MergePatchType, body, metav1.PatchOptions{}); err != nil {
+		return fmt.Errorf("pairing target PVC %s with the source: %w", t.st.Target, err)
+	}
+	return nil
+}
+
+// podsUsing names the pods (not ferry's) in namespace of cluster c that mount the PVC.
+func podsUsing(ctx context.Context, c *kube.Clients, namespace, pvc string) ([]string, error) {
+	pods, err := quiesce.PodsUsing(ctx, c, namespace, pvc)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, p := range pods {
+		out = append(out, p.Name)
+	}
+	return out, nil
 }

@@ -29,6 +29,7 @@ import (
 	"github.com/ferry-dev/ferry/internal/config"
 	"github.com/ferry-dev/ferry/internal/keys"
 	"github.com/ferry-dev/ferry/internal/operation"
+	"github.com/ferry-dev/ferry/internal/quiesce"
 	"github.com/ferry-dev/ferry/sidecar"
 )
 
@@ -108,24 +109,31 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		r.admission.release(req.String())
 		return ctrl.Result{}, r.cleanup(ctx, &pvc, "")
 	}
-	if reqErr != nil {
-		id := strings.TrimSpace(pvc.Annotations[keys.TransferID])
-		if st != nil && st.ID == id && st.Phase.Terminal() {
-			return ctrl.Result{}, nil
-		}
-		t := &job{r: r, pvc: &pvc, st: &operation.TransferStatus{Header: operation.Header{ID: id, Started: r.now()}}, log: log}
-		return t.finish(ctx, operation.PhaseFailed, reqErr.Error())
-	}
-	if st != nil && st.ID == treq.ID && st.Phase.Terminal() {
+	id := strings.TrimSpace(pvc.Annotations[keys.TransferID])
+	if st != nil && st.ID == id && st.Phase.Terminal() {
 		r.admission.release(req.String())
-		if id, _ := r.cleaned.Load(req.String()); id == treq.ID {
+		if cleaned, _ := r.cleaned.Load(req.String()); cleaned == id || st.Phase == operation.PhaseRefused {
 			return ctrl.Result{}, nil
 		}
 		if err := r.cleanup(ctx, &pvc, st.Target); err != nil {
 			return ctrl.Result{}, err
 		}
-		r.cleaned.Store(req.String(), treq.ID)
+		r.cleaned.Store(req.String(), id)
 		return ctrl.Result{}, nil
+	}
+	// Nothing happens for a request Velero's plugins or an admin did not sign.
+	refusal, err := r.Authenticate(ctx, operation.TransferKeys, &pvc, st == nil || st.ID != id)
+	if err != nil {
+		log.Info("cannot check the request's signature yet", "error", err.Error())
+		return ctrl.Result{RequeueAfter: sidecar.Poll}, nil
+	}
+	if refusal != nil {
+		t := &job{r: r, pvc: &pvc, names: namesFor(pvc.Namespace, pvc.Name), log: log}
+		return t.refuse(ctx, id, refusal)
+	}
+	if reqErr != nil {
+		t := &job{r: r, pvc: &pvc, st: &operation.TransferStatus{Header: operation.Header{ID: id, Started: r.now()}}, log: log}
+		return t.finish(ctx, operation.PhaseFailed, reqErr.Error())
 	}
 	r.cleaned.Delete(req.String())
 	t := &job{r: r, pvc: &pvc, req: treq, st: st, names: namesFor(pvc.Namespace, pvc.Name), log: log}
@@ -155,12 +163,35 @@ type job struct {
 	cfg   *config.Config
 	names transferNames
 	log   logr.Logger
+	// requireEmpty: the target PVC exists, unpaired: its server must find it empty.
+	requireEmpty bool
 }
 
-// accept answers a new request with a Pending status.
+// accept answers a new request with a Pending status. A transfer it replaces mid-way goes
+// first: its pods, Secrets and endpoint on both clusters, and the workloads it quiesced come
+// back. A stage does not replace a final under way: the final's app stays up, the stage is
+// refused.
 func (t *job) accept(ctx context.Context) (ctrl.Result, error) {
+	if old := t.st; old != nil && !old.Phase.Terminal() {
+		if err := t.r.cleanup(ctx, t.pvc, old.Target); err != nil {
+			return ctrl.Result{}, err
+		}
+		restarted, err := quiesce.Restart(ctx, t.r.Source, t.pvc.Namespace, old.ID)
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		msg := fmt.Sprintf("transfer %s was replaced by %s before it finished", old.ID, t.req.ID)
+		if len(restarted) > 0 {
+			msg += "; brought back " + strings.Join(restarted, ", ")
+		}
+		t.r.Recorder.Event(t.pvc, corev1.EventTypeWarning, "TransferReplaced", msg)
+		t.log.Info(msg)
+		if old.Type == operation.Final && t.req.Type == operation.Stage {
+			return t.refuse(ctx, t.req.ID, fmt.Errorf("a final transfer (%s) of this PVC was under way: a stage does not replace it; it was stopped and the app brought back, run the final backup again", old.ID))
+		}
+	}
 	now := t.r.now()
-	t.st = &operation.TransferStatus{Header: operation.Header{ID: t.req.ID, Phase: operation.PhasePending, Started: now, Since: now}, Target: t.req.Target()}
+	t.st = &operation.TransferStatus{Header: operation.Header{ID: t.req.ID, Phase: operation.PhasePending, Started: now, Since: now}, Type: t.req.Type, Target: t.req.Target()}
 	if err := t.writeStatus(ctx); err != nil {
 		return ctrl.Result{}, err
 	}
@@ -202,6 +233,9 @@ func (t *job) step(ctx context.Context) (ctrl.Result, error) {
 // failedStep ends the transfer for an error no retry can fix, or for a phase out of time, and
 // otherwise says it retries.
 func (t *job) failedStep(ctx context.Context, err error) (ctrl.Result, error) {
+	if sidecar.IsRefusal(err) {
+		return t.finish(ctx, operation.PhaseRefused, err.Error())
+	}
 	if sidecar.IsPermanent(err) {
 		return t.finish(ctx, operation.PhaseFailed, err.Error())
 	}

@@ -448,3 +448,66 @@ func TestAdmissionBoundsConcurrency(t *testing.T) {
 	ok, _, _ = a.admit("a/3", 2, active)
 	assert.True(t, ok)
 }
+
+// TestNewerRequestReplacesAnOlder: a newer request takes over a PVC whose transfer is under way:
+// the older one's pods, Secrets and endpoint go before the newer server starts (one server pod,
+// selected by transfer ID), and a final's quiesced app comes back; a stage does not replace a
+// final: it is refused, and the final's app comes back too (its request is gone).
+func TestNewerRequestReplacesAnOlder(t *testing.T) {
+	web := func() runtime.Object {
+		return testutil.Object("apps/v1", "Deployment", "app", "web", map[string]any{"spec.replicas": int64(2),
+			"spec.template.spec.volumes": []any{map[string]any{"name": "v", "persistentVolumeClaim": map[string]any{"claimName": "data"}}}})
+	}
+	replicas := func(t *testing.T, h *harness) int64 {
+		d, err := h.source.Dynamic.Resource(deployments).Namespace("app").Get(context.Background(), "web", metav1.GetOptions{})
+		require.NoError(t, err)
+		n, _, _ := unstructured.NestedInt64(d.Object, "spec", "replicas")
+		return n
+	}
+	for _, tc := range []struct {
+		name           string
+		first, second  operation.TransferType
+		wantPhase      operation.Phase
+		wantServerPods int
+	}{
+		{name: "stage replaces stage", first: operation.Stage, second: operation.Stage, wantPhase: operation.PhaseTransferring, wantServerPods: 1},
+		{name: "final replaces final", first: operation.Final, second: operation.Final, wantPhase: operation.PhaseTransferring, wantServerPods: 1},
+		{name: "a stage does not replace a final", first: operation.Final, second: operation.Stage, wantPhase: operation.PhaseRefused, wantServerPods: 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, clusterIP, sourcePVC(keys.TransferID, "t1", keys.TransferType, string(tc.first)), []runtime.Object{web()}, storageClass("standard", true))
+			h.client = func(int) clientRun { return clientRun{phase: corev1.PodRunning} }
+			st := h.run(t, 8, operation.PhaseTransferring)
+			require.Equal(t, operation.PhaseTransferring, st.Phase, st.Message)
+			first := transferPods(t, h.target.Kube, RoleServer)
+			require.Len(t, first, 1)
+			if tc.first == operation.Final {
+				require.Zero(t, replicas(t, h), "the final quiesced the app")
+			}
+
+			h.annotate(t, keys.TransferID, "t2", keys.TransferType, string(tc.second))
+			st = h.run(t, 8, operation.PhaseTransferring)
+			assert.Equal(t, "t2", st.ID)
+			assert.Equal(t, tc.wantPhase, st.Phase, st.Message)
+			events := h.events()
+			assert.Contains(t, events, "TransferReplaced transfer t1 was replaced by t2 before it finished")
+			servers := transferPods(t, h.target.Kube, RoleServer)
+			require.Len(t, servers, tc.wantServerPods, "the older server is gone before a newer one starts")
+			for _, s := range servers {
+				assert.NotEqual(t, first[0].Name, s.Name)
+				assert.Equal(t, "t2", s.Labels[keys.TransferIDLabel])
+			}
+			if tc.second == operation.Stage || tc.first == operation.Stage {
+				assert.Equal(t, int64(2), replicas(t, h), "the app is up: a replaced final brought it back, a stage never took it down")
+			}
+			if tc.wantPhase == operation.PhaseRefused {
+				assert.Contains(t, st.Message, "a final transfer (t1) of this PVC was under way: a stage does not replace it")
+				assert.Contains(t, events, "brought back Deployment app/web unquiesced")
+				return
+			}
+			svc, err := h.target.Kube.CoreV1().Services("app").Get(context.Background(), namesFor("app", "data").server, metav1.GetOptions{})
+			require.NoError(t, err)
+			assert.Equal(t, "t2", svc.Spec.Selector[keys.TransferIDLabel], "the endpoint selects this transfer's server only")
+		})
+	}
+}

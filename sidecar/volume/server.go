@@ -12,6 +12,8 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/ferry-dev/ferry/dataplane"
+	"github.com/ferry-dev/ferry/internal/keys"
 	"github.com/ferry-dev/ferry/internal/kube"
 	"github.com/ferry-dev/ferry/sidecar"
 )
@@ -55,6 +57,9 @@ func (t *job) ensureServer(ctx context.Context, tc *kube.Clients) (*corev1.Pod, 
 		if p.DeletionTimestamp != nil {
 			continue
 		}
+		if exitCode(p, ServeContainer) == dataplane.ExitTargetNotEmpty {
+			return nil, sidecar.Refusal(fmt.Errorf("target PVC %s holds data ferry did not write; ferry does not overwrite it (an admin may allow it: annotation %s=true on the Backup, or allowOverwrite in ferry-config)", t.st.Target, keys.AllowOverwrite))
+		}
 		if p.Status.Phase == corev1.PodFailed || p.Status.Phase == corev1.PodSucceeded {
 			transferFailures.WithLabelValues(RoleServer).Inc()
 			t.r.Recorder.Eventf(t.pvc, corev1.EventTypeWarning, "ServerPodEnded", "server pod %s/%s ended (%s); starting another", p.Namespace, p.Name, podState(p))
@@ -68,7 +73,7 @@ func (t *job) ensureServer(ctx context.Context, tc *kube.Clients) (*corev1.Pod, 
 	if err := ensureTransferServiceAccount(ctx, tc.Kube, tc.APIs, t.req.TargetNamespace); err != nil {
 		return nil, err
 	}
-	created, err := t.r.Pods.Create(ctx, tc.Kube, serverPod(t.names, t.req.TargetNamespace, t.req.TargetName, t.req.ID, t.cfg))
+	created, err := t.r.Pods.Create(ctx, tc.Kube, serverPod(t.names, t.req.TargetNamespace, t.req.TargetName, t.req.ID, t.cfg, t.requireEmpty))
 	if err != nil {
 		if apierrors.IsForbidden(err) || apierrors.IsInvalid(err) {
 			return nil, sidecar.Permanent(fmt.Errorf("creating the server pod on the target: %w", err))
@@ -114,4 +119,14 @@ func podState(p *corev1.Pod) string {
 		}
 	}
 	return s
+}
+
+// exitCode is how container name of a pod ended; -1 while it has not.
+func exitCode(p *corev1.Pod, name string) int {
+	for _, cs := range p.Status.ContainerStatuses {
+		if cs.Name == name && cs.State.Terminated != nil {
+			return int(cs.State.Terminated.ExitCode)
+		}
+	}
+	return -1
 }
