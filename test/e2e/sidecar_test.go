@@ -7,6 +7,8 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -120,7 +122,8 @@ func checkSidecarMetrics(t *testing.T, p *stack.Sidecar) {
 }
 
 // TestStateOnly moves only state, without a backup or restore: GitOps deploys the app on the
-// target, including a PVC of another storage class; a PVC annotated by hand is copied into it.
+// target, including a PVC of another storage class; an admin asks for the PVC's copy with
+// `ferry-datamover request`, and it is filled in place (it was empty, so ferry may).
 // The PVC's name is long enough that every name ferry derives from it must be shortened.
 func TestStateOnly(t *testing.T) {
 	s := stacks.Get(t, stack.Options{OpenShift: true})
@@ -141,11 +144,10 @@ func TestStateOnly(t *testing.T) {
 	preProvisioned.Spec.Resources.Requests = corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("2Gi")}
 	create(t, ctx, dst, preProvisioned)
 
-	live, err := src.Kube.CoreV1().PersistentVolumeClaims(ns).Get(ctx, claim, metav1.GetOptions{})
-	require.NoError(t, err)
-	live.Annotations = map[string]string{keys.TransferID: "by-hand-1"}
-	_, err = src.Kube.CoreV1().PersistentVolumeClaims(ns).Update(ctx, live, metav1.UpdateOptions{})
-	require.NoError(t, err)
+	out, err := exec.CommandContext(ctx, filepath.Join(s.FerryBinDir, "ferry-datamover"), "request", "pvc", ns+"/"+claim, "--id", "by-hand-1",
+		"--kubeconfig", src.Kubeconfig, "--velero-namespace", src.VeleroNamespace).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	assert.Contains(t, string(out), "requested stage transfer by-hand-1 of PVC "+ns+"/"+claim+" to "+ns+"/"+claim)
 
 	st := waitTransfer(t, ctx, src, ns, claim, "by-hand-1", 5*time.Minute)
 	require.Equal(t, operation.PhaseCompleted, st.Phase, st.Message)
@@ -153,6 +155,9 @@ func TestStateOnly(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "standard", *got.Spec.StorageClassName, "the pre-provisioned PVC is filled in place, not replaced")
 	assert.NotContains(t, got.Labels, keys.CreatedBy)
+	live, err := src.Kube.CoreV1().PersistentVolumeClaims(ns).Get(ctx, claim, metav1.GetOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, string(live.UID), got.Annotations[keys.PairedWith], "found empty, so ferry filled and paired it")
 	require.NoError(t, treediff.Equal(srcDir, boundVolumeDir(t, ctx, dst, ns, claim), treediff.All()))
 	deployments, err := dst.Kube.AppsV1().Deployments(ns).List(ctx, metav1.ListOptions{})
 	require.NoError(t, err)
