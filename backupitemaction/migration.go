@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"time"
 
 	velerov1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -69,15 +70,31 @@ func allowOverwrite(backup *velerov1.Backup, cfg *config.Config) (bool, error) {
 	return b, nil
 }
 
-// sidecarRunning fails fast, with the fix in the message, when no ferry-datamover has ever run
-// next to this Velero: without it the operation would wait for the whole item-operation timeout.
+// leaseGrace is how much longer than its own duration a Lease may go unrenewed before ferry
+// says the data mover is not running: a restarting data mover takes the Lease again within
+// about its duration.
+const leaseGrace = 30 * time.Second
+
+// sidecarRunning fails fast, with the fix in the message, when no ferry-datamover runs next to
+// this Velero: never installed (no Lease), or stopped (the Lease not renewed within its
+// duration). Without it the operation would wait for the whole item-operation timeout.
 func sidecarRunning(ctx context.Context, clients *kube.Clients) error {
-	_, err := clients.Kube.CoordinationV1().Leases(clients.Namespace).Get(ctx, operation.SidecarLease, metav1.GetOptions{})
+	l, err := clients.Kube.CoordinationV1().Leases(clients.Namespace).Get(ctx, operation.SidecarLease, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		return fmt.Errorf("the ferry-datamover sidecar is not running next to Velero (no Lease %s/%s); add it to the Velero deployment (see deploy/ in the ferry repository)", clients.Namespace, operation.SidecarLease)
 	}
 	if err != nil {
 		return fmt.Errorf("checking for the ferry-datamover sidecar: %w", err)
+	}
+	duration := 15 * time.Second
+	if l.Spec.LeaseDurationSeconds != nil {
+		duration = time.Duration(*l.Spec.LeaseDurationSeconds) * time.Second
+	}
+	if l.Spec.RenewTime == nil {
+		return fmt.Errorf("ferry-datamover is not running: its Lease %s/%s was never renewed; check its pod (kubectl -n %s logs deploy/ferry-datamover)", clients.Namespace, operation.SidecarLease, clients.Namespace)
+	}
+	if age := time.Since(l.Spec.RenewTime.Time); age > duration+leaseGrace {
+		return fmt.Errorf("ferry-datamover is not running: its Lease %s/%s was last renewed %s ago (it renews every few seconds); check its pod (kubectl -n %s logs deploy/ferry-datamover)", clients.Namespace, operation.SidecarLease, age.Round(time.Second), clients.Namespace)
 	}
 	return nil
 }

@@ -13,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/ferry-dev/ferry/internal/config"
 	"github.com/ferry-dev/ferry/internal/keys"
@@ -53,6 +54,13 @@ func nfsPV() *corev1.PersistentVolume {
 	return pv
 }
 
+// lease is the data mover's Lease, last renewed at renewed.
+func lease(renewed time.Time) *coordinationv1.Lease {
+	seconds := int32(15)
+	return &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: testutil.VeleroNamespace, Name: operation.SidecarLease},
+		Spec: coordinationv1.LeaseSpec{LeaseDurationSeconds: &seconds, RenewTime: &metav1.MicroTime{Time: renewed}}}
+}
+
 // requestKey signs requests in these tests.
 var requestKey = []byte("0123456789abcdef0123456789abcdef")
 
@@ -60,7 +68,7 @@ var requestKey = []byte("0123456789abcdef0123456789abcdef")
 // and the key requests are signed with.
 func installedSidecar() []runtimeObject {
 	return []runtimeObject{
-		&coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: testutil.VeleroNamespace, Name: operation.SidecarLease}},
+		lease(time.Now()),
 		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: testutil.VeleroNamespace, Name: operation.RequestKeySecret},
 			Data: map[string][]byte{operation.RequestKeyField: requestKey}},
 	}
@@ -485,4 +493,41 @@ func TestPVCActionExecuteWithoutRequestKey(t *testing.T) {
 	live, err := cluster.Kube.CoreV1().PersistentVolumeClaims("app").Get(context.Background(), "data", metav1.GetOptions{})
 	require.NoError(t, err)
 	assert.NotContains(t, live.Annotations, keys.TransferID)
+}
+
+// TestStaleLeaseFailsFast: a data mover that stopped (its Lease not renewed for longer than its
+// duration) fails a migration backup at once, saying so, instead of waiting for hours; one that
+// renewed a moment ago (a restart under way) does not.
+func TestStaleLeaseFailsFast(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		renewed time.Duration
+		wantErr string
+	}{
+		{name: "stopped two minutes ago", renewed: -2 * time.Minute, wantErr: "ferry-datamover is not running: its Lease velero/ferry-datamover was last renewed 2m0s ago"},
+		{name: "restarting", renewed: -20 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pvc := boundPVC()
+			objs := append(installedSidecar()[1:], lease(time.Now().Add(tc.renewed)), pvc, hostPathPV())
+			cluster := testutil.NewCluster(testutil.WithObjects(objs...))
+			log, _ := testutil.NewLogger()
+			a := NewPVCAction(log, cluster.Clients, configOf(t, nil))
+			_, _, op, _, err := a.Execute(testutil.Unstructured(t, pvc), migrationBackup("stage"))
+			if tc.wantErr == "" {
+				require.NoError(t, err)
+				assert.NotEmpty(t, op)
+				return
+			}
+			assert.ErrorContains(t, err, tc.wantErr)
+			// A request written before the data mover stopped, that it never picked up.
+			_, err = cluster.Kube.CoreV1().PersistentVolumeClaims("app").Patch(context.Background(), "data", types.MergePatchType,
+				[]byte(`{"metadata":{"annotations":{"`+keys.TransferID+`":"`+backupUID+`"}}}`), metav1.PatchOptions{})
+			require.NoError(t, err)
+			p, err := a.Progress("app/data/"+backupUID, migrationBackup("stage"))
+			require.NoError(t, err)
+			assert.True(t, p.Completed)
+			assert.Contains(t, p.Err, "ferry-datamover is not running", "a request nobody picks up fails too")
+		})
+	}
 }

@@ -88,6 +88,12 @@ type Config struct {
 	PrepareTimeout time.Duration
 	// quiesceTimeout: how long a final transfer waits for the app's pods to stop. Default 10m.
 	QuiesceTimeout time.Duration
+	// stallTimeout: how long a copy may go without progress (bytes or files) before its client
+	// pod is stopped and another attempt starts. Default 5m.
+	StallTimeout time.Duration
+	// keepQuiescedOnFailure: "true" leaves an app quiesced when its final transfer does not
+	// complete (failed, cancelled, replaced, its Backup deleted); by default ferry brings it back.
+	KeepQuiescedOnFailure bool
 	// imageCopy: "false" turns off image-stream copies. Default true.
 	ImageCopy bool
 	// internalRegistry: this cluster's internal registry host as it appears in image references,
@@ -128,6 +134,7 @@ func Defaults() *Config {
 		TransferMemory:         resource.MustParse("256Mi"),
 		PrepareTimeout:         10 * time.Minute,
 		QuiesceTimeout:         10 * time.Minute,
+		StallTimeout:           5 * time.Minute,
 		ImageCopy:              true,
 	}
 }
@@ -243,6 +250,8 @@ var setters = map[string]setter{
 	"transferMemory":         quantity(func(c *Config) *resource.Quantity { return &c.TransferMemory }),
 	"prepareTimeout":         duration(func(c *Config) *time.Duration { return &c.PrepareTimeout }),
 	"quiesceTimeout":         duration(func(c *Config) *time.Duration { return &c.QuiesceTimeout }),
+	"stallTimeout":           duration(func(c *Config) *time.Duration { return &c.StallTimeout }),
+	"keepQuiescedOnFailure":  boolean(func(c *Config) *bool { return &c.KeepQuiescedOnFailure }),
 	"imageCopy":              boolean(func(c *Config) *bool { return &c.ImageCopy }),
 	"internalRegistry":       str(func(c *Config) *string { return &c.InternalRegistry }),
 	"targetRegistryEndpoint": str(func(c *Config) *string { return &c.TargetRegistryEndpoint }),

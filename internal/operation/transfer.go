@@ -118,6 +118,8 @@ type TransferStatus struct {
 	Warnings  int     `json:"warnings,omitempty"`
 	// Quiesced lists the workloads a final transfer scaled down, "Kind/name" (for rollback).
 	Quiesced []string `json:"quiesced,omitempty"`
+	// Progressed is when the copy last moved (bytes or files): a stall counts from it.
+	Progressed *Time `json:"progressed,omitempty"`
 }
 
 // ParseTransferStatus reads a PVC's status annotation; (nil, nil) when there is none.

@@ -197,6 +197,25 @@ func Restart(ctx context.Context, c *kube.Clients, namespace, id string) ([]stri
 	return restart(ctx, c, served, namespace, keys.Quiesced+"="+names.Label(id))
 }
 
+// QuiescedBy names the workloads in namespace that the transfer with this ID quiesced.
+func QuiescedBy(ctx context.Context, c *kube.Clients, namespace, id string) ([]string, error) {
+	served, err := kinds(c.APIs)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, k := range served {
+		list, err := c.Dynamic.Resource(k.Resource).Namespace(namespace).List(ctx, metav1.ListOptions{LabelSelector: keys.Quiesced + "=" + names.Label(id)})
+		if err != nil {
+			return out, fmt.Errorf("listing quiesced %s: %w", k.Resource.Resource, err)
+		}
+		for _, u := range list.Items {
+			out = append(out, u.GetKind()+"/"+u.GetName())
+		}
+	}
+	return out, nil
+}
+
 // restart unquiesces the workloads of the served kinds in namespace ("" for all) that selector
 // picks, and says what it changed.
 func restart(ctx context.Context, c *kube.Clients, served []Kind, namespace, selector string) ([]string, error) {

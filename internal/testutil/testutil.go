@@ -167,6 +167,8 @@ var listKinds = map[schema.GroupVersionResource]string{
 	{Group: "batch", Version: "v1", Resource: "jobs"}:                          "JobList",
 	{Group: "apps.openshift.io", Version: "v1", Resource: "deploymentconfigs"}: "DeploymentConfigList",
 	{Version: "v1", Resource: "persistentvolumes"}:                             "PersistentVolumeList",
+	{Group: "velero.io", Version: "v1", Resource: "backups"}:                   "BackupList",
+	{Group: "velero.io", Version: "v1", Resource: "deletebackuprequests"}:      "DeleteBackupRequestList",
 }
 
 func cut(v string) (string, string, bool) {

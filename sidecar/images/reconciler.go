@@ -164,6 +164,14 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if creq.Cancel {
 		return ctrl.Result{}, s.finish(ctx, operation.PhaseCancelled, "cancelled on request")
 	}
+	if creq.Backup != "" {
+		gone, err := r.BackupGone(ctx, creq.Backup, types.UID(creq.ID))
+		if err != nil {
+			log.Info("cannot read the request's Backup yet", "error", err.Error())
+		} else if gone != "" {
+			return ctrl.Result{}, s.finish(ctx, operation.PhaseCancelled, "cancelled: "+gone)
+		}
+	}
 
 	cfg, err := r.Config(ctx)
 	var job *job

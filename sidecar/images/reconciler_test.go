@@ -12,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/rest"
@@ -96,7 +97,8 @@ func newFixture(t *testing.T, ferryConfig map[string]string, request map[string]
 	appNS := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "app", Annotations: map[string]string{
 		keys.NamespaceUIDRange: "1000660000/10000", keys.NamespaceMCS: "s0:c26,c5", "unrelated": "x",
 	}}}
-	f.source = testutil.NewCluster(testutil.OpenShift(), testutil.WithObjects(cm, key, appNS), testutil.TokensFor("velero/ferry-registry"), testutil.WithDynamicObjects(is, imagesConfig))
+	f.source = testutil.NewCluster(testutil.OpenShift(), testutil.WithObjects(cm, key, appNS), testutil.TokensFor("velero/ferry-registry"),
+		testutil.WithDynamicObjects(is, imagesConfig, backup("s1", "uid-1"), backup("s2", "uid-2")))
 	f.target = testutil.NewCluster(testutil.OpenShift(), testutil.TokensFor("ferry-system/ferry-registry"), testutil.WithDynamicObjects(testutil.Object("config.openshift.io/v1", "Image", "", "cluster", map[string]any{
 		"status.internalRegistryHostname":  "image-registry.openshift-image-registry.svc:5000",
 		"status.externalRegistryHostnames": []any{f.dst.Host},
@@ -229,7 +231,7 @@ func TestReconcileCopiesTheStreamThenSendsNothing(t *testing.T) {
 	assert.Equal(t, st, f.status(t))
 
 	// The next stage: a new request ID; nothing changed, so no blob is sent.
-	f.request(t, map[string]string{keys.ImageCopyID: "uid-2"})
+	f.request(t, map[string]string{keys.ImageCopyID: "uid-2", keys.ImageCopyBackup: "s2"})
 	f.reconcile(t)
 	again := f.status(t)
 	assert.Equal(t, "uid-2", again.ID)
@@ -341,3 +343,35 @@ func TestReconcileHonoursACancelDuringTheCopy(t *testing.T) {
 	assert.Equal(t, operation.PhaseCancelled, st.Phase)
 	assert.Zero(t, st.FailedImages, "a cancelled copy reports no image errors")
 }
+
+// backup is a Velero Backup that asked for copies (its UID is their request ID).
+func backup(name, uid string) *unstructured.Unstructured {
+	b := testutil.Object("velero.io/v1", "Backup", testutil.VeleroNamespace, name, nil)
+	b.SetUID(types.UID(uid))
+	return b
+}
+
+// TestDeletingTheBackupCancelsTheCopy: a copy whose Backup was deleted, or whose deletion was
+// asked for, is cancelled; nothing is pushed.
+func TestDeletingTheBackupCancelsTheCopy(t *testing.T) {
+	for name, request := range map[string]map[string]string{
+		"deleted":              {keys.ImageCopyID: "uid-9", keys.ImageCopyBackup: "gone"},
+		"made again":           {keys.ImageCopyID: "uid-9", keys.ImageCopyBackup: "s1"},
+		"velero backup delete": {keys.ImageCopyID: "uid-2", keys.ImageCopyBackup: "s2"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			f := newFixture(t, map[string]string{"registryInsecure": "true"}, request)
+			dbr := testutil.Object("velero.io/v1", "DeleteBackupRequest", testutil.VeleroNamespace, "s2-delete", map[string]any{"spec.backupName": "s2"})
+			_, err := f.source.Dynamic.Resource(deleteBackupRequestsGVR).Namespace(testutil.VeleroNamespace).Create(context.Background(), dbr, metav1.CreateOptions{})
+			require.NoError(t, err)
+			f.reconcile(t)
+			st := f.status(t)
+			assert.Equal(t, operation.PhaseCancelled, st.Phase)
+			assert.Contains(t, st.Message, "cancelled: ")
+			_, err = f.dst.Digest("app/web:v1")
+			assert.Error(t, err, "nothing was pushed")
+		})
+	}
+}
+
+var deleteBackupRequestsGVR = schema.GroupVersionResource{Group: "velero.io", Version: "v1", Resource: "deletebackuprequests"}

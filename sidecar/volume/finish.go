@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/go-logr/logr"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -14,9 +15,11 @@ import (
 	"k8s.io/client-go/kubernetes"
 	ctrl "sigs.k8s.io/controller-runtime"
 
+	"github.com/ferry-dev/ferry/internal/config"
 	"github.com/ferry-dev/ferry/internal/keys"
 	"github.com/ferry-dev/ferry/internal/kube"
 	"github.com/ferry-dev/ferry/internal/operation"
+	"github.com/ferry-dev/ferry/internal/quiesce"
 	"github.com/ferry-dev/ferry/sidecar"
 )
 
@@ -25,6 +28,11 @@ import (
 // reconciles. The target PVC, the target namespace and quiesced workloads are never touched.
 func (t *job) finish(ctx context.Context, phase operation.Phase, message string) (ctrl.Result, error) {
 	now := t.r.now()
+	if phase != operation.PhaseCompleted {
+		if note := t.r.bringBack(ctx, t.pvc, t.st.ID, t.cfg); note != "" {
+			message += "; " + note
+		}
+	}
 	t.st.Phase, t.st.Message, t.st.Completed, t.st.Since = phase, message, now, now
 	if err := t.writeStatus(ctx); err != nil {
 		return ctrl.Result{}, err
@@ -58,6 +66,34 @@ func (t *job) finish(ctx context.Context, phase operation.Phase, message string)
 	}
 	t.r.cleaned.Store(key, st.ID)
 	return ctrl.Result{}, nil
+}
+
+// bringBack puts back the workloads that the transfer with this ID quiesced, when it ends
+// without completing: ferry never leaves an app down for a migration that did not happen
+// (unless ferry-config keepQuiescedOnFailure says so). It says what it did, for the status; a
+// failure is retried when the ended transfer is next looked at.
+func (r *Reconciler) bringBack(ctx context.Context, pvc *corev1.PersistentVolumeClaim, id string, cfg *config.Config) string {
+	if id == "" {
+		return ""
+	}
+	if cfg != nil && cfg.KeepQuiescedOnFailure {
+		left, err := quiesce.QuiescedBy(ctx, r.Source, pvc.Namespace, id)
+		if err != nil || len(left) == 0 {
+			return ""
+		}
+		r.Recorder.Eventf(pvc, corev1.EventTypeWarning, "AppLeftQuiesced", "the final transfer %s did not complete; %s stay quiesced (keepQuiescedOnFailure): `ferry-datamover rollback -n %s` brings them back", id, strings.Join(left, ", "), pvc.Namespace)
+		return "left quiesced: " + strings.Join(left, ", ")
+	}
+	restarted, err := quiesce.Restart(ctx, r.Source, pvc.Namespace, id)
+	if err != nil {
+		logr.FromContextOrDiscard(ctx).Info("bringing the app back failed; trying again", "error", err.Error())
+		return "bringing the app back failed (ferry tries again): " + err.Error()
+	}
+	if len(restarted) == 0 {
+		return ""
+	}
+	r.Recorder.Eventf(pvc, corev1.EventTypeWarning, "AppRestarted", "the final transfer %s did not complete: brought back %s", id, strings.Join(restarted, ", "))
+	return "brought back " + strings.Join(restarted, ", ")
 }
 
 // refuse answers a request the sidecar will not act on. Nothing of it was made; what an earlier

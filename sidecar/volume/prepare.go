@@ -2,11 +2,14 @@ package volume
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -199,6 +202,12 @@ func (t *job) ensureCerts(ctx context.Context, tc *kube.Clients, target *corev1.
 			return fmt.Errorf("reading the transfer's certificate Secrets: %w", err)
 		}
 	}
+	return t.writeCerts(ctx, tc, target)
+}
+
+// writeCerts makes a CA for this transfer and writes both sides' certificates.
+func (t *job) writeCerts(ctx context.Context, tc *kube.Clients, target *corev1.PersistentVolumeClaim) error {
+	srvSecrets, cliSecrets := tc.Kube.CoreV1().Secrets(t.req.TargetNamespace), t.r.Source.Kube.CoreV1().Secrets(t.pvc.Namespace)
 	certs, err := dataplane.GenerateCerts(dataplane.DefaultCertValidity)
 	if err != nil {
 		return err
@@ -210,6 +219,49 @@ func (t *job) ensureCerts(ctx context.Context, tc *kube.Clients, target *corev1.
 		return fmt.Errorf("writing the client certificate Secret: %w", err)
 	}
 	return nil
+}
+
+// renewBefore: a retry starting with certificates that expire sooner gets new ones, so a
+// transfer outlives the certificates' validity (dataplane.DefaultCertValidity).
+const renewBefore = 24 * time.Hour
+
+// renewCertsIfExpiring gives the transfer a new CA and certificates when the client's expire
+// within renewBefore (a retry of a long transfer), and replaces the server pod, which loaded the
+// old ones.
+func (t *job) renewCertsIfExpiring(ctx context.Context, tc *kube.Clients) error {
+	secret, err := t.r.Source.Kube.CoreV1().Secrets(t.pvc.Namespace).Get(ctx, t.names.client, metav1.GetOptions{})
+	if err != nil {
+		return fmt.Errorf("reading the client certificate Secret: %w", err)
+	}
+	expires, err := certExpiry(secret.Data[dataplane.CertFile])
+	if err != nil || t.r.Clock.Now().Add(renewBefore).Before(expires) {
+		return err
+	}
+	target, err := tc.Kube.CoreV1().PersistentVolumeClaims(t.req.TargetNamespace).Get(ctx, t.req.TargetName, metav1.GetOptions{})
+	if err != nil {
+		return fmt.Errorf("reading target PVC %s: %w", t.st.Target, err)
+	}
+	if err := t.writeCerts(ctx, tc, target); err != nil {
+		return err
+	}
+	if err := deleteServerPods(ctx, tc, t.req.TargetNamespace, t.names, t.req.ID); err != nil {
+		return err
+	}
+	t.r.Recorder.Eventf(t.pvc, corev1.EventTypeNormal, "CertificatesRenewed", "the transfer's certificates expired at %s; new ones for the next attempt", expires.UTC().Format(time.RFC3339))
+	return nil
+}
+
+// certExpiry is when a PEM certificate stops being valid.
+func certExpiry(certPEM []byte) (time.Time, error) {
+	block, _ := pem.Decode(certPEM)
+	if block == nil {
+		return time.Time{}, fmt.Errorf("the client certificate Secret holds no certificate")
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("the client certificate Secret: %w", err)
+	}
+	return cert.NotAfter, nil
 }
 
 type secretClient interface {

@@ -115,6 +115,10 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		if cleaned, _ := r.cleaned.Load(req.String()); cleaned == id || st.Phase == operation.PhaseRefused {
 			return ctrl.Result{}, nil
 		}
+		if st.Phase != operation.PhaseCompleted {
+			cfg, _ := r.Config(ctx)
+			r.bringBack(ctx, &pvc, id, cfg)
+		}
 		if err := r.cleanup(ctx, &pvc, st.Target); err != nil {
 			return ctrl.Result{}, err
 		}
@@ -142,6 +146,14 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	if treq.Cancel {
 		return t.finish(ctx, operation.PhaseCancelled, "cancelled on request")
+	}
+	if treq.Backup != "" {
+		gone, err := r.BackupGone(ctx, treq.Backup, types.UID(treq.ID))
+		if err != nil {
+			log.Info("cannot read the request's Backup yet", "error", err.Error())
+		} else if gone != "" {
+			return t.finish(ctx, operation.PhaseCancelled, "cancelled: "+gone)
+		}
 	}
 	cfg, err := r.Config(ctx)
 	if err != nil {

@@ -2,7 +2,9 @@ package volume
 
 import (
 	"context"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -510,4 +512,172 @@ func TestNewerRequestReplacesAnOlder(t *testing.T) {
 			assert.Equal(t, "t2", svc.Spec.Selector[keys.TransferIDLabel], "the endpoint selects this transfer's server only")
 		})
 	}
+}
+
+// TestAFinalThatDoesNotCompleteBringsTheAppBack: whatever ends a final pass early — its
+// attempts failing, a cancel (Velero's Cancel(), also on its item-operation timeout), its Backup
+// deleted — the workloads it quiesced come back, with a Warning Event and a word in the status;
+// unless ferry-config keepQuiescedOnFailure says to leave them down.
+func TestAFinalThatDoesNotCompleteBringsTheAppBack(t *testing.T) {
+	web := testutil.Object("apps/v1", "Deployment", "app", "web", map[string]any{"spec.replicas": int64(3),
+		"spec.template.spec.volumes": []any{map[string]any{"name": "v", "persistentVolumeClaim": map[string]any{"claimName": "data"}}}})
+	failed := clientRun{phase: corev1.PodFailed, reports: []dataplane.Report{{Type: dataplane.ReportError, Attempt: 1, Error: "connection refused"}}}
+	for _, tc := range []struct {
+		name    string
+		config  map[string]string
+		end     func(t *testing.T, h *harness) // what ends the final
+		phase   operation.Phase
+		keepApp bool
+	}{
+		{name: "its attempts fail", end: func(t *testing.T, h *harness) { h.client = func(int) clientRun { return failed } }, phase: operation.PhaseFailed},
+		{name: "cancelled", end: func(t *testing.T, h *harness) { h.tamper(t, keys.TransferCancel, "t1") }, phase: operation.PhaseCancelled},
+		{name: "its Backup deleted", end: func(t *testing.T, h *harness) {
+			require.NoError(t, h.source.Dynamic.Resource(backupsGVR).Namespace("velero").Delete(context.Background(), "final-1", metav1.DeleteOptions{}))
+		}, phase: operation.PhaseCancelled},
+		{name: "velero backup delete asked", end: func(t *testing.T, h *harness) {
+			dbr := testutil.Object("velero.io/v1", "DeleteBackupRequest", "velero", "final-1-x", map[string]any{"spec.backupName": "final-1"})
+			_, err := h.source.Dynamic.Resource(dbrGVR).Namespace("velero").Create(context.Background(), dbr, metav1.CreateOptions{})
+			require.NoError(t, err)
+		}, phase: operation.PhaseCancelled},
+		{name: "failed, and the admin keeps apps down", config: map[string]string{"keepQuiescedOnFailure": "true"},
+			end: func(t *testing.T, h *harness) { h.client = func(int) clientRun { return failed } }, phase: operation.PhaseFailed, keepApp: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := map[string]string{"endpointType": "ClusterIP"}
+			for k, v := range tc.config {
+				cfg[k] = v
+			}
+			backup := testutil.Object("velero.io/v1", "Backup", "velero", "final-1", nil)
+			backup.SetUID("t1")
+			h := newHarness(t, cfg, sourcePVC(keys.TransferID, "t1", keys.TransferType, "final", keys.TransferBackup, "final-1"),
+				[]runtime.Object{web.DeepCopy(), backup}, storageClass("standard", true))
+			h.client = func(int) clientRun { return clientRun{phase: corev1.PodRunning} }
+			st := h.run(t, 8, operation.PhaseTransferring)
+			require.Equal(t, operation.PhaseTransferring, st.Phase, st.Message)
+			require.Equal(t, []string{"Deployment/web"}, st.Quiesced)
+			assert.Zero(t, replicasOf(t, h, "web"))
+
+			tc.end(t, h)
+			// A failing pod ends only after the fake kubelet ran it: let the old pods fail too.
+			if tc.phase == operation.PhaseFailed {
+				for _, p := range transferPods(t, h.source.Kube, RoleClient) {
+					p.Status = corev1.PodStatus{Phase: corev1.PodFailed}
+					_, err := h.source.Kube.CoreV1().Pods(p.Namespace).UpdateStatus(context.Background(), &p, metav1.UpdateOptions{})
+					require.NoError(t, err)
+					h.pods.setReports(p.Name, failed.reports)
+				}
+			}
+			st = h.run(t, 10, tc.phase)
+			require.Equal(t, tc.phase, st.Phase, st.Message)
+			events := h.events()
+			if tc.keepApp {
+				assert.Zero(t, replicasOf(t, h, "web"), "kept down, as ferry-config asks")
+				assert.Contains(t, st.Message, "left quiesced: Deployment/web")
+				assert.Contains(t, events, "AppLeftQuiesced")
+				return
+			}
+			assert.Equal(t, int64(3), replicasOf(t, h, "web"), "the app is back at its replicas")
+			assert.Contains(t, st.Message, "brought back Deployment app/web unquiesced")
+			assert.Contains(t, events, "AppRestarted")
+			assertCleanedUp(t, h)
+		})
+	}
+}
+
+var (
+	backupsGVR = schema.GroupVersionResource{Group: "velero.io", Version: "v1", Resource: "backups"}
+	dbrGVR     = schema.GroupVersionResource{Group: "velero.io", Version: "v1", Resource: "deletebackuprequests"}
+)
+
+func replicasOf(t *testing.T, h *harness, name string) int64 {
+	t.Helper()
+	d, err := h.source.Dynamic.Resource(deployments).Namespace("app").Get(context.Background(), name, metav1.GetOptions{})
+	require.NoError(t, err)
+	n, _, _ := unstructured.NestedInt64(d.Object, "spec", "replicas")
+	return n
+}
+
+// TestStalledAndStuckClients: a client that makes no progress for stallTimeout is stopped and
+// another starts (three in all, then the transfer fails saying why); one that cannot start
+// within prepareTimeout fails the transfer with the scheduler's reason.
+func TestStalledAndStuckClients(t *testing.T) {
+	t.Run("stalled", func(t *testing.T) {
+		h := newHarness(t, map[string]string{"endpointType": "ClusterIP", "stallTimeout": "1m"}, sourcePVC(keys.TransferID, "t1"), nil, storageClass("standard", true))
+		frozen := clientRun{phase: corev1.PodRunning, reports: []dataplane.Report{{Type: dataplane.ReportProgress, Attempt: 1, BytesDone: 10, BytesTotal: 100, Percent: 10}}}
+		h.client = func(int) clientRun { return frozen }
+		st := h.run(t, 80, operation.PhaseFailed)
+		require.Equal(t, operation.PhaseFailed, st.Phase)
+		assert.Equal(t, "3 attempts failed; the last: no progress for 1m5s (stallTimeout 1m0s)", st.Message)
+		events := h.events()
+		assert.Equal(t, 3, strings.Count(events, "TransferStalled"))
+		assert.Contains(t, events, "TransferAttemptFailed attempt 1 failed: no progress for 1m5s (stallTimeout 1m0s)")
+	})
+	t.Run("moving slowly is not a stall", func(t *testing.T) {
+		h := newHarness(t, map[string]string{"endpointType": "ClusterIP", "stallTimeout": "1m"}, sourcePVC(keys.TransferID, "t1"), nil, storageClass("standard", true))
+		done := int64(0)
+		h.client = func(int) clientRun { return clientRun{phase: corev1.PodRunning} }
+		h.run(t, 8, operation.PhaseTransferring)
+		client := transferPods(t, h.source.Kube, RoleClient)[0]
+		for range 30 { // 2.5 minutes of polls, a byte more each
+			done++
+			h.pods.setReports(client.Name, []dataplane.Report{{Type: dataplane.ReportProgress, Attempt: 1, BytesDone: done, BytesTotal: 1000, Percent: float64(done) / 10}})
+			h.reconcile(t)
+			h.clock.SetTime(h.clock.Now().Add(sidecar.Poll))
+		}
+		st := h.status(t)
+		assert.Equal(t, operation.PhaseTransferring, st.Phase)
+		assert.Equal(t, 1, st.Attempts)
+		assert.NotContains(t, h.events(), "TransferStalled")
+	})
+	t.Run("cannot be scheduled", func(t *testing.T) {
+		h := newHarness(t, map[string]string{"endpointType": "ClusterIP", "prepareTimeout": "2m"}, sourcePVC(keys.TransferID, "t1"), nil, storageClass("standard", true))
+		h.client = func(int) clientRun { return clientRun{phase: corev1.PodPending} }
+		h.run(t, 8, operation.PhaseTransferring)
+		client := transferPods(t, h.source.Kube, RoleClient)[0]
+		client.CreationTimestamp = metav1.NewTime(h.clock.Now())
+		client.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodScheduled, Status: corev1.ConditionFalse,
+			Message: "0/1 nodes are available: 1 node(s) were unschedulable"}}
+		_, err := h.source.Kube.CoreV1().Pods(client.Namespace).UpdateStatus(context.Background(), &client, metav1.UpdateOptions{})
+		require.NoError(t, err)
+		st := h.run(t, 40, operation.PhaseFailed)
+		require.Equal(t, operation.PhaseFailed, st.Phase)
+		assert.Contains(t, st.Message, "client pod "+client.Name+" did not start within 2m0s (prepareTimeout): Pending: 0/1 nodes are available: 1 node(s) were unschedulable")
+	})
+}
+
+// TestCertificatesOutliveTheTransfer: a retry starting when the transfer's certificates are
+// about to expire gets a new CA and certificates on both sides, and a server that loaded them.
+func TestCertificatesOutliveTheTransfer(t *testing.T) {
+	h := newHarness(t, clusterIP, sourcePVC(keys.TransferID, "t1"), nil, storageClass("standard", true))
+	h.client = func(int) clientRun { return clientRun{phase: corev1.PodRunning} }
+	h.run(t, 8, operation.PhaseTransferring)
+	n := namesFor("app", "data")
+	oldCA := string(secretData(t, h.source, "app", n.client)[dataplane.CAFile])
+	oldServer := transferPods(t, h.target.Kube, RoleServer)[0].Name
+
+	// Six and a half days on, the running attempt fails: the next one must not use certificates
+	// that expire within the day.
+	h.clock.SetTime(time.Now().Add(dataplane.DefaultCertValidity - 12*time.Hour)) // the certificates were made now
+	client := transferPods(t, h.source.Kube, RoleClient)[0]
+	client.Status = corev1.PodStatus{Phase: corev1.PodFailed}
+	_, err := h.source.Kube.CoreV1().Pods("app").UpdateStatus(context.Background(), &client, metav1.UpdateOptions{})
+	require.NoError(t, err)
+	h.reconcile(t)
+	h.settle(t)
+	h.reconcile(t)
+	newCA := string(secretData(t, h.source, "app", n.client)[dataplane.CAFile])
+	assert.NotEqual(t, oldCA, newCA, "a new CA for the next attempt")
+	assert.Equal(t, newCA, string(secretData(t, h.target, "app", n.server)[dataplane.CAFile]), "the server has the same new CA")
+	servers := transferPods(t, h.target.Kube, RoleServer)
+	require.Len(t, servers, 1)
+	assert.NotEqual(t, oldServer, servers[0].Name, "the server restarted with the new certificates")
+	assert.Contains(t, h.events(), "CertificatesRenewed")
+	assert.Len(t, transferPods(t, h.source.Kube, RoleClient), 2, "attempt 2 runs")
+}
+
+func secretData(t *testing.T, c *testutil.Cluster, ns, name string) map[string][]byte {
+	t.Helper()
+	s, err := c.Kube.CoreV1().Secrets(ns).Get(context.Background(), name, metav1.GetOptions{})
+	require.NoError(t, err)
+	return s.Data
 }

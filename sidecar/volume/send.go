@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -15,6 +16,7 @@ import (
 	"github.com/ferry-dev/ferry/dataplane"
 	"github.com/ferry-dev/ferry/internal/config"
 	"github.com/ferry-dev/ferry/internal/keys"
+	"github.com/ferry-dev/ferry/internal/kube"
 	"github.com/ferry-dev/ferry/internal/operation"
 	"github.com/ferry-dev/ferry/internal/quiesce"
 	"github.com/ferry-dev/ferry/sidecar"
@@ -43,29 +45,59 @@ func (t *job) sendData(ctx context.Context) (ctrl.Result, error) {
 			attempt, latest = a, &pods[i]
 		}
 	}
-	if latest == nil || latest.Status.Phase == corev1.PodFailed {
-		if latest != nil {
-			transferFailures.WithLabelValues(RoleClient).Inc()
-			t.observe(ctx, latest) // its retries count too
-			why := t.outcome(ctx, latest)
-			if attempt >= maxClientAttempts {
-				return t.finish(ctx, operation.PhaseFailed, fmt.Sprintf("%d attempts failed; the last: %s", attempt, why))
-			}
-			t.r.Recorder.Eventf(t.pvc, corev1.EventTypeWarning, "TransferAttemptFailed", "attempt %d failed: %s", attempt, why)
-		}
-		return ctrl.Result{RequeueAfter: sidecar.Poll}, t.startClient(ctx, attempt+1)
-	}
-	t.observe(ctx, latest)
-	switch latest.Status.Phase {
-	case corev1.PodSucceeded:
-		t.st.Percent = 100
-		return t.finish(ctx, operation.PhaseCompleted, "")
-	case corev1.PodPending:
-		t.st.Message = "client pod " + latest.Name + ": " + podState(latest)
+	now := t.r.Clock.Now()
+	var why string // why the latest client pod is done for without finishing
+	switch {
+	case latest == nil:
+	case latest.Status.Phase == corev1.PodFailed:
+		transferFailures.WithLabelValues(RoleClient).Inc()
+		t.observe(ctx, latest) // its retries count too
+		why = t.outcome(ctx, latest)
 	default:
-		t.st.Message = ""
+		moved := progress(t.st)
+		t.observe(ctx, latest)
+		switch latest.Status.Phase {
+		case corev1.PodSucceeded:
+			t.st.Percent = 100
+			return t.finish(ctx, operation.PhaseCompleted, "")
+		case corev1.PodPending:
+			// Time spent waiting to run is prepareTimeout's, not a stall.
+			t.st.Progressed = operation.NewTime(now)
+			if waited := now.Sub(latest.CreationTimestamp.Time); !latest.CreationTimestamp.IsZero() && waited > t.cfg.PrepareTimeout {
+				return t.finish(ctx, operation.PhaseFailed, fmt.Sprintf("client pod %s did not start within %s (prepareTimeout): %s", latest.Name, t.cfg.PrepareTimeout, podState(latest)))
+			}
+			t.st.Message = "client pod " + latest.Name + ": " + podState(latest)
+			return ctrl.Result{RequeueAfter: sidecar.Poll}, t.writeStatus(ctx)
+		}
+		if t.st.Progressed == nil || progress(t.st) != moved {
+			t.st.Progressed = operation.NewTime(now)
+		}
+		stalled := now.Sub(t.st.Progressed.Time)
+		if stalled <= t.cfg.StallTimeout {
+			t.st.Message = ""
+			return ctrl.Result{RequeueAfter: sidecar.Poll}, t.writeStatus(ctx)
+		}
+		// No bytes and no files for too long: this pod is done for, another one starts.
+		why = fmt.Sprintf("no progress for %s (stallTimeout %s)", stalled.Round(time.Second), t.cfg.StallTimeout)
+		transferFailures.WithLabelValues(RoleClient).Inc()
+		t.r.Recorder.Eventf(t.pvc, corev1.EventTypeWarning, "TransferStalled", "client pod %s made no progress for %s; stopping it", latest.Name, stalled.Round(time.Second))
+		if err := t.r.Source.Kube.CoreV1().Pods(latest.Namespace).Delete(ctx, latest.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			return ctrl.Result{}, err
+		}
 	}
-	return ctrl.Result{RequeueAfter: sidecar.Poll}, t.writeStatus(ctx)
+	if latest != nil {
+		if attempt >= maxClientAttempts {
+			return t.finish(ctx, operation.PhaseFailed, fmt.Sprintf("%d attempts failed; the last: %s", attempt, why))
+		}
+		t.r.Recorder.Eventf(t.pvc, corev1.EventTypeWarning, "TransferAttemptFailed", "attempt %d failed: %s", attempt, why)
+	}
+	return ctrl.Result{RequeueAfter: sidecar.Poll}, t.startClient(ctx, tc, attempt+1)
+}
+
+// progress is what moves while a copy makes headway: bytes, and the share of the volume
+// checked (files compared count even when nothing needs sending).
+func progress(st *operation.TransferStatus) [2]float64 {
+	return [2]float64{float64(st.BytesDone), st.Percent}
 }
 
 func (t *job) clientPods(ctx context.Context) ([]corev1.Pod, error) {
@@ -79,7 +111,7 @@ func (t *job) clientPods(ctx context.Context) ([]corev1.Pod, error) {
 
 // startClient creates client pod number attempt, next to the app for a ReadWriteOnce volume
 // that is mounted (a stage pass while the app runs).
-func (t *job) startClient(ctx context.Context, attempt int) error {
+func (t *job) startClient(ctx context.Context, tc *kube.Clients, attempt int) error {
 	node := ""
 	if t.req.Type == operation.Stage {
 		pods, err := quiesce.PodsUsing(ctx, t.r.Source, t.pvc.Namespace, t.pvc.Name)
@@ -105,6 +137,11 @@ func (t *job) startClient(ctx context.Context, attempt int) error {
 	if err := ensureTransferServiceAccount(ctx, t.r.Source.Kube, t.r.Source.APIs, t.pvc.Namespace); err != nil {
 		return err
 	}
+	if attempt > 1 {
+		if err := t.renewCertsIfExpiring(ctx, tc); err != nil {
+			return err
+		}
+	}
 	pod := clientPod(t.names, t.pvc, t.req, t.cfg, ep, attempt, node)
 	if _, err := t.r.Pods.Create(ctx, t.r.Source.Kube, pod); err != nil {
 		if apierrors.IsForbidden(err) || apierrors.IsInvalid(err) {
@@ -115,6 +152,7 @@ func (t *job) startClient(ctx context.Context, attempt int) error {
 	if attempt > t.st.Attempts {
 		t.st.Attempts = attempt
 	}
+	t.st.Progressed = operation.NewTime(t.r.Clock.Now())
 	return t.writeStatus(ctx)
 }
 

@@ -130,3 +130,18 @@ func exitCode(p *corev1.Pod, name string) int {
 	}
 	return -1
 }
+
+// deleteServerPods stops the transfer's server pods (ensureServer starts another).
+func deleteServerPods(ctx context.Context, tc *kube.Clients, namespace string, n transferNames, id string) error {
+	sel := labels.SelectorFromSet(n.labels(id, RoleServer)).String()
+	pods, err := tc.Kube.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{LabelSelector: sel})
+	if err != nil {
+		return fmt.Errorf("listing server pods on the target: %w", err)
+	}
+	for _, p := range pods.Items {
+		if err := tc.Kube.CoreV1().Pods(namespace).Delete(ctx, p.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			return err
+		}
+	}
+	return nil
+}
