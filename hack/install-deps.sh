@@ -15,6 +15,8 @@ declare -A want=(
   [attr]=/usr/bin/setfattr
   [iproute2]=/usr/sbin/ip
   [util-linux]=/usr/bin/unshare
+  # promtool: the unit tests of deploy/monitoring's alert rules
+  [prometheus]=/usr/bin/promtool
   # the stack's real nodes (Options.RealNodes): container runtime, CNI plugins, kube-proxy's tools
   [containerd]=/usr/bin/containerd
   [runc]=/usr/sbin/runc

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	corev1 "k8s.io/api/core/v1"
 	"sync"
 	"time"
 
@@ -32,6 +33,7 @@ func (r *Reconciler) copy(ctx context.Context, s *statusWriter, j *job) (ctrl.Re
 	if err := s.write(ctx); err != nil {
 		return r.stopped(ctx, s, err)
 	}
+	r.Recorder.Eventf(s.stream, corev1.EventTypeNormal, "ImageCopyStarted", "copying %d images to %s", len(j.images), j.repo)
 	var from []string
 	for _, a := range j.sources {
 		from = append(from, a.String())

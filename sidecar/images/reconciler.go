@@ -140,6 +140,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, nil
 	}
 	if st != nil && st.ID == id && st.Phase.Terminal() {
+		if st.Phase == operation.PhaseCompleted && st.Completed != nil { // a restarted data mover shows it again
+			copyLastSuccess.WithLabelValues(req.Namespace, req.Name).Set(float64(st.Completed.Unix()))
+		}
 		return ctrl.Result{}, nil
 	}
 	fresh := st == nil || st.ID != id
@@ -155,7 +158,6 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{RequeueAfter: sidecar.Poll}, nil
 	}
 	if refusal != nil {
-		r.Recorder.Eventf(u, corev1.EventTypeWarning, "ImageCopyRefused", "image copy %s refused: %s", id, refusal)
 		return ctrl.Result{}, s.finish(ctx, operation.PhaseRefused, refusal.Error())
 	}
 	if reqErr != nil {
@@ -180,7 +182,6 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	if err != nil {
 		if sidecar.IsRefusal(err) {
-			r.Recorder.Eventf(u, corev1.EventTypeWarning, "ImageCopyRefused", "image copy %s refused: %s", id, err)
 			return ctrl.Result{}, s.finish(ctx, operation.PhaseRefused, err.Error())
 		}
 		if sidecar.IsPermanent(err) {
@@ -262,6 +263,12 @@ func (s *statusWriter) finish(ctx context.Context, phase operation.Phase, messag
 	if err := s.write(ctx); err != nil && !errors.Is(err, errStopped) {
 		return err
 	}
+	recordEnd(s.stream.GetNamespace(), s.stream.GetName(), s.st)
+	kind, reason := corev1.EventTypeWarning, "ImageCopy"+string(phase)
+	if phase == operation.PhaseCompleted {
+		kind = corev1.EventTypeNormal
+	}
+	s.r.Recorder.Eventf(s.stream, kind, reason, "image copy %s %s: %s", s.st.ID, strings.ToLower(string(phase)), message)
 	return nil
 }
 

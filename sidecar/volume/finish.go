@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -43,9 +44,9 @@ func (t *job) finish(ctx context.Context, phase operation.Phase, message string)
 	if t.req != nil {
 		typ = string(t.req.Type)
 	}
-	transfersTotal.WithLabelValues(typ, string(phase)).Inc()
+	transfersTotal.WithLabelValues(typ, label(phase)).Inc()
 	if t.st.Started != nil {
-		transferDuration.WithLabelValues(typ, string(phase)).Observe(now.Sub(t.st.Started.Time).Seconds())
+		transferDuration.WithLabelValues(typ, label(phase)).Observe(now.Sub(t.st.Started.Time).Seconds())
 	}
 	st := t.st
 	switch phase {
@@ -105,7 +106,7 @@ func (t *job) refuse(ctx context.Context, id string, reason error) (ctrl.Result,
 		return ctrl.Result{}, err
 	}
 	t.r.admission.release(t.pvc.Namespace + "/" + t.pvc.Name)
-	transfersTotal.WithLabelValues(string(operation.Stage), string(operation.PhaseRefused)).Inc()
+	transfersTotal.WithLabelValues(label(operation.Stage), label(operation.PhaseRefused)).Inc()
 	t.r.Recorder.Eventf(t.pvc, corev1.EventTypeWarning, "TransferRefused", "transfer %s refused: %s", id, reason)
 	t.log.Info("transfer refused", "id", id, "reason", reason.Error())
 	return ctrl.Result{}, deleteTransferObjects(ctx, t.r.Source.Kube, nil, t.pvc.Namespace, t.names, t.names.client)
@@ -136,6 +137,11 @@ func (r *Reconciler) cleanup(ctx context.Context, pvc *corev1.PersistentVolumeCl
 
 // cleanupGone cleans up after a PVC that was deleted.
 func (r *Reconciler) cleanupGone(ctx context.Context, namespace, name string) error {
+	key := prometheus.Labels{"namespace": namespace, "pvc": name}
+	transferPhase.DeletePartialMatch(key)
+	transferPhaseSince.DeletePartialMatch(key)
+	transferProgressBytes.Delete(key)
+	transferSizeBytes.Delete(key)
 	pvc := &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name}}
 	return r.cleanup(ctx, pvc, "")
 }

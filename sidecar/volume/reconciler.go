@@ -111,6 +111,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	id := strings.TrimSpace(pvc.Annotations[keys.TransferID])
 	if st != nil && st.ID == id && st.Phase.Terminal() {
+		recordState(pvc.Namespace, pvc.Name, st) // a restarted data mover shows the last successes again
 		r.admission.release(req.String())
 		if cleaned, _ := r.cleaned.Load(req.String()); cleaned == id || st.Phase == operation.PhaseRefused {
 			return ctrl.Result{}, nil
@@ -299,6 +300,7 @@ func (t *job) wait(ctx context.Context, why string) (ctrl.Result, error) {
 }
 
 func (t *job) writeStatus(ctx context.Context) error {
+	recordState(t.pvc.Namespace, t.pvc.Name, t.st)
 	return sidecar.WriteStatus(ctx, t.r.Clock, t.pvc, keys.TransferStatus, t.st, func(ctx context.Context, patch []byte) error {
 		return t.r.Cache.Patch(ctx, t.pvc, client.RawPatch(types.MergePatchType, patch))
 	})

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	promtest "github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
@@ -15,7 +17,9 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	k8stesting "k8s.io/client-go/testing"
+	ctrl "sigs.k8s.io/controller-runtime"
 
 	"github.com/ferry-dev/ferry/dataplane"
 	"github.com/ferry-dev/ferry/internal/keys"
@@ -680,4 +684,63 @@ func secretData(t *testing.T, c *testutil.Cluster, ns, name string) map[string][
 	s, err := c.Kube.CoreV1().Secrets(ns).Get(context.Background(), name, metav1.GetOptions{})
 	require.NoError(t, err)
 	return s.Data
+}
+
+// TestMetricsFollowATransfer: the per-PVC series show the phase and progress while a transfer
+// runs, and go when it ends; its success stays, for stale-stage alerts; label values are
+// lower-case.
+func TestMetricsFollowATransfer(t *testing.T) {
+	pvc := sourcePVC(keys.TransferID, "t1")
+	pvc.Namespace = "metrics"
+	h := newHarness(t, clusterIP, pvc, []runtime.Object{&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "metrics"}}}, storageClass("standard", true))
+	running := clientRun{phase: corev1.PodRunning, reports: []dataplane.Report{{Type: dataplane.ReportProgress, Attempt: 1, BytesDone: 40, BytesTotal: 100, Percent: 40}}}
+	h.client = func(int) clientRun { return running }
+	req := ctrl.Request{NamespacedName: types.NamespacedName{Namespace: "metrics", Name: "data"}}
+	for range 8 {
+		_, err := h.Reconcile(context.Background(), req)
+		require.NoError(t, err)
+		h.settle(t)
+		h.clock.SetTime(h.clock.Now().Add(sidecar.Poll))
+	}
+	assert.Equal(t, float64(1), promtest.ToFloat64(transferPhase.WithLabelValues("metrics", "data", "stage", "transferring")))
+	assert.Equal(t, float64(40), promtest.ToFloat64(transferProgressBytes.WithLabelValues("metrics", "data")))
+	assert.Equal(t, float64(100), promtest.ToFloat64(transferSizeBytes.WithLabelValues("metrics", "data")))
+
+	for _, p := range transferPods(t, h.source.Kube, RoleClient) {
+		p.Status = corev1.PodStatus{Phase: corev1.PodSucceeded}
+		_, err := h.source.Kube.CoreV1().Pods(p.Namespace).UpdateStatus(context.Background(), &p, metav1.UpdateOptions{})
+		require.NoError(t, err)
+		h.pods.setReports(p.Name, succeeded().reports)
+	}
+	_, err := h.Reconcile(context.Background(), req)
+	require.NoError(t, err)
+	var pvcNow corev1.PersistentVolumeClaim
+	require.NoError(t, h.pvcs.Get(context.Background(), req.NamespacedName, &pvcNow))
+	st, err := operation.ParseTransferStatus(pvcNow.Annotations)
+	require.NoError(t, err)
+	require.Equal(t, operation.PhaseCompleted, st.Phase)
+	assert.Equal(t, float64(st.Completed.Unix()), promtest.ToFloat64(transferLastSuccess.WithLabelValues("metrics", "data", "stage")))
+	for _, c := range []prometheus.Collector{transferPhase, transferPhaseSince, transferProgressBytes, transferSizeBytes} {
+		assert.Zero(t, seriesIn(t, c, "metrics"), "no series for an ended transfer")
+	}
+}
+
+// seriesIn counts a collector's series whose namespace label is ns.
+func seriesIn(t *testing.T, c prometheus.Collector, ns string) int {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	require.NoError(t, reg.Register(c))
+	families, err := reg.Gather()
+	require.NoError(t, err)
+	n := 0
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "namespace" && l.GetValue() == ns {
+					n++
+				}
+			}
+		}
+	}
+	return n
 }
