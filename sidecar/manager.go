@@ -8,8 +8,6 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -24,8 +22,9 @@ import (
 
 // Options configure the sidecar.
 type Options struct {
-	// Kubeconfig of the source cluster; "" means $KUBECONFIG, else in-cluster.
-	Kubeconfig string
+	// Kubeconfig of the source cluster and the context in it; "" means $KUBECONFIG (its
+	// current context), else in-cluster.
+	Kubeconfig, Context string
 	// Namespace is Velero's namespace.
 	Namespace      string
 	MetricsAddress string
@@ -35,23 +34,11 @@ type Options struct {
 	Workers int
 }
 
-// RESTConfig loads a kubeconfig the way kubectl and Velero do: an explicit path, else
-// $KUBECONFIG, else the in-cluster service account.
-func RESTConfig(kubeconfig string) (*rest.Config, error) {
-	rules := clientcmd.NewDefaultClientConfigLoadingRules()
-	rules.ExplicitPath = kubeconfig
-	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
-	if err != nil {
-		return nil, fmt.Errorf("loading the cluster's kubeconfig: %w", err)
-	}
-	return cfg, nil
-}
-
 // NewManager builds the sidecar's controller manager and the Env its reconcilers share. The
 // manager holds the Lease operation.SidecarLease in Velero's namespace: only one sidecar acts
 // at a time, and the plugins know one runs.
 func NewManager(opts Options) (ctrl.Manager, *Env, error) {
-	cfg, err := RESTConfig(opts.Kubeconfig)
+	cfg, err := kube.RESTConfig(opts.Kubeconfig, opts.Context)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -5,7 +5,6 @@ import (
 
 	"github.com/spf13/cobra"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/ferry-dev/ferry/sidecar"
 	"github.com/ferry-dev/ferry/sidecar/images"
@@ -13,6 +12,7 @@ import (
 )
 
 func newControllerCommand() *cobra.Command {
+	var logs logFlags
 	opts := sidecar.Options{Namespace: os.Getenv("VELERO_NAMESPACE"), MetricsAddress: ":8087", HealthAddress: ":8088", Workers: 4}
 	if opts.Namespace == "" {
 		opts.Namespace = "velero"
@@ -28,7 +28,10 @@ images copied registry to registry. Configuration: the ferry-config ConfigMap an
 kubeconfig Secret in Velero's namespace.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctrl.SetLogger(zap.New(zap.JSONEncoder()))
+			if err := logs.validate(); err != nil {
+				return usageError{err}
+			}
+			ctrl.SetLogger(logs.logr())
 			mgr, env, err := sidecar.NewManager(opts)
 			if err != nil {
 				return err
@@ -44,6 +47,8 @@ kubeconfig Secret in Velero's namespace.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&opts.Kubeconfig, "kubeconfig", "", "kubeconfig of the source cluster (default: $KUBECONFIG, else in-cluster)")
+	f.StringVar(&opts.Context, "context", "", "kubeconfig context to use (default: its current one)")
+	logs.bind(f)
 	f.StringVarP(&opts.Namespace, "namespace", "n", opts.Namespace, "Velero's namespace (default: $VELERO_NAMESPACE, else velero)")
 	f.StringVar(&opts.MetricsAddress, "metrics-address", opts.MetricsAddress, "address of the Prometheus metrics endpoint (0 disables it)")
 	f.StringVar(&opts.HealthAddress, "health-address", opts.HealthAddress, "address of /healthz and /readyz (0 disables them)")

@@ -8,7 +8,6 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
 )
 
@@ -76,15 +75,4 @@ func interrupted(ctx context.Context, err error) error {
 		return fmt.Errorf("%w: %v", s, err)
 	}
 	return err
-}
-
-// newLogger logs to stderr (stdout may carry machine-readable output).
-func newLogger() *logrus.Logger {
-	l := logrus.New()
-	l.SetOutput(os.Stderr)
-	l.SetFormatter(&logrus.TextFormatter{FullTimestamp: true})
-	if lvl, err := logrus.ParseLevel(os.Getenv("FERRY_LOG_LEVEL")); err == nil {
-		l.SetLevel(lvl)
-	}
-	return l
 }

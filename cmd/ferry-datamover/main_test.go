@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"errors"
 	"net"
 	"os"
@@ -106,6 +107,13 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"send", "--dir", "/tmp", "--to", "x:1", "--certs", "/tmp", "--progress=xml"}, "--progress must be human, json or none"},
 		{[]string{"send", "--dir", "/tmp", "--to", "x:1", "--certs", "/tmp", "--streams", "0"}, "--streams"},
 		{[]string{"send", "--no-such-flag"}, "unknown flag"},
+		{[]string{"send", "--dir", "/tmp", "--to", "x:1", "--certs", "/tmp", "--log-level", "loud"}, "--log-level: want debug, info, warn or error"},
+		{[]string{"serve", "--dir", "/tmp", "--certs", "/tmp", "--log-format", "xml"}, "--log-format: want text or json"},
+		{[]string{"rollback", "-n", "x", "-o", "yaml"}, "--output: want text or json"},
+		{[]string{"rollback"}, "name the namespaces to roll back"},
+		{[]string{"request", "pvc", "no-slash"}, "want NAMESPACE/NAME"},
+		{[]string{"request", "pvc", "a/b", "--type", "later"}, "--type must be stage or final"},
+		{[]string{"version", "-o", "yaml"}, "--output: want text or json"},
 	}
 	for _, tc := range cases {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
@@ -245,4 +253,16 @@ func listening(addr string) bool {
 	}
 	c.Close()
 	return true
+}
+
+func TestVersionCommand(t *testing.T) {
+	r := runCommand(t, "version", "-o", "json")
+	require.Equal(t, 0, r.code, r.stderr)
+	var v map[string]string
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &v))
+	assert.NotEmpty(t, v["version"])
+	assert.Contains(t, v["go"], "go1.")
+	r = runCommand(t, "version")
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Contains(t, r.stdout, "ferry-datamover ")
 }

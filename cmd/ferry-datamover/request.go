@@ -7,20 +7,19 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/ferry-dev/ferry/internal/config"
-	"github.com/ferry-dev/ferry/internal/kube"
 	"github.com/ferry-dev/ferry/internal/operation"
 	"github.com/ferry-dev/ferry/internal/requests"
 )
 
 func newRequestCommand() *cobra.Command {
 	var (
-		kubeconfig, kubecontext, veleroNS string
-		m                                 requests.Manual
-		typ, storageClass, accessModes    string
-		verify, overwrite                 bool
+		cluster                        clusterFlags
+		veleroNS                       string
+		m                              requests.Manual
+		typ, storageClass, accessModes string
+		verify, overwrite              bool
 	)
 	cmd := &cobra.Command{
 		Use:   "request (pvc|imagestream) NAMESPACE/NAME",
@@ -61,13 +60,7 @@ unless given here. Follow it with:
 			if f.Changed("allow-overwrite") {
 				m.Overwrite = &overwrite
 			}
-			rules := clientcmd.NewDefaultClientConfigLoadingRules()
-			rules.ExplicitPath = kubeconfig
-			cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: kubecontext}).ClientConfig()
-			if err != nil {
-				return fmt.Errorf("loading the kubeconfig: %w", err)
-			}
-			clients, err := kube.NewClients(cfg, veleroNS)
+			clients, err := cluster.clients(veleroNS)
 			if err != nil {
 				return err
 			}
@@ -93,8 +86,7 @@ unless given here. Follow it with:
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig of the source cluster (default: $KUBECONFIG, else in-cluster)")
-	f.StringVar(&kubecontext, "context", "", "kubeconfig context to use")
+	cluster.bind(f, "source cluster")
 	f.StringVar(&veleroNS, "velero-namespace", "velero", "Velero's namespace (ferry-config and the request key)")
 	f.StringVar(&m.ID, "id", "", "request ID (default: manual-<unix time>); a new ID starts a new transfer")
 	f.StringVar(&typ, "type", string(operation.Stage), "stage (the app keeps running) or final (quiesce it first)")

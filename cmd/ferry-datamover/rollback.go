@@ -7,16 +7,16 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/ferry-dev/ferry/internal/kube"
 	"github.com/ferry-dev/ferry/internal/quiesce"
-	"github.com/ferry-dev/ferry/sidecar"
 )
 
 func newRollbackCommand() *cobra.Command {
 	var (
-		kubeconfig string
+		cluster    clusterFlags
 		namespaces []string
 		all        bool
+		dryRun     bool
+		out        output
 	)
 	cmd := &cobra.Command{
 		Use:   "rollback (--namespace NS ... | --all-namespaces)",
@@ -24,17 +24,16 @@ func newRollbackCommand() *cobra.Command {
 		Long: `Undoes the two changes a migration makes on the source cluster: workloads that a final transfer
 quiesced get their replica counts, suspend flags and DaemonSet node selectors back, and PVs that were
 switched to Retain for a move get their original reclaim policy back. Run it against the source
-cluster if you abandon a migration after its final backup.`,
+cluster if you abandon a migration after its final backup. --dry-run says what it would change.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if !all && len(namespaces) == 0 {
 				return usageError{fmt.Errorf("name the namespaces to roll back with --namespace, or use --all-namespaces")}
 			}
-			cfg, err := sidecar.RESTConfig(kubeconfig)
-			if err != nil {
-				return err
+			if err := out.validate(); err != nil {
+				return usageError{err}
 			}
-			clients, err := kube.NewClients(cfg, "")
+			clients, err := cluster.clients("")
 			if err != nil {
 				return err
 			}
@@ -43,9 +42,22 @@ cluster if you abandon a migration after its final backup.`,
 			if all {
 				namespaces = nil
 			}
-			changed, err := quiesce.Rollback(ctx, clients, namespaces)
+			changed, err := quiesce.Rollback(ctx, clients, namespaces, dryRun)
+			if out == "json" {
+				if changed == nil {
+					changed = []quiesce.Change{}
+				}
+				if werr := writeJSON(cmd.OutOrStdout(), map[string]any{"dryRun": dryRun, "changes": changed}); werr != nil {
+					return werr
+				}
+				return err
+			}
 			for _, c := range changed {
-				fmt.Fprintln(cmd.OutOrStdout(), c)
+				if dryRun {
+					fmt.Fprintln(cmd.OutOrStdout(), "would:", c)
+				} else {
+					fmt.Fprintln(cmd.OutOrStdout(), c)
+				}
 			}
 			if err != nil {
 				return err
@@ -56,8 +68,11 @@ cluster if you abandon a migration after its final backup.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig of the source cluster (default: $KUBECONFIG, else in-cluster)")
-	cmd.Flags().StringSliceVarP(&namespaces, "namespace", "n", nil, "namespace to roll back (repeatable)")
-	cmd.Flags().BoolVar(&all, "all-namespaces", false, "roll back every namespace")
+	f := cmd.Flags()
+	cluster.bind(f, "source cluster")
+	f.StringSliceVarP(&namespaces, "namespace", "n", nil, "namespace to roll back (repeatable)")
+	f.BoolVar(&all, "all-namespaces", false, "roll back every namespace")
+	f.BoolVar(&dryRun, "dry-run", false, "say what would change, change nothing")
+	out.bind(f)
 	return cmd
 }

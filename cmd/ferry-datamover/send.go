@@ -8,6 +8,7 @@ import (
 
 func newSendCommand() *cobra.Command {
 	o := dataplane.NewSendOptions()
+	var logs logFlags
 	cmd := &cobra.Command{
 		Use:   "send --dir SRC --to HOST:PORT --certs DIR",
 		Short: "Copy SRC to a `serve` (rsync through a mutually authenticated TLS tunnel)",
@@ -24,8 +25,11 @@ With --progress=json, stdout carries only JSON reports, one per line; diagnostic
 			if err := o.Validate(); err != nil {
 				return usageError{err}
 			}
+			if err := logs.validate(); err != nil {
+				return usageError{err}
+			}
 			o.Out = cmd.OutOrStdout()
-			o.Log = newLogger()
+			o.Log = logs.logrus()
 			ctx, stop := signalContext(cmd.Context())
 			defer stop()
 			_, err := dataplane.Send(ctx, o)
@@ -33,5 +37,6 @@ With --progress=json, stdout carries only JSON reports, one per line; diagnostic
 		},
 	}
 	o.BindFlags(cmd.Flags())
+	logs.bind(cmd.Flags())
 	return cmd
 }

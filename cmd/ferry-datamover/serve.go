@@ -8,6 +8,7 @@ import (
 
 func newServeCommand() *cobra.Command {
 	o := dataplane.NewServeOptions()
+	var logs logFlags
 	cmd := &cobra.Command{
 		Use:   "serve --dir DEST --listen HOST:PORT --certs DIR",
 		Short: "Receive a transfer into DEST (stunnel with mutual TLS in front of an rsync daemon)",
@@ -20,12 +21,16 @@ flushed to disk); non-zero with the reason otherwise. SIGTERM stops it and every
 			if err := o.Validate(); err != nil {
 				return usageError{err}
 			}
+			if err := logs.validate(); err != nil {
+				return usageError{err}
+			}
 			ctx, stop := signalContext(cmd.Context())
 			defer stop()
-			o.Log = newLogger()
+			o.Log = logs.logrus()
 			return interrupted(ctx, dataplane.Serve(ctx, o))
 		},
 	}
 	o.BindFlags(cmd.Flags())
+	logs.bind(cmd.Flags())
 	return cmd
 }

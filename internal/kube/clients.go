@@ -17,6 +17,7 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/ferry-dev/ferry/internal/config"
 	"github.com/ferry-dev/ferry/internal/keys"
@@ -36,6 +37,18 @@ type Clients struct {
 	Namespace string
 	// APIs answers "is this API served?" from discovery, cached for the process.
 	APIs *APIs
+}
+
+// RESTConfig loads a kubeconfig the way kubectl and Velero do: an explicit path, else
+// $KUBECONFIG, else the in-cluster service account; context "" is the kubeconfig's current one.
+func RESTConfig(kubeconfig, context string) (*rest.Config, error) {
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	rules.ExplicitPath = kubeconfig
+	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: context}).ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("loading the cluster's kubeconfig: %w", err)
+	}
+	return cfg, nil
 }
 
 // NewClients builds the clients for a rest.Config.

@@ -187,14 +187,35 @@ func StopUsers(ctx context.Context, c *kube.Clients, namespace, pvc, id string) 
 	return done, nil
 }
 
+// Change is one thing Restart or Rollback put back (or, in a dry run, would).
+type Change struct {
+	Kind      string `json:"kind"`
+	Namespace string `json:"namespace,omitempty"`
+	Name      string `json:"name"`
+	// What was put back: "unquiesced", or "reclaim policy back to Delete".
+	What string `json:"what"`
+}
+
+func (c Change) String() string {
+	if c.Namespace == "" {
+		return c.Kind + " " + c.Name + " " + c.What
+	}
+	return c.Kind + " " + c.Namespace + "/" + c.Name + " " + c.What
+}
+
 // Restart brings back the workloads in namespace that the transfer with this ID quiesced (its
-// final pass did not complete) and returns "Kind/name" of each.
+// final pass did not complete) and says what it changed.
 func Restart(ctx context.Context, c *kube.Clients, namespace, id string) ([]string, error) {
 	served, err := kinds(c.APIs)
 	if err != nil {
 		return nil, err
 	}
-	return restart(ctx, c, served, namespace, keys.Quiesced+"="+names.Label(id))
+	changes, err := restart(ctx, c, served, namespace, keys.Quiesced+"="+names.Label(id), false)
+	var out []string
+	for _, ch := range changes {
+		out = append(out, ch.String())
+	}
+	return out, err
 }
 
 // QuiescedBy names the workloads in namespace that the transfer with this ID quiesced.
@@ -217,9 +238,9 @@ func QuiescedBy(ctx context.Context, c *kube.Clients, namespace, id string) ([]s
 }
 
 // restart unquiesces the workloads of the served kinds in namespace ("" for all) that selector
-// picks, and says what it changed.
-func restart(ctx context.Context, c *kube.Clients, served []Kind, namespace, selector string) ([]string, error) {
-	var changed []string
+// picks (in a dry run it only says which).
+func restart(ctx context.Context, c *kube.Clients, served []Kind, namespace, selector string, dryRun bool) ([]Change, error) {
+	var changed []Change
 	for _, k := range served {
 		res := c.Dynamic.Resource(k.Resource)
 		list, err := res.Namespace(namespace).List(ctx, metav1.ListOptions{LabelSelector: selector})
@@ -234,10 +255,12 @@ func restart(ctx context.Context, c *kube.Clients, served []Kind, namespace, sel
 				}
 				continue
 			}
-			if _, err := res.Namespace(u.GetNamespace()).Update(ctx, u, metav1.UpdateOptions{}); err != nil {
-				return changed, fmt.Errorf("unquiescing %s %s/%s: %w", u.GetKind(), u.GetNamespace(), u.GetName(), err)
+			if !dryRun {
+				if _, err := res.Namespace(u.GetNamespace()).Update(ctx, u, metav1.UpdateOptions{}); err != nil {
+					return changed, fmt.Errorf("unquiescing %s %s/%s: %w", u.GetKind(), u.GetNamespace(), u.GetName(), err)
+				}
 			}
-			changed = append(changed, fmt.Sprintf("%s %s/%s unquiesced", u.GetKind(), u.GetNamespace(), u.GetName()))
+			changed = append(changed, Change{Kind: u.GetKind(), Namespace: u.GetNamespace(), Name: u.GetName(), What: "unquiesced"})
 		}
 	}
 	return changed, nil
@@ -247,8 +270,9 @@ var persistentVolumes = schema.GroupVersionResource{Version: "v1", Resource: "pe
 
 // Rollback undoes on the source what a migration changed there: it brings back every workload
 // ferry quiesced in the namespaces (all namespaces when none given) and puts back the reclaim
-// policy of moved PVs. It returns what it changed.
-func Rollback(ctx context.Context, c *kube.Clients, namespaces []string) ([]string, error) {
+// policy of moved PVs. It returns what it changed; a dry run changes nothing and returns what
+// it would change.
+func Rollback(ctx context.Context, c *kube.Clients, namespaces []string, dryRun bool) ([]Change, error) {
 	if len(namespaces) == 0 {
 		namespaces = []string{metav1.NamespaceAll}
 	}
@@ -256,9 +280,9 @@ func Rollback(ctx context.Context, c *kube.Clients, namespaces []string) ([]stri
 	if err != nil {
 		return nil, err
 	}
-	var changed []string
+	var changed []Change
 	for _, ns := range namespaces {
-		done, err := restart(ctx, c, served, ns, keys.Quiesced)
+		done, err := restart(ctx, c, served, ns, keys.Quiesced, dryRun)
 		changed = append(changed, done...)
 		if err != nil {
 			return changed, err
@@ -285,10 +309,12 @@ func Rollback(ctx context.Context, c *kube.Clients, namespaces []string) ([]stri
 		ann := pv.GetAnnotations()
 		delete(ann, keys.OriginalReclaimPolicy)
 		pv.SetAnnotations(ann)
-		if _, err := c.Dynamic.Resource(persistentVolumes).Update(ctx, pv, metav1.UpdateOptions{}); err != nil {
-			return changed, fmt.Errorf("restoring the reclaim policy of PV %s: %w", pv.GetName(), err)
+		if !dryRun {
+			if _, err := c.Dynamic.Resource(persistentVolumes).Update(ctx, pv, metav1.UpdateOptions{}); err != nil {
+				return changed, fmt.Errorf("restoring the reclaim policy of PV %s: %w", pv.GetName(), err)
+			}
 		}
-		changed = append(changed, fmt.Sprintf("PV %s reclaim policy back to %s", pv.GetName(), orig))
+		changed = append(changed, Change{Kind: "PV", Name: pv.GetName(), What: "reclaim policy back to " + orig})
 	}
 	return changed, nil
 }

@@ -85,9 +85,15 @@ func TestStopUsersThenRollback(t *testing.T) {
 	web, _ = c.Dynamic.Resource(Kinds[0].Resource).Namespace("app").Get(ctx, "web", metav1.GetOptions{})
 	assert.Equal(t, "2", web.GetAnnotations()[keys.PreQuiesceReplicas], "the first recorded value stays")
 
-	changed, err := Rollback(ctx, c.Clients, []string{"app"})
+	dry, err := Rollback(ctx, c.Clients, []string{"app"}, true)
 	require.NoError(t, err)
-	assert.ElementsMatch(t, []string{"Deployment app/web unquiesced", "CronJob app/backup unquiesced", "DaemonSet app/agent unquiesced"}, changed)
+	assert.ElementsMatch(t, []string{"Deployment app/web unquiesced", "CronJob app/backup unquiesced", "DaemonSet app/agent unquiesced"}, strs(dry))
+	web, _ = c.Dynamic.Resource(Kinds[0].Resource).Namespace("app").Get(ctx, "web", metav1.GetOptions{})
+	n, _, _ = unstructured.NestedInt64(web.Object, "spec", "replicas")
+	assert.Zero(t, n, "a dry run changes nothing")
+	changed, err := Rollback(ctx, c.Clients, []string{"app"}, false)
+	require.NoError(t, err)
+	assert.Equal(t, dry, changed, "the dry run said what happens")
 	web, _ = c.Dynamic.Resource(Kinds[0].Resource).Namespace("app").Get(ctx, "web", metav1.GetOptions{})
 	n, _, _ = unstructured.NestedInt64(web.Object, "spec", "replicas")
 	assert.Equal(t, int64(2), n)
@@ -115,9 +121,9 @@ func TestRollbackPutsBackReclaimPolicies(t *testing.T) {
 		pv("moved", "app", map[string]string{keys.OriginalReclaimPolicy: "Delete"}),
 		pv("elsewhere", "other", map[string]string{keys.OriginalReclaimPolicy: "Delete"}),
 		pv("untouched", "app", nil)))
-	changed, err := Rollback(context.Background(), c.Clients, []string{"app"})
+	changed, err := Rollback(context.Background(), c.Clients, []string{"app"}, false)
 	require.NoError(t, err)
-	assert.Equal(t, []string{"PV moved reclaim policy back to Delete"}, changed)
+	assert.Equal(t, []string{"PV moved reclaim policy back to Delete"}, strs(changed))
 	got, _ := c.Dynamic.Resource(persistentVolumes).Get(context.Background(), "moved", metav1.GetOptions{})
 	p, _, _ := unstructured.NestedString(got.Object, "spec", "persistentVolumeReclaimPolicy")
 	assert.Equal(t, "Delete", p)
@@ -139,4 +145,12 @@ func TestKindsTable(t *testing.T) {
 	}
 	_, err := Quiesce(testutil.Object("v1", "Pod", "app", "p", nil), "t1")
 	assert.ErrorContains(t, err, "ferry cannot quiesce this kind")
+}
+
+func strs(cs []Change) []string {
+	var out []string
+	for _, c := range cs {
+		out = append(out, c.String())
+	}
+	return out
 }
