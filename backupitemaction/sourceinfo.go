@@ -21,6 +21,7 @@ import (
 // every object whose image references the restore may rewrite, and the backup's migration kind
 // (stage or final) so a restore knows one from the other. On a cluster with no internal registry
 // (plain Kubernetes without the internalRegistry key) it records no registry information.
+// Services carry no image references: they get only the migration kind.
 // Discovery runs once per plugin process, i.e. once per backup.
 type SourceInfoAction struct {
 	log  logrus.FieldLogger
@@ -60,17 +61,20 @@ func NewSourceInfoAction(log logrus.FieldLogger, clients *kube.Clients, cfg func
 
 func (a *SourceInfoAction) AppliesTo() (velero.ResourceSelector, error) {
 	return velero.ResourceSelector{IncludedResources: append(append([]string{}, kube.PodTemplateResources...),
-		"buildconfigs.build.openshift.io", "imagestreams.image.openshift.io", "imagestreamtags.image.openshift.io")}, nil
+		"buildconfigs.build.openshift.io", "imagestreams.image.openshift.io", "imagestreamtags.image.openshift.io", "services")}, nil
 }
 
 func (a *SourceInfoAction) Execute(item runtime.Unstructured, backup *velerov1.Backup) (runtime.Unstructured, []velero.ResourceIdentifier, error) {
 	// A mistyped migration label is reported once, by the PVC action; here it is just not a migration.
 	mtype, migrating, _ := migrationType(backup)
-	info := a.info()
+	u := &unstructured.Unstructured{Object: item.UnstructuredContent()}
+	var info sourceInfo
+	if u.GetKind() != "Service" {
+		info = a.info()
+	}
 	if info.registry == "" && !migrating {
 		return item, nil, nil
 	}
-	u := &unstructured.Unstructured{Object: item.UnstructuredContent()}
 	ann := u.GetAnnotations()
 	if ann == nil {
 		ann = map[string]string{}

@@ -22,8 +22,23 @@ func TestSourceInfoAction(t *testing.T) {
 		opts    []testutil.Option
 		config  map[string]string
 		backup  *velerov1.Backup
+		service bool              // the item is a Service, not a Deployment
 		wantAnn map[string]string // "" = absent
 	}{
+		{
+			name:    "a Service in a migration: only the migration kind, even with a registry",
+			opts:    []testutil.Option{testutil.OpenShift(), testutil.WithDynamicObjects(imageConfig)},
+			backup:  migrationBackup("final"),
+			service: true,
+			wantAnn: map[string]string{keys.SourceRegistry: "", keys.SourceServerVersion: "", keys.BackupMigration: "final"},
+		},
+		{
+			name:    "a Service in an ordinary backup: nothing",
+			opts:    []testutil.Option{testutil.OpenShift(), testutil.WithDynamicObjects(imageConfig)},
+			backup:  ordinaryBackup(),
+			service: true,
+			wantAnn: map[string]string{keys.SourceRegistry: "", keys.BackupMigration: ""},
+		},
 		{
 			name:    "plain Kubernetes, ordinary backup: nothing recorded",
 			backup:  ordinaryBackup(),
@@ -52,8 +67,13 @@ func TestSourceInfoAction(t *testing.T) {
 			cluster := testutil.NewCluster(tc.opts...)
 			log, _ := testutil.NewLogger()
 			a := NewSourceInfoAction(log, cluster.Clients, configOf(t, tc.config))
-			d := builder.ForDeployment("app", "web").Result()
-			out, _, err := a.Execute(testutil.Unstructured(t, d), tc.backup)
+			var item *unstructured.Unstructured
+			if tc.service {
+				item = testutil.Object("v1", "Service", "app", "web", nil)
+			} else {
+				item = testutil.Unstructured(t, builder.ForDeployment("app", "web").Result())
+			}
+			out, _, err := a.Execute(item, tc.backup)
 			require.NoError(t, err)
 			got := out.(*unstructured.Unstructured).GetAnnotations()
 			for k, v := range tc.wantAnn {

@@ -44,8 +44,14 @@ func main() {
 		RegisterBackupItemAction("ferry.dev/pv-backup", withClients(func(l logrus.FieldLogger, c *kube.Clients) any {
 			return backupitemaction.NewPVAction(l, c, cfg)
 		})).
+		RegisterBackupItemAction("ferry.dev/namespace-backup", plain(func(l logrus.FieldLogger) any {
+			return backupitemaction.NewNamespaceAction(l, cfg)
+		})).
 		RegisterBackupItemAction("ferry.dev/serviceaccount-backup", withClients(func(l logrus.FieldLogger, c *kube.Clients) any {
 			return backupitemaction.NewServiceAccountAction(l, c)
+		})).
+		RegisterBackupItemAction("ferry.dev/statefulset-backup", withClients(func(l logrus.FieldLogger, c *kube.Clients) any {
+			return backupitemaction.NewStatefulSetAction(l, c, cfg)
 		})).
 		RegisterBackupItemAction("ferry.dev/source-info-backup", withClients(func(l logrus.FieldLogger, c *kube.Clients) any {
 			return backupitemaction.NewSourceInfoAction(l, c, cfg)
@@ -71,6 +77,7 @@ func main() {
 		})).
 		RegisterRestoreItemAction("ferry.dev/service-restore", plain(func(l logrus.FieldLogger) any { return restoreitemaction.NewServiceAction(l) })).
 		RegisterRestoreItemAction("ferry.dev/serviceaccount-restore", plain(func(l logrus.FieldLogger) any { return restoreitemaction.NewServiceAccountAction(l) })).
+		RegisterRestoreItemAction("ferry.dev/statefulset-restore", plain(func(l logrus.FieldLogger) any { return restoreitemaction.NewStatefulSetAction(l) })).
 		RegisterRestoreItemAction("ferry.dev/skip-restore", plain(func(l logrus.FieldLogger) any { return restoreitemaction.NewSkipAction(l) })).
 		RegisterRestoreItemAction("ferry.dev/unquiesce-restore", plain(func(l logrus.FieldLogger) any { return restoreitemaction.NewUnquiesceAction(l) })).
 		Serve()

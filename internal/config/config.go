@@ -91,6 +91,10 @@ type Config struct {
 	// stallTimeout: how long a copy may go without progress (bytes or files) before its client
 	// pod is stopped and another attempt starts. Default 5m.
 	StallTimeout time.Duration
+	// keepNamespaceNodeSelector: "true" carries a namespace's openshift.io/node-selector to the
+	// target as it is; by default a migration backup leaves it out (source node labels rarely
+	// match the target's, and a selector no node matches keeps every pod Pending).
+	KeepNamespaceNodeSelector bool
 	// keepQuiescedOnFailure: "true" leaves an app quiesced when its final transfer does not
 	// complete (failed, cancelled, replaced, its Backup deleted); by default ferry brings it back.
 	KeepQuiescedOnFailure bool
@@ -246,19 +250,20 @@ var setters = map[string]setter{
 		c.TransferRunAsUser = n
 		return nil
 	},
-	"transferCPU":            quantity(func(c *Config) *resource.Quantity { return &c.TransferCPU }),
-	"transferMemory":         quantity(func(c *Config) *resource.Quantity { return &c.TransferMemory }),
-	"prepareTimeout":         duration(func(c *Config) *time.Duration { return &c.PrepareTimeout }),
-	"quiesceTimeout":         duration(func(c *Config) *time.Duration { return &c.QuiesceTimeout }),
-	"stallTimeout":           duration(func(c *Config) *time.Duration { return &c.StallTimeout }),
-	"keepQuiescedOnFailure":  boolean(func(c *Config) *bool { return &c.KeepQuiescedOnFailure }),
-	"imageCopy":              boolean(func(c *Config) *bool { return &c.ImageCopy }),
-	"internalRegistry":       str(func(c *Config) *string { return &c.InternalRegistry }),
-	"targetRegistryEndpoint": str(func(c *Config) *string { return &c.TargetRegistryEndpoint }),
-	"sourceRegistrySecret":   str(func(c *Config) *string { return &c.SourceRegistrySecret }),
-	"targetRegistrySecret":   str(func(c *Config) *string { return &c.TargetRegistrySecret }),
-	"registryCASecret":       str(func(c *Config) *string { return &c.RegistryCASecret }),
-	"registryInsecure":       boolean(func(c *Config) *bool { return &c.RegistryInsecure }),
+	"transferCPU":               quantity(func(c *Config) *resource.Quantity { return &c.TransferCPU }),
+	"transferMemory":            quantity(func(c *Config) *resource.Quantity { return &c.TransferMemory }),
+	"prepareTimeout":            duration(func(c *Config) *time.Duration { return &c.PrepareTimeout }),
+	"quiesceTimeout":            duration(func(c *Config) *time.Duration { return &c.QuiesceTimeout }),
+	"stallTimeout":              duration(func(c *Config) *time.Duration { return &c.StallTimeout }),
+	"keepQuiescedOnFailure":     boolean(func(c *Config) *bool { return &c.KeepQuiescedOnFailure }),
+	"keepNamespaceNodeSelector": boolean(func(c *Config) *bool { return &c.KeepNamespaceNodeSelector }),
+	"imageCopy":                 boolean(func(c *Config) *bool { return &c.ImageCopy }),
+	"internalRegistry":          str(func(c *Config) *string { return &c.InternalRegistry }),
+	"targetRegistryEndpoint":    str(func(c *Config) *string { return &c.TargetRegistryEndpoint }),
+	"sourceRegistrySecret":      str(func(c *Config) *string { return &c.SourceRegistrySecret }),
+	"targetRegistrySecret":      str(func(c *Config) *string { return &c.TargetRegistrySecret }),
+	"registryCASecret":          str(func(c *Config) *string { return &c.RegistryCASecret }),
+	"registryInsecure":          boolean(func(c *Config) *bool { return &c.RegistryInsecure }),
 }
 
 // Keys lists every key the ConfigMap may hold, sorted.
@@ -363,11 +368,16 @@ func ParseAccessModes(s string) ([]corev1.PersistentVolumeAccessMode, error) {
 
 // FormatAccessModes is the inverse of ParseAccessModes.
 func FormatAccessModes(modes []corev1.PersistentVolumeAccessMode) string {
+	return strings.Join(AccessModeStrings(modes), ",")
+}
+
+// AccessModeStrings is modes as plain strings (unstructured objects hold them so).
+func AccessModeStrings(modes []corev1.PersistentVolumeAccessMode) []string {
 	s := make([]string, len(modes))
 	for i, m := range modes {
 		s[i] = string(m)
 	}
-	return strings.Join(s, ",")
+	return s
 }
 
 // List splits on commas and newlines, trimming blanks.

@@ -101,6 +101,10 @@ const (
 	// BackupMigration carries the Backup's Migration label onto each item it stamps, so restore
 	// actions know a stage backup from a final one without reading the Backup.
 	BackupMigration = prefix + "backup-migration"
+	// ClaimTemplates on a backed-up StatefulSet records, per volume claim template, the storage
+	// class and access modes its copied PVCs got on the target (JSON), so the restore gives the
+	// templates the same: the StatefulSet's future replicas match its copied claims.
+	ClaimTemplates = prefix + "claim-templates"
 )
 
 // Quiesce: the sidecar scales down what mounts a PVC before a final transfer, remembering the old
@@ -191,6 +195,8 @@ const (
 	NamespaceUIDRange           = "openshift.io/sa.scc.uid-range"
 	NamespaceSupplementalGroups = "openshift.io/sa.scc.supplemental-groups"
 	NamespaceMCS                = "openshift.io/sa.scc.mcs"
+	// A project's node selector: its pods run only on nodes with these labels.
+	NamespaceNodeSelector = "openshift.io/node-selector"
 	// Secret annotations naming the service account a dockercfg secret belongs to.
 	ServiceAccountNameAnnotation = "kubernetes.io/service-account.name"
 	InternalRegistryAuthTokenSA  = "openshift.io/internal-registry-auth-token.service-account"

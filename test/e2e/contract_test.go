@@ -25,13 +25,16 @@ import (
 	"github.com/vmware-tanzu/velero/pkg/plugin/framework"
 	"github.com/vmware-tanzu/velero/pkg/plugin/framework/common"
 	"github.com/vmware-tanzu/velero/pkg/plugin/velero"
+	appsv1 "k8s.io/api/apps/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/ferry-dev/ferry/internal/keys"
+	"github.com/ferry-dev/ferry/internal/kube"
 	"github.com/ferry-dev/ferry/internal/operation"
 	"github.com/ferry-dev/ferry/test/stack"
 )
@@ -50,12 +53,13 @@ func servePluginsIfAsked() bool {
 // wantPlugins is every action ferry-plugins must register, by the kind it registers as.
 // Velero's registry also lists each v1 action under the v2 kind (it adapts them).
 var wantPlugins = map[common.PluginKind][]string{
-	common.PluginKindBackupItemAction:   {"ferry.dev/pv-backup", "ferry.dev/serviceaccount-backup", "ferry.dev/source-info-backup"},
+	common.PluginKindBackupItemAction:   {"ferry.dev/namespace-backup", "ferry.dev/pv-backup", "ferry.dev/serviceaccount-backup", "ferry.dev/source-info-backup", "ferry.dev/statefulset-backup"},
 	common.PluginKindBackupItemActionV2: {"ferry.dev/imagestream-backup", "ferry.dev/pvc-backup"},
 	common.PluginKindRestoreItemAction: {
 		"ferry.dev/buildconfig-restore", "ferry.dev/podspec-restore", "ferry.dev/pv-restore",
 		"ferry.dev/pvc-restore", "ferry.dev/rolebinding-restore", "ferry.dev/route-restore", "ferry.dev/scc-restore",
-		"ferry.dev/service-restore", "ferry.dev/serviceaccount-restore", "ferry.dev/skip-restore", "ferry.dev/unquiesce-restore",
+		"ferry.dev/service-restore", "ferry.dev/serviceaccount-restore", "ferry.dev/skip-restore", "ferry.dev/statefulset-restore",
+		"ferry.dev/unquiesce-restore",
 	},
 	common.PluginKindRestoreItemActionV2: {"ferry.dev/imagestream-restore", "ferry.dev/imagestreamtag-restore"},
 }
@@ -114,10 +118,9 @@ func TestPluginContract(t *testing.T) {
 	ns := s.Namespace(t, "contract")
 	create(t, ctx, c, pvc(ns, "data"), secret(ns, "db", map[string]string{"password": "x"}))
 	pv := boundVolume(t, ctx, c, ns, "data")
-	_, err := c.Kube.CoordinationV1().Leases("velero").Create(ctx, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: operation.SidecarLease}}, metav1.CreateOptions{})
-	if err != nil && !strings.Contains(err.Error(), "already exists") {
-		require.NoError(t, err)
-	}
+	// What a running data mover leaves in Velero's namespace: a fresh Lease and the request key.
+	renewLease(t, ctx, c)
+	require.NoError(t, kube.EnsureRequestKey(ctx, &kube.Clients{Kube: c.Kube, Namespace: "velero"}))
 	sec, err := securityclient.NewForConfig(c.Config)
 	require.NoError(t, err)
 	sccName := "contract-" + ns
@@ -182,6 +185,17 @@ func TestPluginContract(t *testing.T) {
 			out, _, _, _, err := a.Execute(toUnstructured(t, d, "apps/v1", "Deployment"), backup)
 			require.NoError(t, err, name)
 			assert.Equal(t, c.RegistryHost, out.(*unstructured.Unstructured).GetAnnotations()[keys.SourceRegistry], "discovered through images.config.openshift.io")
+		case "ferry.dev/namespace-backup":
+			nsObj := objectOf("v1", "Namespace", "", ns, nil)
+			nsObj.SetAnnotations(map[string]string{keys.NamespaceNodeSelector: "region=east"})
+			out, _, _, _, err := a.Execute(nsObj, backup)
+			require.NoError(t, err, name)
+			assert.NotContains(t, out.(*unstructured.Unstructured).GetAnnotations(), keys.NamespaceNodeSelector, "the source's node selector stays behind")
+		case "ferry.dev/statefulset-backup":
+			sts := statefulSetObject(t, ns, "db", "standard")
+			out, _, _, _, err := a.Execute(sts, backup)
+			require.NoError(t, err, name)
+			assert.Contains(t, out.(*unstructured.Unstructured).GetAnnotations()[keys.ClaimTemplates], `"data"`, "the claim template's copy is recorded")
 		case "ferry.dev/imagestream-backup":
 			is := imageStreamObject(ns, "web", map[string]string{keys.SkipImageCopy: "true"})
 			out, _, op, _, err := a.Execute(is, backup)
@@ -264,6 +278,9 @@ func restoreInputFor(t *testing.T, name, ns string, c *stack.Cluster) *velero.Re
 		u = toUnstructured(t, sa, "v1", "ServiceAccount")
 	case "ferry.dev/skip-restore":
 		u = objectOf("build.openshift.io/v1", "Build", ns, "web-1", nil)
+	case "ferry.dev/statefulset-restore":
+		u = statefulSetObject(t, ns, "db", "standard")
+		u.SetAnnotations(map[string]string{keys.ClaimTemplates: `{"data":{"storageClass":"fast","accessModes":["ReadWriteMany"]}}`})
 	case "ferry.dev/imagestream-restore":
 		u = imageStreamObject(ns, "web", nil)
 	case "ferry.dev/imagestreamtag-restore":
@@ -311,6 +328,12 @@ func checkRestoreOutput(t *testing.T, name, ns string, out *velero.RestoreItemAc
 	case "ferry.dev/serviceaccount-restore":
 		_, found, _ := unstructured.NestedSlice(u.Object, "imagePullSecrets")
 		assert.False(t, found, name)
+	case "ferry.dev/statefulset-restore":
+		templates, _, _ := unstructured.NestedSlice(u.Object, "spec", "volumeClaimTemplates")
+		require.Len(t, templates, 1, name)
+		class, _, _ := unstructured.NestedString(templates[0].(map[string]any), "spec", "storageClassName")
+		assert.Equal(t, "fast", class, name)
+		assert.NotContains(t, u.GetAnnotations(), keys.ClaimTemplates, name)
 	case "ferry.dev/imagestream-restore", "ferry.dev/imagestreamtag-restore":
 		assert.NotNil(t, out, name)
 	}
@@ -366,4 +389,38 @@ func copyExecutable(t *testing.T, from, to string) {
 	b, err := os.ReadFile(from)
 	require.NoError(t, err, "ferry-plugins must be built first (make build)")
 	require.NoError(t, os.WriteFile(to, b, 0o755))
+}
+
+// statefulSetObject is a StatefulSet of one replica with one claim template, "data", of class.
+func statefulSetObject(t *testing.T, ns, name, class string) *unstructured.Unstructured {
+	t.Helper()
+	one := int32(1)
+	sts := &appsv1.StatefulSet{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: appsv1.StatefulSetSpec{Replicas: &one, VolumeClaimTemplates: []corev1.PersistentVolumeClaim{{
+			ObjectMeta: metav1.ObjectMeta{Name: "data"},
+			Spec: corev1.PersistentVolumeClaimSpec{StorageClassName: &class,
+				AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce}},
+		}}},
+	}
+	return toUnstructured(t, sts, "apps/v1", "StatefulSet")
+}
+
+// renewLease makes the data mover's Lease look held now, as a running ferry-datamover keeps it.
+func renewLease(t *testing.T, ctx context.Context, c *stack.Cluster) {
+	t.Helper()
+	leases := c.Kube.CoordinationV1().Leases("velero")
+	seconds := int32(15)
+	now := metav1.NewMicroTime(time.Now())
+	l, err := leases.Get(ctx, operation.SidecarLease, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		_, err = leases.Create(ctx, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: operation.SidecarLease},
+			Spec: coordinationv1.LeaseSpec{LeaseDurationSeconds: &seconds, RenewTime: &now}}, metav1.CreateOptions{})
+		require.NoError(t, err)
+		return
+	}
+	require.NoError(t, err)
+	l.Spec.RenewTime = &now
+	_, err = leases.Update(ctx, l, metav1.UpdateOptions{})
+	require.NoError(t, err)
 }

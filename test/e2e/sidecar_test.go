@@ -116,7 +116,7 @@ func checkSidecarMetrics(t *testing.T, p *stack.Sidecar) {
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
 	require.NoError(t, err)
-	for _, m := range []string{`ferry_transfers_total{result="Completed",type="stage"}`, `ferry_transfers_total{result="Completed",type="final"}`, "ferry_transfer_bytes_total", "ferry_transfer_duration_seconds_bucket"} {
+	for _, m := range []string{`ferry_transfers_total{result="completed",type="stage"}`, `ferry_transfers_total{result="completed",type="final"}`, "ferry_transfer_bytes_total", "ferry_transfer_duration_seconds_bucket"} {
 		assert.Contains(t, string(body), m)
 	}
 }
