@@ -3,6 +3,7 @@ package dataplane
 import (
 	"bufio"
 	"encoding/json"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -215,7 +216,7 @@ func FuzzParseReport(f *testing.F) {
 	f.Fuzz(func(t *testing.T, line []byte) {
 		e, err := ParseReport(line)
 		if err != nil {
-			if e != (Report{}) {
+			if !reflect.DeepEqual(e, Report{}) {
 				t.Fatalf("error %v with a non-empty report", err)
 			}
 			return

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
 )
 
 // ServeOptions configure Serve.
@@ -37,7 +38,14 @@ type ServeOptions struct {
 	// Ready, if set, is called once the server accepts connections.
 	Ready func()
 	Log   logrus.FieldLogger
+	// premunge: tests force the munging of the target's symlinks before serving, which
+	// serve otherwise does for an rsync older than 3.4.3 only.
+	premunge bool
 }
+
+// premungeBefore is the first rsync version that does not need the target's links munged
+// before serving (see links.go).
+const premungeBefore = "3.4.3"
 
 // drainTimeout bounds the wait for the client's last rsync connection after it reported
 // completion (it is the upload of the report itself, which takes milliseconds).
@@ -48,7 +56,7 @@ const drainTimeout = 30 * time.Second
 // that writes into o.Dir. It returns nil once the client has reported completion (after it
 // had the target flushed to disk), an error if the client reported failure, if the setup is
 // wrong (certificates, port, programs), or if ctx ends first.
-func Serve(ctx context.Context, o ServeOptions) error {
+func Serve(ctx context.Context, o ServeOptions) (retErr error) {
 	log := o.Log
 	if log == nil {
 		log = logrus.StandardLogger()
@@ -125,6 +133,36 @@ func Serve(ctx context.Context, o ServeOptions) error {
 		no := false
 		caps.TargetACLs, caps.TargetXattrs = &no, &no
 	}
+	// Probed in the volume itself: a root without CAP_MKNOD, or a filesystem mounted nodev
+	// refusing device files, would otherwise fail every attempt of the client on them.
+	caps.Devices = canMknod(dir)
+	// Without chroot the daemon munges the links it stores; serve restores those written in
+	// this pass once it is over, and with an older rsync first munges those already there.
+	munge := !caps.Root
+	var passStart unix.Timespec
+	if munge {
+		if passStart, err = passClock(); err != nil {
+			return err
+		}
+		// Deferred before stunnel's stop, so it runs after: once no rsync can write any more.
+		defer func() {
+			n, err := unmungeLinks(dir, passStart)
+			if err == nil {
+				err = syncFS(dir)
+			}
+			log.WithField("links", n).Info("restored the exact targets of the symlinks written in this pass")
+			if err != nil {
+				retErr = errors.Join(retErr, fmt.Errorf("restoring the targets of the symlinks written in this pass: %w", err))
+			}
+		}()
+		if !empty && (o.premunge || !rsyncAtLeast(rs.Version, premungeBefore)) {
+			n, err := mungeLinks(dir)
+			log.WithField("links", n).Info("munged the target's symlinks for the time the daemon serves")
+			if err != nil {
+				return fmt.Errorf("munging the target's symlinks: %w", err)
+			}
+		}
+	}
 	files := map[string][]byte{
 		filepath.Join(control, capabilitiesFile): caps.marshal(),
 		filepath.Join(work, "rsyncd.conf"): []byte(rsyncdConfig{
@@ -170,7 +208,7 @@ func Serve(ctx context.Context, o ServeOptions) error {
 			}
 		}()
 	}
-	log.WithFields(logrus.Fields{"dir": dir, "listen": o.Listen, "root": caps.Root, "acls": caps.ACLs, "xattrs": caps.Xattrs}).
+	log.WithFields(logrus.Fields{"dir": dir, "listen": o.Listen, "root": caps.Root, "acls": caps.ACLs, "xattrs": caps.Xattrs, "devices": caps.Devices}).
 		Info("serving: waiting for the client")
 	if o.ReadyFile != "" {
 		if err := os.WriteFile(o.ReadyFile, nil, 0o600); err != nil {
@@ -182,6 +220,12 @@ func Serve(ctx context.Context, o ServeOptions) error {
 		o.Ready()
 	}
 
+	return waitForClient(ctx, srv, control, log)
+}
+
+// waitForClient waits for the client's report: nil when it reported completion (after the
+// target was flushed to disk), an error when it gave up, stunnel failed or ctx ended.
+func waitForClient(ctx context.Context, srv *stunnelServer, control string, log logrus.FieldLogger) error {
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
 	for {

@@ -80,7 +80,14 @@ type streamPlan struct {
 	// only fill such a directory before rsync sets its final mode, which parallel streams
 	// cannot order; the sender then uses one stream.
 	ReadOnlyDirs bool
+	// Devices lists block and character devices (up to maxListedDevices, in no particular
+	// order); DeviceCount counts them all. A server that cannot create them skips them.
+	Devices     []string
+	DeviceCount int64
 }
+
+// maxListedDevices bounds the device paths a plan (and so a report) carries.
+const maxListedDevices = 100
 
 // dirNode is one directory of the source tree, with aggregates only (a million files must not
 // cost a million structs).
@@ -176,7 +183,9 @@ func planStreams(root string, o planOptions) (*streamPlan, error) {
 	}
 	bigs := bigFiles(top)
 	p := &streamPlan{Streams: streams, Bytes: w.bytes.Load(), Files: w.files.Load(), Entries: w.entries.Load(),
-		Hardlinked: len(w.links) > 0, ReadOnlyDirs: w.readOnlyDirs.Load(), ACLs: w.acls.Load(), Xattrs: w.xattrs.Load()}
+		Hardlinked: len(w.links) > 0, ReadOnlyDirs: w.readOnlyDirs.Load(), ACLs: w.acls.Load(), Xattrs: w.xattrs.Load(),
+		Devices: w.devices, DeviceCount: w.devCount}
+	sort.Strings(p.Devices)
 
 	total := top.subtree
 	for _, b := range bigs {
@@ -404,6 +413,8 @@ type walker struct {
 	mu        sync.Mutex
 	links     map[devIno]*dirNode // first directory seen holding each multiply-linked inode
 	linkPairs [][2]*dirNode       // directories that share an inode
+	devices   []string            // up to maxListedDevices
+	devCount  int64
 	err       error
 }
 
@@ -532,6 +543,14 @@ func (w *walker) readDir(d *dirNode, abs string) []*dirNode {
 				}
 			default:
 				d.others++
+				if t := st.Mode & unix.S_IFMT; t == unix.S_IFCHR || t == unix.S_IFBLK {
+					w.mu.Lock()
+					w.devCount++
+					if len(w.devices) < maxListedDevices {
+						w.devices = append(w.devices, child)
+					}
+					w.mu.Unlock()
+				}
 				if d.path == "" {
 					w.rootFiles = append(w.rootFiles, name)
 				}
