@@ -36,6 +36,9 @@ type helperArgs struct {
 	Addr    string
 	CertDir string
 	Streams int
+	// serve only
+	ReadyFile string
+	Premunge  bool
 }
 
 // TestHelperProcess is not a test: it is this test binary re-run as another user, serving or
@@ -56,7 +59,7 @@ func TestHelperProcess(t *testing.T) {
 	var err error
 	switch a.Role {
 	case "serve":
-		err = Serve(ctx, ServeOptions{Dir: a.Dir, Listen: a.Addr, CertDir: a.CertDir, Log: log})
+		err = Serve(ctx, ServeOptions{Dir: a.Dir, Listen: a.Addr, CertDir: a.CertDir, Log: log, ReadyFile: a.ReadyFile, premunge: a.Premunge})
 	case "send":
 		_, err = Send(ctx, SendOptions{
 			Dir: a.Dir, To: a.Addr, CertDir: a.CertDir, Streams: a.Streams, Log: log, Out: os.Stdout, Progress: ProgressJSON,

@@ -521,16 +521,7 @@ func (w *walker) readDir(d *dirNode, abs string) []*dirNode {
 				w.files.Add(1)
 				w.bytes.Add(st.Size)
 				sparse := st.Blocks*512 < st.Size
-				if st.Nlink > 1 {
-					key := devIno{uint64(st.Dev), st.Ino}
-					w.mu.Lock()
-					if first, ok := w.links[key]; !ok {
-						w.links[key] = d
-					} else if first != d {
-						w.linkPairs = append(w.linkPairs, [2]*dirNode{first, d})
-					}
-					w.mu.Unlock()
-				}
+				w.hardLink(d, &st)
 				if st.Size >= bigFileMin && st.Nlink == 1 && !sparse {
 					d.big = append(d.big, bigFile{path: child, size: st.Size})
 					continue
@@ -542,6 +533,8 @@ func (w *walker) readDir(d *dirNode, abs string) []*dirNode {
 					w.rootFiles = append(w.rootFiles, name)
 				}
 			default:
+				// Symlinks, devices and FIFOs can be hard-linked too (rsync keeps them so).
+				w.hardLink(d, &st)
 				d.others++
 				if t := st.Mode & unix.S_IFMT; t == unix.S_IFCHR || t == unix.S_IFBLK {
 					w.mu.Lock()
@@ -567,6 +560,22 @@ func (w *walker) readDir(d *dirNode, abs string) []*dirNode {
 	sort.Slice(subdirs, func(i, j int) bool { return subdirs[i].path < subdirs[j].path })
 	d.children = subdirs
 	return subdirs
+}
+
+// hardLink records a multiply-linked inode found in directory d: hard links between
+// directories must travel in one rsync.
+func (w *walker) hardLink(d *dirNode, st *unix.Stat_t) {
+	if st.Nlink < 2 {
+		return
+	}
+	key := devIno{uint64(st.Dev), st.Ino}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if first, ok := w.links[key]; !ok {
+		w.links[key] = d
+	} else if first != d {
+		w.linkPairs = append(w.linkPairs, [2]*dirNode{first, d})
+	}
 }
 
 // listxattrat is listxattrat(2) (Linux 6.13) without following a final symlink.
