@@ -27,8 +27,17 @@ import (
 // by ctime, not by the prefix alone: a source link whose real target starts with mungePrefix
 // arrives as mungePrefix+mungePrefix+…, and exactly one prefix comes off.
 //
-// Links a previous pass left verbatim on the target are munged before serving (mungeLinks), so
-// that none of them leads out of the volume while the daemon resolves paths either.
+// The links already on the target are munged before serving (mungeLinks), whatever the rsync
+// version:
+//   - none of them leads out of the volume while the daemon resolves paths. rsync 3.4.3 and
+//     newer refuse to follow them anyway (TestHostileClientWritesNothingOutside passes without
+//     this step there), older ones followed a link planted in an earlier pass;
+//   - a pass whose server was killed before it restored the links leaves munged links behind.
+//     rsync compares a stored link with the munged form of the source's, so it would find such
+//     a link up to date and never rewrite it; munged once more, it differs, is rewritten,
+//     and comes out exact;
+//   - it costs about what it saves: rsync leaves an unchanged munged link alone, where it
+//     would rewrite every verbatim one (about 40 µs a link either way, measured).
 
 // mungePrefix is rsync's SYMLINK_PREFIX (rsync.h).
 const mungePrefix = "/rsyncd-munged/"
@@ -239,28 +248,5 @@ func canMknod(dir string) bool {
 	}
 	_ = unix.Unlink(probe)
 	_ = unix.UtimesNanoAt(unix.AT_FDCWD, dir, []unix.Timespec{st.Atim, st.Mtim}, unix.AT_SYMLINK_NOFOLLOW)
-	return true
-}
-
-// rsyncAtLeast reports whether version (as `rsync --version` prints it, e.g. "3.4.1" or
-// "3.2.7pre1") is want or newer. An unreadable version counts as older.
-func rsyncAtLeast(version, want string) bool {
-	parse := func(v string) [3]int {
-		var out [3]int
-		for i, part := range strings.SplitN(v, ".", 3) {
-			end := 0
-			for end < len(part) && part[end] >= '0' && part[end] <= '9' {
-				end++
-			}
-			out[i], _ = strconv.Atoi(part[:end])
-		}
-		return out
-	}
-	a, b := parse(version), parse(want)
-	for i := range a {
-		if a[i] != b[i] {
-			return a[i] > b[i]
-		}
-	}
 	return true
 }

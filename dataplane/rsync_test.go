@@ -94,15 +94,6 @@ func TestClientUsesNoRefusedOption(t *testing.T) {
 	}
 }
 
-func TestRsyncAtLeast(t *testing.T) {
-	for _, tc := range []struct {
-		v    string
-		want bool
-	}{{"3.5.0", true}, {"3.4.3", true}, {"3.4.10", true}, {"3.4.2", false}, {"3.2.7pre1", false}, {"4.0", true}, {"", false}} {
-		assert.Equal(t, tc.want, rsyncAtLeast(tc.v, "3.4.3"), tc.v)
-	}
-}
-
 func TestCheckConfigValue(t *testing.T) {
 	for _, ok := range []string{"/mnt/data", "/a b/c", "/ünï/#x"} {
 		assert.NoError(t, checkConfigValue("dir", ok), ok)

@@ -38,14 +38,7 @@ type ServeOptions struct {
 	// Ready, if set, is called once the server accepts connections.
 	Ready func()
 	Log   logrus.FieldLogger
-	// premunge: tests force the munging of the target's symlinks before serving, which
-	// serve otherwise does for an rsync older than 3.4.3 only.
-	premunge bool
 }
-
-// premungeBefore is the first rsync version that does not need the target's links munged
-// before serving (see links.go).
-const premungeBefore = "3.4.3"
 
 // drainTimeout bounds the wait for the client's last rsync connection after it reported
 // completion (it is the upload of the report itself, which takes milliseconds).
@@ -136,8 +129,8 @@ func Serve(ctx context.Context, o ServeOptions) (retErr error) {
 	// Probed in the volume itself: a root without CAP_MKNOD, or a filesystem mounted nodev
 	// refusing device files, would otherwise fail every attempt of the client on them.
 	caps.Devices = canMknod(dir)
-	// Without chroot the daemon munges the links it stores; serve restores those written in
-	// this pass once it is over, and with an older rsync first munges those already there.
+	// Without chroot the daemon munges the links it stores; serve munges those already there
+	// first and restores them all once the pass is over (links.go).
 	munge := !caps.Root
 	var passStart unix.Timespec
 	if munge {
@@ -155,7 +148,7 @@ func Serve(ctx context.Context, o ServeOptions) (retErr error) {
 				retErr = errors.Join(retErr, fmt.Errorf("restoring the targets of the symlinks written in this pass: %w", err))
 			}
 		}()
-		if !empty && (o.premunge || !rsyncAtLeast(rs.Version, premungeBefore)) {
+		if !empty {
 			n, err := mungeLinks(dir)
 			log.WithField("links", n).Info("munged the target's symlinks for the time the daemon serves")
 			if err != nil {
