@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -92,13 +93,37 @@ func rewriteLinks(dir string, rewrite linkRewrite) (int, error) {
 	var (
 		order []inode
 		links = map[inode]*brokenLink{}
+		// dirs holds the original mode and times of each directory holding a replaced link.
+		dirs     = map[string]*unix.Stat_t{}
+		dirOrder []string
+		rootDev  uint64
 	)
+	saveDir := func(d string, st *unix.Stat_t) {
+		if _, ok := dirs[d]; !ok {
+			dirs[d] = st
+			dirOrder = append(dirOrder, d)
+		}
+	}
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
-		if d.IsDir() && p == filepath.Join(dir, "lost+found") {
-			return filepath.SkipDir // not ferry's (never copied, see commonArgs)
+		if d.IsDir() {
+			if p == filepath.Join(dir, "lost+found") {
+				return filepath.SkipDir // not ferry's (never copied, see commonArgs)
+			}
+			var st unix.Stat_t
+			if err := unix.Lstat(p, &st); err != nil {
+				return fmt.Errorf("%s: %w", p, err)
+			}
+			if p == dir {
+				rootDev = st.Dev
+			} else if st.Dev != rootDev {
+				return filepath.SkipDir // another mount: rsync -x never wrote there
+			}
+			// (An unprivileged rsync leaves its directories readable and searchable by itself
+			// whatever the source's mode: the walk needs no more.)
+			return nil
 		}
 		if d.Type()&fs.ModeSymlink == 0 {
 			return nil
@@ -125,38 +150,40 @@ func rewriteLinks(dir string, rewrite linkRewrite) (int, error) {
 		return nil
 	})
 	if err != nil {
-		return 0, fmt.Errorf("looking for symlinks in %s: %w", dir, err)
-	}
-	if len(order) == 0 {
-		return 0, nil
+		err = fmt.Errorf("looking for symlinks in %s: %w", dir, err)
 	}
 
 	// The directories are made writable for the change (a read-only directory from the source
 	// is read-only on the target too), then get their mode and times back.
-	dirs := map[string]*unix.Stat_t{}
-	var dirOrder []string
 	for _, key := range order {
+		if err != nil {
+			break
+		}
 		for _, p := range links[key].paths {
 			d := filepath.Dir(p)
 			if _, ok := dirs[d]; ok {
 				continue
 			}
 			var st unix.Stat_t
-			if err := unix.Lstat(d, &st); err != nil {
-				return 0, fmt.Errorf("%s: %w", d, err)
+			if err = unix.Lstat(d, &st); err != nil {
+				err = fmt.Errorf("%s: %w", d, err)
+				break
 			}
-			dirs[d] = &st
-			dirOrder = append(dirOrder, d)
-			if st.Mode&unix.S_IWUSR == 0 && unix.Access(d, unix.W_OK) != nil {
-				if err := unix.Chmod(d, st.Mode&0o7777|unix.S_IWUSR); err != nil {
-					return 0, fmt.Errorf("making %s writable: %w", d, err)
+			saveDir(d, &st)
+			if unix.Access(d, unix.W_OK) != nil {
+				if err = unix.Chmod(d, st.Mode&0o7777|unix.S_IWUSR); err != nil {
+					err = fmt.Errorf("making %s writable: %w", d, err)
+					break
 				}
 			}
 		}
 	}
-	var firstErr error
+	firstErr := err
 	done := 0
 	for n, key := range order {
+		if err != nil {
+			break // the walk or the preparation failed: change nothing
+		}
 		if err := replaceLink(links[key], n); err != nil {
 			if firstErr == nil {
 				firstErr = err
@@ -165,6 +192,10 @@ func rewriteLinks(dir string, rewrite linkRewrite) (int, error) {
 		}
 		done++
 	}
+	// Deepest first: restoring a parent's mode may take away the access to its children.
+	sort.SliceStable(dirOrder, func(i, j int) bool {
+		return strings.Count(dirOrder[i], "/") > strings.Count(dirOrder[j], "/")
+	})
 	for _, d := range dirOrder {
 		st := dirs[d]
 		var now unix.Stat_t
