@@ -42,7 +42,7 @@ type capabilities struct {
 	TargetXattrs *bool `json:"targetXattrs,omitempty"`
 	// Devices: the server can create device files in the target (it is root with CAP_MKNOD;
 	// it tried). A client whose server cannot leaves them out (--no-devices) and reports them
-	// as skipped, instead of failing every attempt on them.
+	// as skipped: rsync alone would lose them with no more than a line in the server's log.
 	Devices bool `json:"devices"`
 }
 

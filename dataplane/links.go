@@ -30,9 +30,10 @@ import (
 //
 // The links already on the target are munged before serving (mungeLinks), whatever the rsync
 // version:
-//   - none of them leads out of the volume while the daemon resolves paths. rsync 3.4.3 and
-//     newer refuse to follow them anyway (TestHostileClientWritesNothingOutside passes without
-//     this step there), older ones followed a link planted in an earlier pass;
+//   - none of them leads out of the volume while the daemon resolves paths. rsync 3.5.0's
+//     resolver refuses to follow them anyway (TestHostileClientWritesNothingOutside passes
+//     without this step), but with its legacy one ("insecure links = yes", as older releases
+//     behave) a file was written outside through a link planted in an earlier pass;
 //   - a pass whose server was killed before it restored the links leaves munged links behind.
 //     rsync compares a stored link with the munged form of the source's, so it would find such
 //     a link up to date and never rewrite it; munged once more, it differs, is rewritten,

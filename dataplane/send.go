@@ -304,8 +304,8 @@ func (s *sender) attempt(ctx context.Context, attempt int) (Report, error) {
 		Compress: s.o.Compress,
 		Inplace:  server.Empty,
 		Timeout:  s.o.Timeout,
-		// A server that cannot create device files (not root, or without CAP_MKNOD) would fail
-		// on each of them, in every attempt: they are left out and reported instead.
+		// A server that cannot create device files (not root, or without CAP_MKNOD) loses
+		// them, and rsync tells only the server's log: they are left out and reported instead.
 		NoDevices: !server.Devices,
 	}
 	var skipped []string

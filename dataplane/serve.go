@@ -126,8 +126,9 @@ func Serve(ctx context.Context, o ServeOptions) (retErr error) {
 		no := false
 		caps.TargetACLs, caps.TargetXattrs = &no, &no
 	}
-	// Probed in the volume itself: a root without CAP_MKNOD, or a filesystem mounted nodev
-	// refusing device files, would otherwise fail every attempt of the client on them.
+	// Probed in the volume itself. A root without CAP_MKNOD (a pod that does not add it)
+	// would otherwise lose device files with one line in its own log: rsync's mknod fails on
+	// the server, and the client still exits 0.
 	caps.Devices = canMknod(dir)
 	// Without chroot the daemon munges the links it stores; serve munges those already there
 	// first and restores them all once the pass is over (links.go).
