@@ -20,8 +20,9 @@ import (
 // module then runs with "munge symlinks = yes": rsync stores every link it receives as
 // mungePrefix + the exact target, so no link written by the client leads anywhere while the
 // daemon serves (the client could otherwise plant a link to a directory outside the volume and
-// write through it). Without munging, rsync 3.4.3 and newer would instead sanitize the targets
-// (drop a leading "/", strip escaping "../"), which changes the data for good.
+// write through it). Without munging, rsync sanitizes the targets instead (drops a leading "/",
+// strips escaping "../"; flist.c, the same in 3.2.7 as in 3.5.0), which changes the data for
+// good.
 //
 // When the pass is over (the last rsync of the client has ended), serve rewrites the links
 // written in this pass to their exact targets (unmungeLinks). "Written in this pass" is decided
