@@ -40,6 +40,10 @@ type capabilities struct {
 	// removes a stale attribute only when asked to copy them.
 	TargetACLs   *bool `json:"targetACLs,omitempty"`
 	TargetXattrs *bool `json:"targetXattrs,omitempty"`
+	// Devices: the server can create device files in the target (it is root with CAP_MKNOD;
+	// it tried). A client whose server cannot leaves them out (--no-devices) and reports them
+	// as skipped: rsync alone would lose them with no more than a line in the server's log.
+	Devices bool `json:"devices"`
 }
 
 const capabilitiesFormat = 1

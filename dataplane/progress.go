@@ -58,8 +58,13 @@ type Report struct {
 	// FilesTransferred is the number of regular files the last attempt had to copy: after an
 	// unchanged volume it is 0.
 	FilesTransferred int64 `json:"filesTransferred,omitempty"`
-	// Warnings counts files that vanished while they were copied (rsync exit code 24).
+	// Warnings counts files that vanished while they were copied (rsync exit code 24), and
+	// the device files skipped (SkippedCount).
 	Warnings int `json:"warnings,omitempty"`
+	// Skipped lists device files left out because the server cannot create them (it is not
+	// root, or lacks CAP_MKNOD), at most 100 of them; SkippedCount counts them all (done).
+	Skipped      []string `json:"skipped,omitempty"`
+	SkippedCount int64    `json:"skippedCount,omitempty"`
 	// Attempts is the number of attempts the transfer needed (done).
 	Attempts int `json:"attempts,omitempty"`
 
@@ -115,8 +120,11 @@ func (e Report) Human() string {
 	case ReportDone:
 		s := fmt.Sprintf("done: %d files (%s), %d copied, %s sent, %d attempt(s), %s",
 			e.Files, units.Bytes(e.BytesTotal), e.FilesTransferred, units.Bytes(e.BytesSent), e.Attempts, formatElapsed(e.ElapsedSeconds))
-		if e.Warnings > 0 {
-			s += fmt.Sprintf(", %d warning(s): files vanished while they were copied", e.Warnings)
+		if vanished := e.Warnings - int(e.SkippedCount); vanished > 0 {
+			s += fmt.Sprintf(", %d warning(s): files vanished while they were copied", vanished)
+		}
+		if e.SkippedCount > 0 {
+			s += fmt.Sprintf(", %d device file(s) skipped: the server cannot create them", e.SkippedCount)
 		}
 		return s
 	case ReportError:

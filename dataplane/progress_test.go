@@ -3,6 +3,7 @@ package dataplane
 import (
 	"bufio"
 	"encoding/json"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -145,6 +146,9 @@ func TestEventHuman(t *testing.T) {
 		Report{Type: ReportProgress, Percent: 50, BytesDone: 1 << 30, BytesTotal: 2 << 30, RateBytesPerSecond: 100 << 20, Files: 5, FilesTotal: 10, ElapsedSeconds: 63.4, Attempt: 1}.Human())
 	assert.Equal(t, "done: 10 files (2.0 KiB), 3 copied, 512 B sent, 1 attempt(s), 2s, 1 warning(s): files vanished while they were copied",
 		Report{Type: ReportDone, Files: 10, BytesTotal: 2048, FilesTransferred: 3, BytesSent: 512, Attempts: 1, ElapsedSeconds: 2, Warnings: 1}.Human())
+	assert.Equal(t, "done: 10 files (2.0 KiB), 3 copied, 512 B sent, 1 attempt(s), 2s, 1 warning(s): files vanished while they were copied, 2 device file(s) skipped: the server cannot create them",
+		Report{Type: ReportDone, Files: 10, BytesTotal: 2048, FilesTransferred: 3, BytesSent: 512, Attempts: 1, ElapsedSeconds: 2, Warnings: 3,
+			Skipped: []string{"dev/null", "dev/sda"}, SkippedCount: 2}.Human())
 	assert.Equal(t, "attempt 2 failed: cut; retrying in 4s", Report{Type: ReportRetry, Attempt: 2, Error: "cut", BackoffSeconds: 4}.Human())
 }
 
@@ -215,7 +219,7 @@ func FuzzParseReport(f *testing.F) {
 	f.Fuzz(func(t *testing.T, line []byte) {
 		e, err := ParseReport(line)
 		if err != nil {
-			if e != (Report{}) {
+			if !reflect.DeepEqual(e, Report{}) {
 				t.Fatalf("error %v with a non-empty report", err)
 			}
 			return

@@ -42,6 +42,9 @@ type rsyncOptions struct {
 	Inplace     bool
 	BwLimitKBps int // per rsync process; the caller splits a transfer's limit among streams
 	Timeout     time.Duration
+	// NoDevices leaves device files out (the server cannot create them); FIFOs and sockets
+	// still go.
+	NoDevices bool
 }
 
 // xattrArgs copy extended attributes, but not security labels: SELinux contexts, IMA and EVM
@@ -82,6 +85,10 @@ func (o rsyncOptions) commonArgs() []string {
 		"--filter=- /lost+found/",
 		// Exact numbers for the progress parser; no thousands separators.
 		"--no-human-readable",
+	}
+	if o.NoDevices {
+		// After -D, which it partly undoes: --specials stays.
+		args = append(args, "--no-devices")
 	}
 	if o.ACLs {
 		// POSIX ACLs. Asked for (send.go) only when both filesystems support them (otherwise
@@ -150,6 +157,9 @@ func (o rsyncOptions) rootArgs(src string, setRootAttrs bool) []string {
 		"--filter=- /lost+found/",
 		"--no-human-readable", "--stats",
 	}
+	if o.NoDevices {
+		args = append(args, "--no-devices")
+	}
 	if setRootAttrs {
 		// An unprivileged receiver cannot chown/chmod/utime a volume root it does not own
 		// (it belongs to root or to the fsGroup); asking would fail the pass.
@@ -173,9 +183,19 @@ type rsyncdConfig struct {
 	ControlDir string
 	Sync       string // the sync(1) binary
 	// Root: the daemon runs as uid 0. It then chroots into the module (symlinks in the data
-	// cannot lead out of it) and keeps uid/gid 0 to set owners; rsync's default for a root
-	// daemon would be to drop to "nobody".
+	// cannot lead out of it, and are stored verbatim) and keeps uid/gid 0 to set owners;
+	// rsync's default for a root daemon would be to drop to "nobody". Otherwise the data
+	// module munges symlinks (see links.go) and serve restores their targets after the pass.
 	Root bool
+}
+
+// refusedOptions are client options the daemon refuses: each names a path of its own on the
+// server (which could lie outside the volume) or reaches through links or devices. ferry's
+// own client uses none of them (rsyncOptions).
+var refusedOptions = []string{
+	"keep-dirlinks", "copy-unsafe-links", "copy-dirlinks", "copy-links", "write-devices",
+	"compare-dest", "copy-dest", "link-dest", "backup-dir", "partial-dir", "temp-dir",
+	"log-file", "log-file-format", "only-write-batch", "read-batch", "write-batch",
 }
 
 func (c rsyncdConfig) render() string {
@@ -190,6 +210,9 @@ func (c rsyncdConfig) render() string {
 	b.WriteString("numeric ids = yes\n")
 	// A connection that stops moving data ends (exit 30 on the client, which retries).
 	b.WriteString("timeout = 600\n")
+	// Global, so every module has it. The client is authenticated, but a stolen client key must
+	// not be a way to write outside the volume.
+	fmt.Fprintf(&b, "refuse options = %s\n", strings.Join(refusedOptions, " "))
 	if c.Root {
 		b.WriteString("uid = 0\ngid = 0\n")
 	}
@@ -198,16 +221,20 @@ func (c rsyncdConfig) render() string {
 	b.WriteString("write only = yes\n")
 	b.WriteString("list = no\n")
 	if c.Root {
-		b.WriteString("use chroot = yes\n")
+		// Symlinks are data: stored exactly as the source has them. In the chroot no link
+		// leads out of the volume.
+		b.WriteString("use chroot = yes\nmunge symlinks = no\n")
 	} else {
-		// Only root can chroot.
-		b.WriteString("use chroot = no\n")
+		// Only root can chroot. Without chroot, rsync either sanitizes incoming link targets
+		// (which changes them for good) or munges them: stored as "/rsyncd-munged/" + the exact
+		// target, a link that leads nowhere while the daemon serves. serve puts the exact
+		// targets back once the client is done (links.go).
+		b.WriteString("use chroot = no\nmunge symlinks = yes\n")
 	}
-	// Symlinks are data: store them exactly as the source has them. (rsync munges them by
-	// default in a module without chroot; the peer is authenticated by its certificate.)
-	b.WriteString("munge symlinks = no\n")
-	fmt.Fprintf(&b, "\n[%s]\npath = %s\nread only = no\nlist = no\nuse chroot = no\nmunge symlinks = no\n", controlModule, c.ControlDir)
-	fmt.Fprintf(&b, "\n[%s]\npath = %s\nread only = no\nwrite only = yes\nlist = no\nuse chroot = no\nmunge symlinks = no\n", doneModule, c.ControlDir)
+	// The control module is only read (the server's capabilities); the done module only
+	// written (the client's report). Neither needs a symlink that leads anywhere.
+	fmt.Fprintf(&b, "\n[%s]\npath = %s\nread only = yes\nlist = no\nuse chroot = no\nmunge symlinks = yes\n", controlModule, c.ControlDir)
+	fmt.Fprintf(&b, "\n[%s]\npath = %s\nread only = no\nwrite only = yes\nlist = no\nuse chroot = no\nmunge symlinks = yes\n", doneModule, c.ControlDir)
 	// Run through sh by rsync; the paths passed checkConfigValue, the quotes keep blanks.
 	fmt.Fprintf(&b, "pre-xfer exec = %s -f %s\n", shellQuote(c.Sync), shellQuote(c.DataDir))
 	return b.String()

@@ -66,15 +66,32 @@ func TestRootArgs(t *testing.T) {
 
 func TestRsyncdConfig(t *testing.T) {
 	root := rsyncdConfig{DataDir: "/mnt/data", ControlDir: "/tmp/w/control", Sync: "/usr/bin/sync", Root: true}.render()
-	for _, w := range []string{"uid = 0\ngid = 0\n", "[data]\npath = /mnt/data\nread only = no\nwrite only = yes\n", "use chroot = yes",
-		"munge symlinks = no", "numeric ids = yes", "[control]\npath = /tmp/w/control", "[done]", "pre-xfer exec = '/usr/bin/sync' -f '/mnt/data'"} {
+	for _, w := range []string{"uid = 0\ngid = 0\n", "[data]\npath = /mnt/data\nread only = no\nwrite only = yes\n",
+		"use chroot = yes\nmunge symlinks = no\n", "numeric ids = yes", "[control]\npath = /tmp/w/control\nread only = yes\n",
+		"[done]\npath = /tmp/w/control\nread only = no\nwrite only = yes\n", "pre-xfer exec = '/usr/bin/sync' -f '/mnt/data'"} {
 		assert.Contains(t, root, w)
 	}
 	user := rsyncdConfig{DataDir: "/mnt/my data", ControlDir: "/tmp/c", Sync: "/bin/sync"}.render()
 	assert.NotContains(t, user, "uid = 0", "a non-root daemon cannot switch users")
 	assert.NotContains(t, user, "use chroot = yes", "only root can chroot")
-	assert.Contains(t, user, "munge symlinks = no", "symlinks stay as they are also without chroot")
+	assert.Contains(t, user, "[data]\npath = /mnt/my data\nread only = no\nwrite only = yes\nlist = no\nuse chroot = no\nmunge symlinks = yes\n",
+		"without chroot, links are munged while serving (serve restores them)")
 	assert.Contains(t, user, "pre-xfer exec = '/bin/sync' -f '/mnt/my data'")
+	for _, cfg := range []string{root, user} {
+		assert.Contains(t, cfg, "refuse options = keep-dirlinks copy-unsafe-links copy-dirlinks copy-links write-devices compare-dest")
+		assert.Contains(t, cfg, "backup-dir partial-dir temp-dir log-file log-file-format only-write-batch read-batch write-batch\n")
+	}
+}
+
+// TestClientUsesNoRefusedOption: ferry's own client never sends an option its server refuses.
+func TestClientUsesNoRefusedOption(t *testing.T) {
+	o := rsyncOptions{ACLs: true, Xattrs: true, Checksum: true, Compress: true, BwLimitKBps: 1, Timeout: time.Minute, Inplace: true, NoDevices: true}
+	all := append(o.streamArgs(&streamJob{Sparse: true}, "/w/files", "/w/filter", "/src"), o.rootArgs("/src", true)...)
+	for _, a := range all {
+		for _, r := range refusedOptions {
+			assert.False(t, a == "--"+r || strings.HasPrefix(a, "--"+r+"="), "%s is refused by the server", a)
+		}
+	}
 }
 
 func TestCheckConfigValue(t *testing.T) {

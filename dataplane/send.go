@@ -304,6 +304,20 @@ func (s *sender) attempt(ctx context.Context, attempt int) (Report, error) {
 		Compress: s.o.Compress,
 		Inplace:  server.Empty,
 		Timeout:  s.o.Timeout,
+		// A server that cannot create device files (not root, or without CAP_MKNOD) loses
+		// them, and rsync tells only the server's log: they are left out and reported instead.
+		NoDevices: !server.Devices,
+	}
+	var skipped []string
+	var skippedCount int64
+	if opts.NoDevices && plan.DeviceCount > 0 {
+		skipped, skippedCount = plan.Devices, plan.DeviceCount
+		more := ""
+		if int64(len(skipped)) < skippedCount {
+			more = fmt.Sprintf(" (and %d more)", skippedCount-int64(len(skipped)))
+		}
+		log.WithField("devices", skippedCount).Warnf("the server cannot create device files (it is not root, or lacks CAP_MKNOD): skipping %s%s",
+			strings.Join(skipped, ", "), more)
 	}
 	if s.o.BwLimitKBps > 0 {
 		opts.BwLimitKBps = max(1, s.o.BwLimitKBps/plan.Streams)
@@ -342,7 +356,9 @@ func (s *sender) attempt(ctx context.Context, attempt int) (Report, error) {
 		FilesTotal:       plan.Files,
 		BytesSent:        stats.BytesSent,
 		FilesTransferred: stats.FilesTransferred,
-		Warnings:         vanished,
+		Warnings:         vanished + int(skippedCount),
+		Skipped:          skipped,
+		SkippedCount:     skippedCount,
 		Attempts:         attempt,
 		ElapsedSeconds:   time.Since(s.start).Round(time.Millisecond).Seconds(),
 		Time:             time.Now().UTC(),
@@ -396,7 +412,8 @@ func (s *sender) tellServerFailed(cause error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	e := Report{Type: ReportError, Error: cause.Error(), ExitCode: exitCodeOf(cause), Time: time.Now().UTC()}
-	if err := s.upload(ctx, controlModule, failedFile, e.Marshal()); err != nil {
+	// Through the done module: the control module is read-only.
+	if err := s.upload(ctx, doneModule, failedFile, e.Marshal()); err != nil {
 		s.log.WithError(err).Debug("could not report the failure to the server")
 	}
 }

@@ -31,11 +31,12 @@ const nobody = 65534
 const helperEnv = "FERRY_DATAMOVER_TEST_HELPER"
 
 type helperArgs struct {
-	Role    string // "serve" or "send"
-	Dir     string
-	Addr    string
-	CertDir string
-	Streams int
+	Role      string // "serve" or "send"
+	Dir       string
+	Addr      string
+	CertDir   string
+	Streams   int
+	ReadyFile string // serve only
 }
 
 // TestHelperProcess is not a test: it is this test binary re-run as another user, serving or
@@ -56,7 +57,7 @@ func TestHelperProcess(t *testing.T) {
 	var err error
 	switch a.Role {
 	case "serve":
-		err = Serve(ctx, ServeOptions{Dir: a.Dir, Listen: a.Addr, CertDir: a.CertDir, Log: log})
+		err = Serve(ctx, ServeOptions{Dir: a.Dir, Listen: a.Addr, CertDir: a.CertDir, Log: log, ReadyFile: a.ReadyFile})
 	case "send":
 		_, err = Send(ctx, SendOptions{
 			Dir: a.Dir, To: a.Addr, CertDir: a.CertDir, Streams: a.Streams, Log: log, Out: os.Stdout, Progress: ProgressJSON,

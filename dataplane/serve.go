@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
 )
 
 // ServeOptions configure Serve.
@@ -48,7 +49,7 @@ const drainTimeout = 30 * time.Second
 // that writes into o.Dir. It returns nil once the client has reported completion (after it
 // had the target flushed to disk), an error if the client reported failure, if the setup is
 // wrong (certificates, port, programs), or if ctx ends first.
-func Serve(ctx context.Context, o ServeOptions) error {
+func Serve(ctx context.Context, o ServeOptions) (retErr error) {
 	log := o.Log
 	if log == nil {
 		log = logrus.StandardLogger()
@@ -125,6 +126,37 @@ func Serve(ctx context.Context, o ServeOptions) error {
 		no := false
 		caps.TargetACLs, caps.TargetXattrs = &no, &no
 	}
+	// Probed in the volume itself. A root without CAP_MKNOD (a pod that does not add it)
+	// would otherwise lose device files with one line in its own log: rsync's mknod fails on
+	// the server, and the client still exits 0.
+	caps.Devices = canMknod(dir)
+	// Without chroot the daemon munges the links it stores; serve munges those already there
+	// first and restores them all once the pass is over (links.go).
+	munge := !caps.Root
+	var passStart unix.Timespec
+	if munge {
+		if passStart, err = passClock(); err != nil {
+			return err
+		}
+		// Deferred before stunnel's stop, so it runs after: once no rsync can write any more.
+		defer func() {
+			n, err := unmungeLinks(dir, passStart)
+			if err == nil {
+				err = syncFS(dir)
+			}
+			log.WithField("links", n).Info("restored the exact targets of the symlinks written in this pass")
+			if err != nil {
+				retErr = errors.Join(retErr, fmt.Errorf("restoring the targets of the symlinks written in this pass: %w", err))
+			}
+		}()
+		if !empty {
+			n, err := mungeLinks(dir)
+			log.WithField("links", n).Info("munged the target's symlinks for the time the daemon serves")
+			if err != nil {
+				return fmt.Errorf("munging the target's symlinks: %w", err)
+			}
+		}
+	}
 	files := map[string][]byte{
 		filepath.Join(control, capabilitiesFile): caps.marshal(),
 		filepath.Join(work, "rsyncd.conf"): []byte(rsyncdConfig{
@@ -170,7 +202,7 @@ func Serve(ctx context.Context, o ServeOptions) error {
 			}
 		}()
 	}
-	log.WithFields(logrus.Fields{"dir": dir, "listen": o.Listen, "root": caps.Root, "acls": caps.ACLs, "xattrs": caps.Xattrs}).
+	log.WithFields(logrus.Fields{"dir": dir, "listen": o.Listen, "root": caps.Root, "acls": caps.ACLs, "xattrs": caps.Xattrs, "devices": caps.Devices}).
 		Info("serving: waiting for the client")
 	if o.ReadyFile != "" {
 		if err := os.WriteFile(o.ReadyFile, nil, 0o600); err != nil {
@@ -182,6 +214,12 @@ func Serve(ctx context.Context, o ServeOptions) error {
 		o.Ready()
 	}
 
+	return waitForClient(ctx, srv, control, log)
+}
+
+// waitForClient waits for the client's report: nil when it reported completion (after the
+// target was flushed to disk), an error when it gave up, stunnel failed or ctx ended.
+func waitForClient(ctx context.Context, srv *stunnelServer, control string, log logrus.FieldLogger) error {
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
 	for {

@@ -80,7 +80,14 @@ type streamPlan struct {
 	// only fill such a directory before rsync sets its final mode, which parallel streams
 	// cannot order; the sender then uses one stream.
 	ReadOnlyDirs bool
+	// Devices lists block and character devices (up to maxListedDevices, in no particular
+	// order); DeviceCount counts them all. A server that cannot create them skips them.
+	Devices     []string
+	DeviceCount int64
 }
+
+// maxListedDevices bounds the device paths a plan (and so a report) carries.
+const maxListedDevices = 100
 
 // dirNode is one directory of the source tree, with aggregates only (a million files must not
 // cost a million structs).
@@ -176,7 +183,9 @@ func planStreams(root string, o planOptions) (*streamPlan, error) {
 	}
 	bigs := bigFiles(top)
 	p := &streamPlan{Streams: streams, Bytes: w.bytes.Load(), Files: w.files.Load(), Entries: w.entries.Load(),
-		Hardlinked: len(w.links) > 0, ReadOnlyDirs: w.readOnlyDirs.Load(), ACLs: w.acls.Load(), Xattrs: w.xattrs.Load()}
+		Hardlinked: len(w.links) > 0, ReadOnlyDirs: w.readOnlyDirs.Load(), ACLs: w.acls.Load(), Xattrs: w.xattrs.Load(),
+		Devices: w.devices, DeviceCount: w.devCount}
+	sort.Strings(p.Devices)
 
 	total := top.subtree
 	for _, b := range bigs {
@@ -404,6 +413,8 @@ type walker struct {
 	mu        sync.Mutex
 	links     map[devIno]*dirNode // first directory seen holding each multiply-linked inode
 	linkPairs [][2]*dirNode       // directories that share an inode
+	devices   []string            // up to maxListedDevices
+	devCount  int64
 	err       error
 }
 
@@ -510,16 +521,7 @@ func (w *walker) readDir(d *dirNode, abs string) []*dirNode {
 				w.files.Add(1)
 				w.bytes.Add(st.Size)
 				sparse := st.Blocks*512 < st.Size
-				if st.Nlink > 1 {
-					key := devIno{uint64(st.Dev), st.Ino}
-					w.mu.Lock()
-					if first, ok := w.links[key]; !ok {
-						w.links[key] = d
-					} else if first != d {
-						w.linkPairs = append(w.linkPairs, [2]*dirNode{first, d})
-					}
-					w.mu.Unlock()
-				}
+				w.hardLink(d, &st)
 				if st.Size >= bigFileMin && st.Nlink == 1 && !sparse {
 					d.big = append(d.big, bigFile{path: child, size: st.Size})
 					continue
@@ -531,7 +533,17 @@ func (w *walker) readDir(d *dirNode, abs string) []*dirNode {
 					w.rootFiles = append(w.rootFiles, name)
 				}
 			default:
+				// Symlinks, devices and FIFOs can be hard-linked too (rsync keeps them so).
+				w.hardLink(d, &st)
 				d.others++
+				if t := st.Mode & unix.S_IFMT; t == unix.S_IFCHR || t == unix.S_IFBLK {
+					w.mu.Lock()
+					w.devCount++
+					if len(w.devices) < maxListedDevices {
+						w.devices = append(w.devices, child)
+					}
+					w.mu.Unlock()
+				}
 				if d.path == "" {
 					w.rootFiles = append(w.rootFiles, name)
 				}
@@ -548,6 +560,22 @@ func (w *walker) readDir(d *dirNode, abs string) []*dirNode {
 	sort.Slice(subdirs, func(i, j int) bool { return subdirs[i].path < subdirs[j].path })
 	d.children = subdirs
 	return subdirs
+}
+
+// hardLink records a multiply-linked inode found in directory d: hard links between
+// directories must travel in one rsync.
+func (w *walker) hardLink(d *dirNode, st *unix.Stat_t) {
+	if st.Nlink < 2 {
+		return
+	}
+	key := devIno{uint64(st.Dev), st.Ino}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if first, ok := w.links[key]; !ok {
+		w.links[key] = d
+	} else if first != d {
+		w.linkPairs = append(w.linkPairs, [2]*dirNode{first, d})
+	}
 }
 
 // listxattrat is listxattrat(2) (Linux 6.13) without following a final symlink.
