@@ -147,7 +147,8 @@ func (r *Reconciler) cleanupGone(ctx context.Context, namespace, name string) er
 }
 
 // deleteTransferObjects deletes one PVC's transfer objects in namespace ("" = all namespaces)
-// of one cluster. dyn may be nil where Routes need no look (the source side).
+// of one cluster. dyn is nil on the client's side, which has no Services or Routes (the data
+// mover may not list Services there).
 func deleteTransferObjects(ctx context.Context, k kubernetes.Interface, dyn dynamic.Interface, namespace string, n transferNames, secret string) error {
 	sel := metav1.ListOptions{LabelSelector: labels.SelectorFromSet(n.selector()).String()}
 	var errs []error
@@ -160,15 +161,15 @@ func deleteTransferObjects(ctx context.Context, k kubernetes.Interface, dyn dyna
 		touched[p.Namespace] = true
 		errs = append(errs, ignoreNotFound(k.CoreV1().Pods(p.Namespace).Delete(ctx, p.Name, metav1.DeleteOptions{})))
 	}
-	svcs, err := k.CoreV1().Services(namespace).List(ctx, sel)
-	if err != nil {
-		return fmt.Errorf("listing transfer services: %w", err)
-	}
-	for _, s := range svcs.Items {
-		errs = append(errs, ignoreNotFound(k.CoreV1().Services(s.Namespace).Delete(ctx, s.Name, metav1.DeleteOptions{})))
-	}
-	for _, s := range svcs.Items {
-		touched[s.Namespace] = true
+	if dyn != nil {
+		svcs, err := k.CoreV1().Services(namespace).List(ctx, sel)
+		if err != nil {
+			return fmt.Errorf("listing transfer services: %w", err)
+		}
+		for _, s := range svcs.Items {
+			touched[s.Namespace] = true
+			errs = append(errs, ignoreNotFound(k.CoreV1().Services(s.Namespace).Delete(ctx, s.Name, metav1.DeleteOptions{})))
+		}
 	}
 	if namespace != "" {
 		touched[namespace] = true

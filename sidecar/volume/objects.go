@@ -96,7 +96,8 @@ func certSecret(owner *corev1.PersistentVolumeClaim, name string, labels map[str
 // "restricted" without. As root the receiver needs to set owners (CHOWN), modes and times of
 // files it does not own (FOWNER, FSETID) and to write into any directory (DAC_OVERRIDE); its
 // rsync daemon also resets its groups (SETGID: setgroups) and chroots into the volume so no
-// symlink there can lead it out (SYS_CHROOT). The sender reads every file of a read-only mount
+// symlink there can lead it out (SYS_CHROOT); it creates the device files the source has
+// (MKNOD; without it they are skipped and reported). The sender reads every file of a read-only mount
 // with DAC_OVERRIDE — not DAC_READ_SEARCH, which would let anyone with pods/exec there open the
 // node's files by handle (open_by_handle_at), and which "baseline" refuses. Without root, files
 // keep the transfer user's ownership.
@@ -112,7 +113,7 @@ func podSecurity(cfg *config.Config, role string) (*corev1.PodSecurityContext, *
 		root := int64(0)
 		sc.RunAsUser = &root
 		if role == RoleServer {
-			sc.Capabilities.Add = []corev1.Capability{"CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "SETGID", "SYS_CHROOT"}
+			sc.Capabilities.Add = []corev1.Capability{"CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "MKNOD", "SETGID", "SYS_CHROOT"}
 		} else {
 			sc.Capabilities.Add = []corev1.Capability{"DAC_OVERRIDE"}
 		}

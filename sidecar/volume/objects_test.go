@@ -48,7 +48,7 @@ func TestTransferPods(t *testing.T) {
 	assert.Equal(t, dataplane.ServeOptions{Dir: DataPath, Listen: "$(POD_IP):8443", CertDir: CertsPath, ReadyFile: readyFile}, serve,
 		"the CLI reads back what the sidecar wrote")
 	assert.Equal(t, []string{"test", "-e", "/mnt/tmp/ready"}, c.ReadinessProbe.Exec.Command, "no TCP probe: stunnel would log each as a failed handshake")
-	assert.ElementsMatch(t, []corev1.Capability{"CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "SETGID", "SYS_CHROOT"}, c.SecurityContext.Capabilities.Add)
+	assert.ElementsMatch(t, []corev1.Capability{"CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "MKNOD", "SETGID", "SYS_CHROOT"}, c.SecurityContext.Capabilities.Add)
 	assert.Equal(t, []corev1.Capability{"ALL"}, c.SecurityContext.Capabilities.Drop)
 	assert.False(t, *srv.Spec.AutomountServiceAccountToken, "transfer pods need no API access")
 

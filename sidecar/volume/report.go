@@ -2,6 +2,7 @@ package volume
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/ferry-dev/ferry/dataplane"
 	"github.com/ferry-dev/ferry/internal/operation"
@@ -19,6 +20,11 @@ func applyReport(st *operation.TransferStatus, e dataplane.Report, podAttempt in
 	case dataplane.ReportDone:
 		st.BytesDone, st.BytesTotal, st.Percent, st.RateBPS = e.BytesTotal, e.BytesTotal, 100, 0
 		st.BytesSent, st.Files, st.FilesSent, st.Warnings = e.BytesSent, e.Files, e.FilesTransferred, e.Warnings
+		st.Message = ""
+		if e.SkippedCount > 0 {
+			st.Message = fmt.Sprintf("%d device file(s) not copied: the target's transfer server cannot create them (not root, or without CAP_MKNOD); e.g. %s",
+				e.SkippedCount, strings.Join(e.Skipped[:min(len(e.Skipped), 5)], ", "))
+		}
 	case dataplane.ReportError:
 		st.Message = e.Error
 	}

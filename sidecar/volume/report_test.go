@@ -28,3 +28,12 @@ func TestApplyReport(t *testing.T) {
 	assert.Equal(t, 1, st.Warnings)
 	assert.Zero(t, st.RateBPS)
 }
+
+func TestApplyReportSkippedDevices(t *testing.T) {
+	st := &operation.TransferStatus{Header: operation.Header{ID: "t1", Phase: operation.PhaseTransferring}}
+	applyReport(st, dataplane.Report{Type: dataplane.ReportDone, BytesTotal: 10, Files: 9, Warnings: 2,
+		Skipped: []string{"dev/null0", "disk"}, SkippedCount: 2, Attempts: 1}, 1)
+	assert.Equal(t, 2, st.Warnings)
+	assert.Contains(t, st.Message, "2 device file(s) not copied")
+	assert.Contains(t, st.Message, "dev/null0, disk", "names the files, so the user knows what to recreate")
+}

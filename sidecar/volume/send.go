@@ -59,7 +59,8 @@ func (t *job) sendData(ctx context.Context) (ctrl.Result, error) {
 		switch latest.Status.Phase {
 		case corev1.PodSucceeded:
 			t.st.Percent = 100
-			return t.finish(ctx, operation.PhaseCompleted, "")
+			// The done report's note (device files skipped) stays in the completed status.
+			return t.finish(ctx, operation.PhaseCompleted, t.st.Message)
 		case corev1.PodPending:
 			// Time spent waiting to run is prepareTimeout's, not a stall.
 			t.st.Progressed = operation.NewTime(now)

@@ -71,9 +71,9 @@ func TestDeployManifests(t *testing.T) {
 		assert.Contains(t, out, want)
 	}
 	// A dry run creates nothing, so the namespace the target kustomization creates first must
-	// exist for its other objects to validate.
-	require.NoError(t, c.CreateNamespace(ctx, "ferry-system", nil))
-	t.Cleanup(func() { _ = c.DeleteNamespace(context.Background(), "ferry-system") })
+	// exist for its other objects to validate: the stack installed deploy/target for its data
+	// mover (stack.TargetNamespace).
+	require.NoError(t, s.InstallFerry(ctx))
 	out, err = c.Kubectl(ctx, "apply", "--dry-run=server", "-k", filepath.Join(repo, "deploy/target"))
 	require.NoError(t, err, "target-cluster identity:\n%s", out)
 	assert.Contains(t, out, "clusterrole.rbac.authorization.k8s.io/ferry-target")

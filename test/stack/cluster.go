@@ -201,9 +201,6 @@ func (c *Cluster) makeClients(context.Context) error {
 	return err
 }
 
-// KubeconfigBytes returns the admin kubeconfig (it holds the admin token: never log it).
-func (c *Cluster) KubeconfigBytes() ([]byte, error) { return os.ReadFile(c.Kubeconfig) }
-
 // stop stops what the cluster runs in-process and removes the host-path volumes its
 // provisioner made (they live outside Dir, under /tmp/hostpath_pv).
 func (c *Cluster) stop(ctx context.Context) error {

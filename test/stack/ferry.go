@@ -1,8 +1,10 @@
 package stack
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"maps"
 	"net"
 	"path/filepath"
 	"sync"
@@ -20,11 +22,23 @@ import (
 // TargetSecret is the Secret ConfigureFerry puts the target cluster's kubeconfig in.
 const TargetSecret = "ferry-target"
 
-// ConfigureFerry sets ferry up on the source cluster as deploy/ does on a real one: the
-// ferry-config ConfigMap with data (validated first) and the Secret holding the target
-// cluster's kubeconfig.
+// ConfigureFerry sets ferry up on the source cluster as deploy/ does on a real one: its RBAC and
+// admission policy on both clusters (once per stack), the ferry-config ConfigMap with data
+// (validated first; transferImage defaults to TransferImage) and the Secret holding a kubeconfig
+// of the target's ferry-target identity.
 func (s *Stack) ConfigureFerry(ctx context.Context, data map[string]string) error {
 	if _, err := config.Parse(data); err != nil {
+		return err
+	}
+	data = maps.Clone(data)
+	if data["transferImage"] == "" {
+		data["transferImage"] = TransferImage
+	}
+	ids, err := s.installFerry(ctx)
+	if err != nil {
+		return err
+	}
+	if err := s.setTransferImage(ctx, data["transferImage"]); err != nil {
 		return err
 	}
 	c := s.Source
@@ -41,13 +55,18 @@ func (s *Stack) ConfigureFerry(ctx context.Context, data map[string]string) erro
 	if err != nil {
 		return fmt.Errorf("writing ferry-config: %w", err)
 	}
-	kubeconfig, err := s.Target.KubeconfigBytes()
-	if err != nil {
-		return err
+	secrets := c.Kube.CoreV1().Secrets(c.VeleroNamespace)
+	secret, err := secrets.Get(ctx, TargetSecret, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		secret = &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: c.VeleroNamespace, Name: TargetSecret},
+			Data: map[string][]byte{kube.TargetKubeconfigKey: ids.Target}}
+		_, err = secrets.Create(ctx, secret, metav1.CreateOptions{})
+	case err == nil && !bytes.Equal(secret.Data[kube.TargetKubeconfigKey], ids.Target):
+		secret.Data = map[string][]byte{kube.TargetKubeconfigKey: ids.Target}
+		_, err = secrets.Update(ctx, secret, metav1.UpdateOptions{})
 	}
-	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: c.VeleroNamespace, Name: TargetSecret},
-		Data: map[string][]byte{kube.TargetKubeconfigKey: kubeconfig}}
-	if _, err := c.Kube.CoreV1().Secrets(c.VeleroNamespace).Create(ctx, secret, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+	if err != nil {
 		return fmt.Errorf("writing the target kubeconfig Secret: %w", err)
 	}
 	return nil
@@ -85,9 +104,13 @@ func (s *Stack) EnsureSidecar(ctx context.Context) (*Sidecar, error) {
 }
 
 // startSidecar starts `ferry-datamover controller` against the source cluster, as a host
-// process (in a real cluster it is a container of Velero's pod), and waits until it holds its
-// Lease, the sign the plugins look for.
+// process (in a real cluster it is a container of Velero's pod) with the identity deploy/ gives
+// it (ConfigureFerry must have run), and waits until it holds its Lease, the sign the plugins
+// look for.
 func (s *Stack) startSidecar(ctx context.Context) (*Sidecar, error) {
+	if s.ferry.Datamover == "" {
+		return nil, fmt.Errorf("ferry is not installed on the stack: ConfigureFerry first")
+	}
 	metrics, err := freeLoopbackAddress()
 	if err != nil {
 		return nil, err
@@ -95,7 +118,7 @@ func (s *Stack) startSidecar(ctx context.Context) (*Sidecar, error) {
 	p, err := s.StartProcess(ProcessSpec{
 		Name: fmt.Sprintf("ferry-datamover-%d", time.Now().UnixNano()),
 		Path: filepath.Join(s.FerryBinDir, "ferry-datamover"),
-		Args: []string{"controller", "--kubeconfig", s.Source.Kubeconfig, "--namespace", s.Source.VeleroNamespace,
+		Args: []string{"controller", "--kubeconfig", s.ferry.Datamover, "--namespace", s.Source.VeleroNamespace,
 			"--metrics-address", metrics, "--health-address", "0"},
 	})
 	if err != nil {

@@ -96,6 +96,10 @@ type Stack struct {
 	crdOnce sync.Once
 	crdYAML []byte
 	crdErr  error
+
+	ferryOnce sync.Once
+	ferry     ferryIdentities
+	ferryErr  error
 }
 
 // S3 is the stack's S3 server.

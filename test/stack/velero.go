@@ -14,8 +14,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	crclient "sigs.k8s.io/controller-runtime/pkg/client"
-
-	"github.com/ferry-dev/ferry/internal/kube"
 )
 
 const (
@@ -53,8 +51,8 @@ func (c *Cluster) veleroServerArgs() []string {
 }
 
 // createVeleroObjects creates what `velero install` would, minus the pod: the namespace, the
-// `velero` Deployment (never running), the S3 credentials, the shared BSL and, on the source,
-// the target kubeconfig Secret ferry reads under ferry-config's default name (TargetSecret).
+// `velero` Deployment (never running), the S3 credentials and the shared BSL. (Ferry's own
+// objects come with ConfigureFerry.)
 func (c *Cluster) createVeleroObjects(ctx context.Context) error {
 	s := c.stack
 	ns := c.VeleroNamespace
@@ -98,16 +96,6 @@ func (c *Cluster) createVeleroObjects(ctx context.Context) error {
 				ValidationFrequency: &metav1.Duration{Duration: 10 * time.Second},
 			},
 		},
-	}
-	if c.index == 0 {
-		kubeconfig, err := c.Other().KubeconfigBytes()
-		if err != nil {
-			return fmt.Errorf("reading the target kubeconfig: %w", err)
-		}
-		objs = append(objs, &corev1.Secret{
-			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: TargetSecret},
-			Data:       map[string][]byte{kube.TargetKubeconfigKey: kubeconfig},
-		})
 	}
 	for _, o := range objs {
 		if err := c.Client.Create(ctx, o); err != nil {
