@@ -1,0 +1,252 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	authorizationv1 "k8s.io/api/authorization/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/ferry-dev/ferry/internal/keys"
+	"github.com/ferry-dev/ferry/internal/operation"
+	"github.com/ferry-dev/ferry/test/stack"
+)
+
+// identity is a service account ferry runs as (or hands to a registry), on one cluster.
+type identity struct {
+	title     string
+	cluster   func(*stack.Stack) *stack.Cluster
+	namespace string
+	name      string
+}
+
+func (i identity) user() string { return "system:serviceaccount:" + i.namespace + ":" + i.name }
+
+var (
+	datamover      = identity{"The data mover on the source (Velero's service account)", source, stack.DatamoverNamespace, stack.DatamoverServiceAccount}
+	targetIdentity = identity{"The data mover on the target (`ferry-target`)", target, stack.TargetNamespace, stack.TargetServiceAccount}
+	sourceRegistry = identity{"Image pulls on the source (`ferry-registry`)", source, "velero", "ferry-registry"}
+	targetRegistry = identity{"Image pushes on the target (`ferry-registry`)", target, stack.TargetNamespace, "ferry-registry"}
+	identities     = []identity{datamover, targetIdentity, sourceRegistry, targetRegistry}
+)
+
+func source(s *stack.Stack) *stack.Cluster { return s.Source }
+func target(s *stack.Stack) *stack.Cluster { return s.Target }
+
+// rbacDoc is what `kubectl auth can-i --list` shows for each identity, kept equal to the API
+// server's answer by TestIdentities (FERRY_UPDATE_DOCS=1 rewrites it).
+const rbacDoc = "docs/rbac.md"
+
+// TestIdentities applies deploy/ to the stack as an admin would and shows that each identity
+// ferry runs as has what it needs and nothing a tenant's data or another namespace's Secrets
+// would be at risk from: a SubjectAccessReview per claim of the README's identities table, the
+// transfer-pod policy refusing a tenant (and ferry itself with a foreign image), and
+// docs/rbac.md equal to `kubectl auth can-i --list` for every identity.
+func TestIdentities(t *testing.T) {
+	t.Parallel()
+	s := stacks.Get(t, stack.Options{OpenShift: true})
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+	defer cancel()
+	require.NoError(t, s.InstallFerry(ctx))
+	app := s.Namespace(t, "tenant")
+	require.NoError(t, s.Target.CreateNamespace(ctx, app, nil))
+
+	type check struct {
+		who                  identity
+		ns, verb, group, res string
+		sub, name            string
+		want                 bool
+	}
+	checks := []check{
+		// the data mover, source
+		{who: datamover, ns: app, verb: "patch", res: "persistentvolumeclaims", want: true},
+		{who: datamover, ns: app, verb: "delete", res: "persistentvolumeclaims"},
+		{who: datamover, verb: "delete", res: "persistentvolumes"},
+		{who: datamover, ns: app, verb: "create", res: "pods", want: true},
+		{who: datamover, ns: app, verb: "create", res: "pods", sub: "exec"},
+		{who: datamover, ns: app, verb: "update", res: "pods", sub: "ephemeralcontainers"},
+		{who: datamover, ns: app, verb: "get", res: "pods", sub: "log", want: true},
+		{who: datamover, ns: app, verb: "get", res: "secrets", want: true},
+		{who: datamover, ns: app, verb: "list", res: "secrets"},
+		{who: datamover, ns: app, verb: "watch", res: "secrets"},
+		{who: datamover, ns: app, verb: "update", group: "apps", res: "deployments", want: true},
+		{who: datamover, ns: app, verb: "delete", group: "apps", res: "deployments"},
+		{who: datamover, ns: app, verb: "list", res: "services"},
+		{who: datamover, verb: "delete", res: "namespaces"},
+		{who: datamover, ns: "velero", verb: "get", res: "configmaps", name: "ferry-config", want: true},
+		{who: datamover, ns: "velero", verb: "get", res: "configmaps", name: "other"},
+		{who: datamover, ns: "velero", verb: "create", res: "serviceaccounts", sub: "token", name: "ferry-registry", want: true},
+		{who: datamover, ns: "velero", verb: "create", res: "serviceaccounts", sub: "token", name: "velero"},
+		{who: datamover, ns: "velero", verb: "get", group: "velero.io", res: "backups", want: true},
+		{who: datamover, ns: "velero", verb: "create", group: "velero.io", res: "backups"},
+		{who: datamover, ns: "velero", verb: "delete", group: "velero.io", res: "backups"},
+		{who: datamover, verb: "bind", group: "rbac.authorization.k8s.io", res: "clusterroles", name: "ferry-transfer-scc", want: true},
+		{who: datamover, verb: "bind", group: "rbac.authorization.k8s.io", res: "clusterroles", name: "cluster-admin"},
+		{who: datamover, verb: "create", group: "rbac.authorization.k8s.io", res: "clusterrolebindings"},
+		{who: datamover, ns: app, verb: "update", group: "image.openshift.io", res: "imagestreams", sub: "layers"},
+		// ferry-target, target
+		{who: targetIdentity, verb: "create", res: "namespaces", want: true},
+		{who: targetIdentity, verb: "delete", res: "namespaces"},
+		{who: targetIdentity, ns: app, verb: "create", res: "persistentvolumeclaims", want: true},
+		{who: targetIdentity, ns: app, verb: "delete", res: "persistentvolumeclaims"},
+		{who: targetIdentity, ns: app, verb: "create", res: "pods", want: true},
+		{who: targetIdentity, ns: app, verb: "create", res: "pods", sub: "exec"},
+		{who: targetIdentity, ns: app, verb: "get", res: "secrets", want: true},
+		{who: targetIdentity, ns: app, verb: "list", res: "secrets"},
+		{who: targetIdentity, ns: app, verb: "update", group: "apps", res: "deployments"},
+		{who: targetIdentity, ns: stack.TargetNamespace, verb: "create", res: "serviceaccounts", sub: "token", name: "ferry-registry", want: true},
+		{who: targetIdentity, ns: stack.TargetNamespace, verb: "create", res: "serviceaccounts", sub: "token", name: "ferry-target"},
+		{who: targetIdentity, ns: app, verb: "update", group: "image.openshift.io", res: "imagestreams", sub: "layers"},
+		// the registry identities: images and nothing else
+		{who: sourceRegistry, ns: app, verb: "get", group: "image.openshift.io", res: "imagestreams", sub: "layers", want: true},
+		{who: sourceRegistry, ns: app, verb: "update", group: "image.openshift.io", res: "imagestreams", sub: "layers"},
+		{who: sourceRegistry, ns: app, verb: "get", res: "secrets"},
+		{who: sourceRegistry, ns: app, verb: "create", res: "pods"},
+		{who: targetRegistry, ns: app, verb: "update", group: "image.openshift.io", res: "imagestreams", sub: "layers", want: true},
+		{who: targetRegistry, ns: app, verb: "get", res: "secrets"},
+		{who: targetRegistry, ns: app, verb: "create", res: "pods"},
+	}
+	for _, c := range checks {
+		attrs := &authorizationv1.ResourceAttributes{Namespace: c.ns, Verb: c.verb, Group: c.group, Resource: c.res, Subresource: c.sub, Name: c.name}
+		sar, err := c.who.cluster(s).Kube.AuthorizationV1().SubjectAccessReviews().Create(ctx, &authorizationv1.SubjectAccessReview{
+			Spec: authorizationv1.SubjectAccessReviewSpec{User: c.who.user(), ResourceAttributes: attrs,
+				Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + c.who.namespace, "system:authenticated"}},
+		}, metav1.CreateOptions{})
+		require.NoError(t, err)
+		assert.Equal(t, c.want, sar.Status.Allowed, "%s may %s %s/%s %s (namespace %q, name %q)", c.who.user(), c.verb, c.res, c.sub, c.group, c.ns, c.name)
+	}
+
+	// The transfer-pod policy: a tenant with edit cannot run pods as ferry-transfer (on
+	// OpenShift: borrow its SCC), and ferry itself only with its own image and command.
+	mallory := tenant(t, ctx, s.Source, app, "mallory")
+	transferPod := func(image string, command ...string) *corev1.Pod {
+		return &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Namespace: app, GenerateName: "borrowed-", Labels: map[string]string{keys.ManagedByLabel: keys.ManagedByValue}},
+			Spec: corev1.PodSpec{ServiceAccountName: "ferry-transfer", Containers: []corev1.Container{{Name: "c", Image: image, Command: command}}},
+		}
+	}
+	dryRun := metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}
+	_, err := mallory.CoreV1().Pods(app).Create(ctx, transferPod(stack.TransferImage, "ferry-datamover", "serve"), dryRun)
+	require.Error(t, err, "a tenant runs a pod as ferry-transfer")
+	assert.Contains(t, err.Error(), "only ferry-datamover may run pods as the ferry-transfer service account")
+	ferry := impersonate(t, s.Source, datamover.user(), datamover.namespace)
+	_, err = ferry.CoreV1().Pods(app).Create(ctx, transferPod("docker.io/library/busybox:1.36", "ferry-datamover", "serve"), dryRun)
+	require.Error(t, err, "ferry's identity runs another image as ferry-transfer")
+	assert.Contains(t, err.Error(), "runs ferry's transfer image only")
+	_, err = ferry.CoreV1().Pods(app).Create(ctx, transferPod(stack.TransferImage, "sh", "-c", "cat /etc/shadow"), dryRun)
+	require.Error(t, err, "ferry's identity runs a shell as ferry-transfer")
+	assert.Contains(t, err.Error(), "runs ferry-datamover send or serve")
+	_, err = ferry.CoreV1().Pods(app).Create(ctx, transferPod(stack.TransferImage, "ferry-datamover", "send"), dryRun)
+	assert.NoError(t, err, "ferry's own transfer pod is admitted")
+
+	// docs/rbac.md: what kubectl shows for each identity, in an application's namespace and its own.
+	var b strings.Builder
+	b.WriteString("# What ferry's identities may do\n\n")
+	b.WriteString("`kubectl auth can-i --list` for each identity ferry runs as, with `deploy/` applied as the README's Install\n")
+	b.WriteString("section says (`deploy/component` and `deploy/openshift` on the source, `deploy/target` and `deploy/openshift` on\n")
+	b.WriteString("the target). Written by `TestIdentities` (test/e2e/rbac_test.go), which fails when this file and the API\n")
+	b.WriteString("server disagree; `FERRY_UPDATE_DOCS=1 make test-e2e E2E_FLAGS=\"-run TestIdentities\"` rewrites it. The same test\n")
+	b.WriteString("checks each may and may-not of the README's identities table with SubjectAccessReviews.\n")
+	for _, id := range identities {
+		fmt.Fprintf(&b, "\n## %s\n\n`%s`\n", id.title, id.user())
+		for _, scope := range []struct{ title, ns string }{{"In an application's namespace", app}, {"In its own namespace (`" + id.namespace + "`)", id.namespace}} {
+			out, err := id.cluster(s).Kubectl(ctx, "auth", "can-i", "--list", "--as="+id.user(),
+				"--as-group=system:serviceaccounts", "--as-group=system:serviceaccounts:"+id.namespace, "--as-group=system:authenticated", "-n", scope.ns)
+			require.NoError(t, err)
+			fmt.Fprintf(&b, "\n### %s\n\n```text\n%s```\n", scope.title, out)
+		}
+	}
+	repo, err := filepath.Abs("../..")
+	require.NoError(t, err)
+	path := filepath.Join(repo, rbacDoc)
+	if os.Getenv("FERRY_UPDATE_DOCS") == "1" {
+		require.NoError(t, os.WriteFile(path, []byte(b.String()), 0o644))
+	}
+	want, err := os.ReadFile(path)
+	require.NoError(t, err)
+	assert.Equal(t, string(want), b.String(), "%s is not what the API server says; rewrite it with FERRY_UPDATE_DOCS=1 and read the difference", rbacDoc)
+}
+
+// TestTenantCannotSteerTransfers is issue 11's first finding, tried as a tenant would: a user
+// with edit in their own namespace writes a transfer request by hand onto their PVC, aimed at
+// another tenant's PVC on the target. The data mover refuses it (status Refused, a Warning
+// Event), creates nothing on either cluster, and the victim's data stays as it was.
+func TestTenantCannotSteerTransfers(t *testing.T) {
+	s := stacks.Get(t, stack.Options{OpenShift: true})
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+	defer cancel()
+	src, dst := s.Source, s.Target
+	useSidecar(t, ctx, s, nil)
+
+	victim := s.Namespace(t, "victim")
+	require.NoError(t, dst.CreateNamespace(ctx, victim, nil))
+	create(t, ctx, dst, pvc(victim, "db"))
+	writeVolume(t, ctx, dst, victim, "db", map[string]string{"orders.db": "the victim's orders"})
+
+	ns := s.Namespace(t, "mallory")
+	create(t, ctx, src, pvc(ns, "junk"))
+	writeVolume(t, ctx, src, ns, "junk", map[string]string{"x": "junk"})
+	mallory := tenant(t, ctx, src, ns, "mallory")
+	forged := map[string]string{
+		keys.TransferID: "steer-1", keys.TransferType: "stage", keys.TransferTarget: victim + "/db",
+		keys.TransferOverwrite: "true", keys.TransferSignature: "v1.1700000000.AAAA",
+	}
+	patch := fmt.Sprintf(`{"metadata":{"annotations":%s}}`, prettyJSON(forged))
+	_, err := mallory.CoreV1().PersistentVolumeClaims(ns).Patch(ctx, "junk", "application/merge-patch+json", []byte(patch), metav1.PatchOptions{})
+	require.NoError(t, err, "edit may annotate its own PVC")
+
+	st := waitTransfer(t, ctx, src, ns, "junk", "steer-1", 2*time.Minute)
+	assert.Equal(t, operation.PhaseRefused, st.Phase, st.Message)
+	assert.Contains(t, st.Message, "signature")
+	assert.Contains(t, eventReasons(t, ctx, src, ns, "PersistentVolumeClaim", "junk"), "TransferRefused")
+
+	// Nothing happened on the target: no transfer objects, the victim's file as it was.
+	sel := metav1.ListOptions{LabelSelector: labels.SelectorFromSet(map[string]string{keys.ManagedByLabel: keys.ManagedByValue}).String()}
+	pods, err := dst.Kube.CoreV1().Pods("").List(ctx, sel)
+	require.NoError(t, err)
+	for _, p := range pods.Items {
+		assert.NotEqual(t, victim, p.Namespace, "transfer pod %s in the victim's namespace", p.Name)
+	}
+	got, err := os.ReadFile(filepath.Join(boundVolumeDir(t, ctx, dst, victim, "db"), "orders.db"))
+	require.NoError(t, err)
+	assert.Equal(t, "the victim's orders", string(got))
+	noTransferLeftovers(t, ctx, s, ns, victim)
+}
+
+// tenant makes service account name in ns with the built-in edit role there, and returns a
+// client acting as it.
+func tenant(t *testing.T, ctx context.Context, c *stack.Cluster, ns, name string) kubernetes.Interface {
+	t.Helper()
+	create(t, ctx, c, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}},
+		&rbacv1.RoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name + "-edit"},
+			RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "edit"},
+			Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Namespace: ns, Name: name}},
+		})
+	return impersonate(t, c, "system:serviceaccount:"+ns+":"+name, ns)
+}
+
+// impersonate is a client of the cluster acting as a service account of namespace ns.
+func impersonate(t *testing.T, c *stack.Cluster, user, ns string) kubernetes.Interface {
+	t.Helper()
+	cfg := rest.CopyConfig(c.Config)
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: user,
+		Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + ns, "system:authenticated"}}
+	k, err := kubernetes.NewForConfig(cfg)
+	require.NoError(t, err)
+	return k
+}
