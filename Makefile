@@ -41,8 +41,12 @@ vet:
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo 'gofmt needed'; exit 1; }
 
+# The suites run side by side: the end-to-end ones mostly wait on their clusters, and the unit
+# tests fit in those waits (on 2 cores a warm run takes the e2e suite's time, not the sum).
+# --output-sync prints each suite's output whole when it ends.
 .PHONY: test
-test: deps tools build vet test-unit test-e2e test-stack ## Everything: unit, contract, data plane, e2e, the stack's real nodes
+test: deps tools build vet ## Everything: unit, contract, data plane, e2e, the stack's real nodes
+	$(MAKE) --no-print-directory -j3 --output-sync=target test-unit test-e2e test-stack
 
 .PHONY: test-unit
 test-unit: ## Unit, contract and data-plane tests (real rsync/stunnel/registries; no cluster)

@@ -136,7 +136,7 @@ func TestIdentities(t *testing.T) {
 	transferPod := func(image string, command ...string) *corev1.Pod {
 		return &corev1.Pod{
 			ObjectMeta: metav1.ObjectMeta{Namespace: app, GenerateName: "borrowed-", Labels: map[string]string{keys.ManagedByLabel: keys.ManagedByValue}},
-			Spec: corev1.PodSpec{ServiceAccountName: "ferry-transfer", Containers: []corev1.Container{{Name: "c", Image: image, Command: command}}},
+			Spec:       corev1.PodSpec{ServiceAccountName: "ferry-transfer", Containers: []corev1.Container{{Name: "c", Image: image, Command: command}}},
 		}
 	}
 	dryRun := metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}
