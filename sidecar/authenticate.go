@@ -21,7 +21,7 @@ func (e *Env) Authenticate(ctx context.Context, k operation.Keys, obj metav1.Obj
 	}
 	issued, verr := k.Verify(key, obj.GetUID(), obj.GetNamespace(), obj.GetName(), obj.GetAnnotations())
 	if verr != nil {
-		return fmt.Errorf("%v; only Velero's plugins and admins (`ferry-datamover request`) can start a %s", verr, k.Noun), nil
+		return fmt.Errorf("%v; ferry acts only on %s requests from Velero's plugins or an admin's `ferry-datamover request`", verr, k.Noun), nil
 	}
 	if age := e.Clock.Now().Sub(issued); fresh && age > operation.MaxRequestAge {
 		return fmt.Errorf("the request was signed %s ago, longer than %s: start a new backup", age.Round(time.Minute), operation.MaxRequestAge), nil

@@ -2,8 +2,8 @@
 // The README's key table is this file in prose; change both together.
 //
 // Ferry's plugins and its data-mover sidecar never call each other: they talk through these
-// keys on cluster objects. A user may set the "transfer request" keys by hand to move a PVC
-// without a backup.
+// keys on cluster objects. Requests are signed (a key only Velero and admins can read), so an
+// admin moves a PVC without a backup with `ferry-datamover request`, never by writing keys.
 package keys
 
 const prefix = "ferry.dev/"
@@ -53,8 +53,8 @@ const (
 )
 
 // The transfer request: annotations on a live source PVC asking the sidecar to copy it.
-// The PVC backup action writes them; a user may write them by hand (only TransferID is required,
-// the rest default from the config map).
+// The PVC backup action writes them, or `ferry-datamover request pvc` for an admin; the sidecar
+// refuses a request whose TransferSignature does not check out (e.g. one written by hand).
 const (
 	// TransferID identifies one request. A new value starts a new transfer; the sidecar does
 	// nothing for an ID whose status is already terminal. Backups use the Backup's UID.
@@ -161,8 +161,8 @@ const (
 )
 
 // The image copy request: annotations on a live source ImageStream asking the sidecar to copy its
-// locally pushed images to the target registry. The image-stream backup action writes them; a user
-// may write them by hand (only ImageCopyID is required).
+// locally pushed images to the target registry. The image-stream backup action writes them, or
+// `ferry-datamover request imagestream`; unsigned ones are refused as for transfers.
 const (
 	// ImageCopyID identifies one request (backups use the Backup's UID). A new value starts a new
 	// copy; the sidecar does nothing for an ID whose status is already terminal.

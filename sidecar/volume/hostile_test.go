@@ -97,7 +97,7 @@ func TestHostileRequests(t *testing.T) {
 			message: []string{"does not match"}},
 		// A signed request changed afterwards.
 		{name: "signed, target changed to another tenant", ann: tampered(keys.TransferTarget, "victim/db", keys.TransferID, "b1"),
-			target: []runtime.Object{victim("victim", "db")}, phase: operation.PhaseRefused, message: []string{"does not match", "only Velero's plugins and admins"}},
+			target: []runtime.Object{victim("victim", "db")}, phase: operation.PhaseRefused, message: []string{"does not match", "ferry acts only on transfer requests from Velero's plugins or an admin's"}},
 		{name: "signed, overwrite added", ann: tampered(keys.TransferOverwrite, "true", keys.TransferID, "b1"), target: []runtime.Object{victim("app", "data")},
 			phase: operation.PhaseRefused, message: []string{"does not match"}},
 		{name: "signed, stage turned final", ann: tampered(keys.TransferType, "final", keys.TransferID, "b1", keys.TransferType, "stage"), phase: operation.PhaseRefused},

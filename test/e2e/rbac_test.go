@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -16,10 +17,11 @@ import (
 	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/ferry-dev/ferry/internal/keys"
 	"github.com/ferry-dev/ferry/internal/operation"
@@ -181,10 +183,15 @@ func TestIdentities(t *testing.T) {
 	assert.Equal(t, string(want), b.String(), "%s is not what the API server says; rewrite it with FERRY_UPDATE_DOCS=1 and read the difference", rbacDoc)
 }
 
-// TestTenantCannotSteerTransfers is issue 11's first finding, tried as a tenant would: a user
-// with edit in their own namespace writes a transfer request by hand onto their PVC, aimed at
-// another tenant's PVC on the target. The data mover refuses it (status Refused, a Warning
-// Event), creates nothing on either cluster, and the victim's data stays as it was.
+// TestTenantCannotSteerTransfers tries what issue 11 found, as a tenant would, with a real token
+// of a service account that has the built-in edit role in its own namespace only:
+//   - a transfer request written by hand onto the tenant's PVC, aimed at another tenant's PVC on
+//     the target (with a made-up signature and overwrite asked for);
+//   - an image copy request on an image stream, aimed at another namespace's stream;
+//
+// and, as an admin with a properly signed request, a copy into a target PVC holding data ferry
+// did not write. Each is refused (status Refused with the reason, a Warning Event), nothing is
+// created on either cluster, and the victims' data is byte for byte as it was.
 func TestTenantCannotSteerTransfers(t *testing.T) {
 	s := stacks.Get(t, stack.Options{OpenShift: true})
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
@@ -201,6 +208,8 @@ func TestTenantCannotSteerTransfers(t *testing.T) {
 	create(t, ctx, src, pvc(ns, "junk"))
 	writeVolume(t, ctx, src, ns, "junk", map[string]string{"x": "junk"})
 	mallory := tenant(t, ctx, src, ns, "mallory")
+
+	// 1. A hand-written transfer request.
 	forged := map[string]string{
 		keys.TransferID: "steer-1", keys.TransferType: "stage", keys.TransferTarget: victim + "/db",
 		keys.TransferOverwrite: "true", keys.TransferSignature: "v1.1700000000.AAAA",
@@ -208,27 +217,56 @@ func TestTenantCannotSteerTransfers(t *testing.T) {
 	patch := fmt.Sprintf(`{"metadata":{"annotations":%s}}`, prettyJSON(forged))
 	_, err := mallory.CoreV1().PersistentVolumeClaims(ns).Patch(ctx, "junk", "application/merge-patch+json", []byte(patch), metav1.PatchOptions{})
 	require.NoError(t, err, "edit may annotate its own PVC")
-
 	st := waitTransfer(t, ctx, src, ns, "junk", "steer-1", 2*time.Minute)
 	assert.Equal(t, operation.PhaseRefused, st.Phase, st.Message)
 	assert.Contains(t, st.Message, "signature")
 	assert.Contains(t, eventReasons(t, ctx, src, ns, "PersistentVolumeClaim", "junk"), "TransferRefused")
 
-	// Nothing happened on the target: no transfer objects, the victim's file as it was.
-	sel := metav1.ListOptions{LabelSelector: labels.SelectorFromSet(map[string]string{keys.ManagedByLabel: keys.ManagedByValue}).String()}
-	pods, err := dst.Kube.CoreV1().Pods("").List(ctx, sel)
+	// 2. A hand-written image copy request. (The stack's image streams are CRDs, which the
+	// built-in edit role does not cover as OpenShift's does: the admin client writes what the
+	// tenant would; the refusal rests on the signature, not on who wrote it.)
+	createImageStream(t, ctx, src, ns, "junk", map[string]any{}, nil)
+	stream, err := src.Dynamic.Resource(imageStreamGVR).Namespace(ns).Get(ctx, "junk", metav1.GetOptions{})
 	require.NoError(t, err)
-	for _, p := range pods.Items {
-		assert.NotEqual(t, victim, p.Namespace, "transfer pod %s in the victim's namespace", p.Name)
-	}
+	ann := stream.GetAnnotations()
+	ann[keys.ImageCopyID], ann[keys.ImageCopyTarget], ann[keys.ImageCopyOverwrite] = "steer-2", "openshift/cli", "true"
+	stream.SetAnnotations(ann)
+	_, err = src.Dynamic.Resource(imageStreamGVR).Namespace(ns).Update(ctx, stream, metav1.UpdateOptions{})
+	require.NoError(t, err)
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		u, err := src.Dynamic.Resource(imageStreamGVR).Namespace(ns).Get(ctx, "junk", metav1.GetOptions{})
+		require.NoError(ct, err)
+		ist, err := operation.ParseImageCopyStatus(u.GetAnnotations())
+		require.NoError(ct, err)
+		require.NotNil(ct, ist)
+		assert.Equal(ct, "steer-2", ist.ID)
+		assert.Equal(ct, operation.PhaseRefused, ist.Phase, ist.Message)
+		assert.Contains(ct, ist.Message, "not signed")
+	}, 2*time.Minute, time.Second)
+	_, err = dst.Dynamic.Resource(imageStreamGVR).Namespace("openshift").Get(ctx, "cli", metav1.GetOptions{})
+	assert.True(t, apierrors.IsNotFound(err), "no image stream made in the namespace the tenant named: %v", err)
+
+	// 3. An admin's signed request into a PVC with data ferry did not write: refused without
+	// allow-overwrite.
+	out, err := exec.CommandContext(ctx, filepath.Join(s.FerryBinDir, "ferry-datamover"), "request", "pvc", ns+"/junk", "--id", "into-victim",
+		"--target", victim+"/db", "--kubeconfig", src.Kubeconfig, "--velero-namespace", src.VeleroNamespace).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	st = waitTransfer(t, ctx, src, ns, "junk", "into-victim", 3*time.Minute)
+	assert.Equal(t, operation.PhaseRefused, st.Phase, st.Message)
+	assert.Contains(t, st.Message, "allow-overwrite", "the refusal names the opt-in")
+
+	// Nothing happened to the victims: no transfer objects left, the file as it was.
 	got, err := os.ReadFile(filepath.Join(boundVolumeDir(t, ctx, dst, victim, "db"), "orders.db"))
 	require.NoError(t, err)
 	assert.Equal(t, "the victim's orders", string(got))
+	db, err := dst.Kube.CoreV1().PersistentVolumeClaims(victim).Get(ctx, "db", metav1.GetOptions{})
+	require.NoError(t, err)
+	assert.NotContains(t, db.Annotations, keys.PairedWith, "the victim's PVC is not claimed by ferry")
 	noTransferLeftovers(t, ctx, s, ns, victim)
 }
 
 // tenant makes service account name in ns with the built-in edit role there, and returns a
-// client acting as it.
+// client with a real token of it (TokenRequest, as `kubectl create token` makes).
 func tenant(t *testing.T, ctx context.Context, c *stack.Cluster, ns, name string) kubernetes.Interface {
 	t.Helper()
 	create(t, ctx, c, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}},
@@ -237,7 +275,13 @@ func tenant(t *testing.T, ctx context.Context, c *stack.Cluster, ns, name string
 			RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "edit"},
 			Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Namespace: ns, Name: name}},
 		})
-	return impersonate(t, c, "system:serviceaccount:"+ns+":"+name, ns)
+	kubeconfig, err := c.TokenKubeconfig(ctx, ns, name)
+	require.NoError(t, err)
+	cfg, err := clientcmd.RESTConfigFromKubeConfig(kubeconfig)
+	require.NoError(t, err)
+	k, err := kubernetes.NewForConfig(cfg)
+	require.NoError(t, err)
+	return k
 }
 
 // impersonate is a client of the cluster acting as a service account of namespace ns.

@@ -1,0 +1,107 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	velerov1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	crclient "sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/ferry-dev/ferry/internal/keys"
+	"github.com/ferry-dev/ferry/internal/operation"
+	"github.com/ferry-dev/ferry/internal/treediff"
+	"github.com/ferry-dev/ferry/test/stack"
+)
+
+// TestOverlappingRequests: two stage backups of one namespace at once (a schedule overlapping
+// itself, two people at the same time) both end — the older replaced, with the reason — with one
+// transfer server on the target and the tree equal; then a stage backup while a final runs fails
+// at once and the final completes, its app quiesced as a final leaves it.
+func TestOverlappingRequests(t *testing.T) {
+	s := stacks.Get(t, stack.Options{OpenShift: true})
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
+	defer cancel()
+	src, dst := s.Source, s.Target
+	// Slow enough that a second request arrives while the first copies.
+	useSidecar(t, ctx, s, map[string]string{"bwlimitKBps": "2048"})
+
+	ns := s.Namespace(t, "overlap")
+	create(t, ctx, src, pvc(ns, "data"), deploymentUsing(ns, "web", 1, "data"))
+	srcDir := boundVolumeDir(t, ctx, src, ns, "data")
+	fillVolume(t, srcDir)
+	stage := []string{"--include-namespaces", ns, "--snapshot-volumes=false", "--labels", keys.Migration + "=stage"}
+
+	first := startBackup(t, ctx, src, "stage", stage...)
+	waitPhase(t, ctx, src, ns, string(first.UID), operation.PhaseTransferring)
+	second := startBackup(t, ctx, src, "stage", stage...)
+	waitPhase(t, ctx, src, ns, string(second.UID), operation.PhaseTransferring)
+	servers, err := dst.Kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: labels.SelectorFromSet(map[string]string{keys.TransferRole: "server"}).String()})
+	require.NoError(t, err)
+	assert.Len(t, servers.Items, 1, "the replaced transfer's server is gone before the newer one serves")
+
+	b1, _ := src.WaitBackup(ctx, first.Name)
+	b2, err := src.WaitBackup(ctx, second.Name)
+	require.NoError(t, err, "the newer stage completes")
+	assert.Equal(t, velerov1.BackupPhaseCompleted, b2.Status.Phase)
+	assert.Equal(t, velerov1.BackupPhasePartiallyFailed, b1.Status.Phase, "the older stage ends, replaced")
+	assert.Contains(t, describeBackup(t, ctx, src, first.Name), "was replaced by", "velero backup describe says why")
+	require.NoError(t, treediff.Equal(srcDir, boundVolumeDir(t, ctx, dst, ns, "data"), treediff.All()))
+
+	// A stage while a final runs: the final wins.
+	mutate(t, srcDir, 1, 3)
+	final := startBackup(t, ctx, src, "final", "--include-namespaces", ns, "--snapshot-volumes=false", "--labels", keys.Migration+"=final")
+	waitPhase(t, ctx, src, ns, string(final.UID), operation.PhaseTransferring)
+	b3, err := migrationBackup(t, ctx, src, "stage", ns)
+	require.Error(t, err, "a stage during a final fails")
+	assert.Equal(t, velerov1.BackupPhasePartiallyFailed, b3.Status.Phase)
+	assert.Contains(t, describeBackup(t, ctx, src, b3.Name), "a final transfer", "velero backup describe says a final is under way")
+	bf, err := src.WaitBackup(ctx, final.Name)
+	require.NoError(t, err, "the final completes")
+	st := transferStatus(t, ctx, src, ns, "data")
+	assert.Equal(t, string(bf.UID), st.ID)
+	assert.Equal(t, operation.PhaseCompleted, st.Phase, st.Message)
+	web, err := src.Kube.AppsV1().Deployments(ns).Get(ctx, "web", metav1.GetOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, int32(0), *web.Spec.Replicas, "the final quiesced the app, and no stage brought it back")
+	require.NoError(t, treediff.Equal(srcDir, boundVolumeDir(t, ctx, dst, ns, "data"), treediff.All()))
+	noTransferLeftovers(t, ctx, s, ns)
+}
+
+// startBackup runs `velero backup create` without waiting and returns the Backup once it exists.
+func startBackup(t *testing.T, ctx context.Context, c *stack.Cluster, prefix string, args ...string) *velerov1.Backup {
+	t.Helper()
+	name := stack.UniqueName(prefix)
+	_, err := c.Velero(ctx, append([]string{"backup", "create", name}, args...)...)
+	require.NoError(t, err)
+	var b velerov1.Backup
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		require.NoError(ct, c.Client.Get(ctx, crclient.ObjectKey{Namespace: c.VeleroNamespace, Name: name}, &b))
+	}, time.Minute, 250*time.Millisecond)
+	return &b
+}
+
+// waitPhase waits until the PVC "data" of ns reports transfer id in phase.
+func waitPhase(t *testing.T, ctx context.Context, c *stack.Cluster, ns, id string, phase operation.Phase) {
+	t.Helper()
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		st := transferStatusOf(ct, ctx, c, ns, "data")
+		require.NotNil(ct, st)
+		require.Equal(ct, id, st.ID)
+		require.Equal(ct, phase, st.Phase, st.Message)
+	}, 3*time.Minute, 250*time.Millisecond)
+}
+
+func transferStatusOf(ct *assert.CollectT, ctx context.Context, c *stack.Cluster, ns, name string) *operation.TransferStatus {
+	p, err := c.Kube.CoreV1().PersistentVolumeClaims(ns).Get(ctx, name, metav1.GetOptions{})
+	require.NoError(ct, err)
+	st, err := operation.ParseTransferStatus(p.Annotations)
+	require.NoError(ct, err)
+	return st
+}
