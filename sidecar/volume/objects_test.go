@@ -9,6 +9,8 @@ import (
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
+	psapi "k8s.io/pod-security-admission/api"
+	"k8s.io/pod-security-admission/policy"
 
 	"github.com/ferry-dev/ferry/dataplane"
 	"github.com/ferry-dev/ferry/internal/keys"
@@ -82,4 +84,36 @@ func parse(t *testing.T, bind func(*pflag.FlagSet), command []string) {
 	bind(fs)
 	require.NoError(t, fs.Parse(command[2:]))
 	require.Empty(t, fs.Args())
+}
+
+// TestTransferPodsMeetPodSecurity runs the Pod Security admission checks the API server runs
+// (k8s.io/pod-security-admission, the same code) over the pods ferry makes: root transfer pods
+// within "baseline", non-root ones within "restricted". (End to end, TestPodSecurityNamespaces
+// migrates through a namespace enforcing baseline.)
+func TestTransferPodsMeetPodSecurity(t *testing.T) {
+	evaluator, err := policy.NewEvaluator(policy.DefaultChecks())
+	require.NoError(t, err)
+	n := namesFor("app", "data")
+	req := &operation.TransferRequest{Request: operation.Request{ID: "t1", TargetNamespace: "app2", TargetName: "data"}, Type: operation.Final}
+	root := cfgWith(t, nil)
+	nonRoot := cfgWith(t, map[string]string{"transferRunAsRoot": "false"})
+	tests := []struct {
+		name  string
+		pod   *corev1.Pod
+		level psapi.Level
+		want  bool
+	}{
+		{"root server within baseline", serverPod(n, "app2", "data", "t1", root, false), psapi.LevelBaseline, true},
+		{"root client within baseline", clientPod(n, sourcePVC(), req, root, endpoint{address: "10.0.0.7:8443"}, 1, ""), psapi.LevelBaseline, true},
+		{"root server not within restricted", serverPod(n, "app2", "data", "t1", root, false), psapi.LevelRestricted, false},
+		{"non-root server within restricted", serverPod(n, "app2", "data", "t1", nonRoot, true), psapi.LevelRestricted, true},
+		{"non-root client within restricted", clientPod(n, sourcePVC(), req, nonRoot, endpoint{address: "10.0.0.7:8443"}, 1, ""), psapi.LevelRestricted, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			results := evaluator.EvaluatePod(psapi.LevelVersion{Level: tc.level, Version: psapi.LatestVersion()}, &tc.pod.ObjectMeta, &tc.pod.Spec)
+			agg := policy.AggregateCheckResults(results)
+			assert.Equal(t, tc.want, agg.Allowed, "%s: %s", tc.level, agg.ForbiddenDetail())
+		})
+	}
 }
