@@ -16,7 +16,9 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/yaml"
 
 	"github.com/ferry-dev/ferry/internal/keys"
 	"github.com/ferry-dev/ferry/internal/version"
@@ -83,6 +85,17 @@ type Config struct {
 	// transferCPU / transferMemory: requests of each transfer pod. Defaults 100m and 256Mi.
 	TransferCPU    resource.Quantity
 	TransferMemory resource.Quantity
+	// transferCPULimit / transferMemoryLimit: limits of each transfer pod; zero for none (the
+	// default). A limit is at least its request.
+	TransferCPULimit    resource.Quantity
+	TransferMemoryLimit resource.Quantity
+	// transferNodeSelector ("key=value,…"), transferTolerations and transferAffinity (YAML or
+	// JSON, as in a pod spec): where transfer pods run, on both clusters (e.g. infra or storage
+	// nodes with taints). A client pod of a volume an app has mounted also runs on that app's
+	// node: the selector and affinity must allow it.
+	TransferNodeSelector map[string]string
+	TransferTolerations  []corev1.Toleration
+	TransferAffinity     *corev1.Affinity
 	// prepareTimeout: how long a transfer may take to get its target ready (target namespace and
 	// PVC, server pod running, endpoint address). Default 10m.
 	PrepareTimeout time.Duration
@@ -250,8 +263,54 @@ var setters = map[string]setter{
 		c.TransferRunAsUser = n
 		return nil
 	},
-	"transferCPU":               quantity(func(c *Config) *resource.Quantity { return &c.TransferCPU }),
-	"transferMemory":            quantity(func(c *Config) *resource.Quantity { return &c.TransferMemory }),
+	"transferCPU":         quantity(func(c *Config) *resource.Quantity { return &c.TransferCPU }),
+	"transferMemory":      quantity(func(c *Config) *resource.Quantity { return &c.TransferMemory }),
+	"transferCPULimit":    quantity(func(c *Config) *resource.Quantity { return &c.TransferCPULimit }),
+	"transferMemoryLimit": quantity(func(c *Config) *resource.Quantity { return &c.TransferMemoryLimit }),
+	"transferNodeSelector": func(c *Config, v string) error {
+		m := map[string]string{}
+		for _, item := range List(v) {
+			k, val, ok := strings.Cut(item, "=")
+			k, val = strings.TrimSpace(k), strings.TrimSpace(val)
+			if !ok {
+				return fmt.Errorf("%q: want key=value (node labels; the value may be empty)", item)
+			}
+			if errs := append(validation.IsQualifiedName(k), validation.IsValidLabelValue(val)...); len(errs) > 0 {
+				return fmt.Errorf("label %s=%s: %s", k, val, strings.Join(errs, "; "))
+			}
+			m[k] = val
+		}
+		c.TransferNodeSelector = m
+		return nil
+	},
+	"transferTolerations": func(c *Config, v string) error {
+		var ts []corev1.Toleration
+		if err := yaml.UnmarshalStrict([]byte(v), &ts); err != nil {
+			return fmt.Errorf("want a YAML or JSON list of tolerations as in a pod spec: %v", err)
+		}
+		for _, t := range ts {
+			switch t.Operator {
+			case "", corev1.TolerationOpEqual, corev1.TolerationOpExists:
+			default:
+				return fmt.Errorf("toleration %q: operator %q: want Equal or Exists", t.Key, t.Operator)
+			}
+			switch t.Effect {
+			case "", corev1.TaintEffectNoSchedule, corev1.TaintEffectPreferNoSchedule, corev1.TaintEffectNoExecute:
+			default:
+				return fmt.Errorf("toleration %q: effect %q: want NoSchedule, PreferNoSchedule or NoExecute", t.Key, t.Effect)
+			}
+		}
+		c.TransferTolerations = ts
+		return nil
+	},
+	"transferAffinity": func(c *Config, v string) error {
+		var a corev1.Affinity
+		if err := yaml.UnmarshalStrict([]byte(v), &a); err != nil {
+			return fmt.Errorf("want YAML or JSON of an affinity as in a pod spec (nodeAffinity, podAffinity, podAntiAffinity): %v", err)
+		}
+		c.TransferAffinity = &a
+		return nil
+	},
 	"prepareTimeout":            duration(func(c *Config) *time.Duration { return &c.PrepareTimeout }),
 	"quiesceTimeout":            duration(func(c *Config) *time.Duration { return &c.QuiesceTimeout }),
 	"stallTimeout":              duration(func(c *Config) *time.Duration { return &c.StallTimeout }),
@@ -288,6 +347,14 @@ func Parse(data map[string]string) (*Config, error) {
 		}
 		if err := set(c, strings.TrimSpace(data[k])); err != nil {
 			errs = append(errs, fmt.Sprintf("key %q: value %q: %v", k, data[k], err))
+		}
+	}
+	for _, l := range []struct {
+		key            string
+		limit, request resource.Quantity
+	}{{"transferCPULimit", c.TransferCPULimit, c.TransferCPU}, {"transferMemoryLimit", c.TransferMemoryLimit, c.TransferMemory}} {
+		if !l.limit.IsZero() && l.limit.Cmp(l.request) < 0 {
+			errs = append(errs, fmt.Sprintf("key %q: %s is below the request %s", l.key, l.limit.String(), l.request.String()))
 		}
 	}
 	if len(errs) > 0 {

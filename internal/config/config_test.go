@@ -80,6 +80,39 @@ func TestParse(t *testing.T) {
 			},
 		},
 		{
+			name: "placement and limits",
+			data: map[string]string{
+				"transferNodeSelector": "node-role.kubernetes.io/infra=,topology.kubernetes.io/zone=a",
+				"transferTolerations":  "- key: node-role.kubernetes.io/infra\n  operator: Exists\n  effect: NoSchedule",
+				"transferAffinity":     `{"podAntiAffinity":{"preferredDuringSchedulingIgnoredDuringExecution":[{"weight":10,"podAffinityTerm":{"topologyKey":"kubernetes.io/hostname"}}]}}`,
+				"transferCPULimit":     "2",
+				"transferMemoryLimit":  "1Gi",
+			},
+			check: func(t *testing.T, c *Config) {
+				assert.Equal(t, map[string]string{"node-role.kubernetes.io/infra": "", "topology.kubernetes.io/zone": "a"}, c.TransferNodeSelector)
+				assert.Equal(t, []corev1.Toleration{{Key: "node-role.kubernetes.io/infra", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule}}, c.TransferTolerations)
+				require.NotNil(t, c.TransferAffinity.PodAntiAffinity)
+				assert.Equal(t, int32(10), c.TransferAffinity.PodAntiAffinity.PreferredDuringSchedulingIgnoredDuringExecution[0].Weight)
+				assert.Equal(t, resource.MustParse("2"), c.TransferCPULimit)
+				assert.Equal(t, resource.MustParse("1Gi"), c.TransferMemoryLimit)
+			},
+		},
+		{
+			name: "bad placement and limits are reported, naming the key",
+			data: map[string]string{
+				"transferNodeSelector": "zone=a b",
+				"transferTolerations":  "- key: x\n  operator: Maybe",
+				"transferAffinity":     "nodeAffinty: {}",
+				"transferMemoryLimit":  "64Mi",
+			},
+			wantErr: []string{
+				`key "transferNodeSelector"`, `label zone=a b`,
+				`key "transferTolerations"`, `operator "Maybe"`,
+				`key "transferAffinity"`, `unknown field "nodeAffinty"`,
+				`key "transferMemoryLimit": 64Mi is below the request 256Mi`,
+			},
+		},
+		{
 			name:    "a source mapped twice is an error",
 			data:    map[string]string{"storageClassMapping": "a=b,a=c"},
 			wantErr: []string{`source "a" is mapped twice`},

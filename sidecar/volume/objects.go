@@ -2,9 +2,12 @@ package volume
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/ferry-dev/ferry/dataplane"
@@ -129,17 +132,59 @@ func podSecurity(cfg *config.Config, role string) (*corev1.PodSecurityContext, *
 }
 
 func resources(cfg *config.Config) corev1.ResourceRequirements {
-	return corev1.ResourceRequirements{Requests: corev1.ResourceList{
+	r := corev1.ResourceRequirements{Requests: corev1.ResourceList{
 		corev1.ResourceCPU:    cfg.TransferCPU,
 		corev1.ResourceMemory: cfg.TransferMemory,
 	}}
+	for name, limit := range map[corev1.ResourceName]resource.Quantity{corev1.ResourceCPU: cfg.TransferCPULimit, corev1.ResourceMemory: cfg.TransferMemoryLimit} {
+		if !limit.IsZero() {
+			if r.Limits == nil {
+				r.Limits = corev1.ResourceList{}
+			}
+			r.Limits[name] = limit
+		}
+	}
+	return r
+}
+
+// place puts a transfer pod where ferry-config says (transferNodeSelector, transferTolerations,
+// transferAffinity), and a client pod on node (when set) as well: a ReadWriteOnce volume an app
+// has mounted can be mounted only there. The pin is added to every required node-affinity term,
+// so the pod must satisfy both.
+func place(spec *corev1.PodSpec, cfg *config.Config, node string) {
+	if len(cfg.TransferNodeSelector) > 0 {
+		spec.NodeSelector = maps.Clone(cfg.TransferNodeSelector)
+	}
+	spec.Tolerations = slices.Clone(cfg.TransferTolerations)
+	if cfg.TransferAffinity != nil {
+		spec.Affinity = cfg.TransferAffinity.DeepCopy()
+	}
+	if node == "" {
+		return
+	}
+	pin := corev1.NodeSelectorRequirement{Key: "metadata.name", Operator: corev1.NodeSelectorOpIn, Values: []string{node}}
+	if spec.Affinity == nil {
+		spec.Affinity = &corev1.Affinity{}
+	}
+	if spec.Affinity.NodeAffinity == nil {
+		spec.Affinity.NodeAffinity = &corev1.NodeAffinity{}
+	}
+	required := spec.Affinity.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution
+	if required == nil || len(required.NodeSelectorTerms) == 0 {
+		spec.Affinity.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution = &corev1.NodeSelector{
+			NodeSelectorTerms: []corev1.NodeSelectorTerm{{MatchFields: []corev1.NodeSelectorRequirement{pin}}}}
+		return
+	}
+	for i := range required.NodeSelectorTerms {
+		required.NodeSelectorTerms[i].MatchFields = append(required.NodeSelectorTerms[i].MatchFields, pin)
+	}
 }
 
 // serverPod runs `ferry-datamover serve` on the target PVC, listening on the pod's own IP.
 func serverPod(n transferNames, namespace, pvc, id string, cfg *config.Config, requireEmpty bool) *corev1.Pod {
 	podSC, sc := podSecurity(cfg, RoleServer)
 	no := false
-	return &corev1.Pod{
+	p := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, GenerateName: n.server + "-", Labels: n.labels(id, RoleServer)},
 		Spec: corev1.PodSpec{
 			RestartPolicy:                corev1.RestartPolicyNever,
@@ -174,6 +219,8 @@ func serverPod(n transferNames, namespace, pvc, id string, cfg *config.Config, r
 			},
 		},
 	}
+	place(&p.Spec, cfg, "")
+	return p
 }
 
 // binary is the data mover in transfer images (deploy/Dockerfile.datamover).
@@ -237,13 +284,7 @@ func clientPod(n transferNames, pvc *corev1.PersistentVolumeClaim, req *operatio
 			},
 		},
 	}
-	if node != "" {
-		p.Spec.Affinity = &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{
-			RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{{
-				MatchFields: []corev1.NodeSelectorRequirement{{Key: "metadata.name", Operator: corev1.NodeSelectorOpIn, Values: []string{node}}},
-			}}},
-		}}
-	}
+	place(&p.Spec, cfg, node)
 	return p
 }
 

@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/validation"
 	psapi "k8s.io/pod-security-admission/api"
 	"k8s.io/pod-security-admission/policy"
@@ -116,4 +117,69 @@ func TestTransferPodsMeetPodSecurity(t *testing.T) {
 			assert.Equal(t, tc.want, agg.Allowed, "%s: %s", tc.level, agg.ForbiddenDetail())
 		})
 	}
+}
+
+func TestTransferPodPlacement(t *testing.T) {
+	n := namesFor("app", "data")
+	req := &operation.TransferRequest{Request: operation.Request{ID: "t1", TargetNamespace: "app2", TargetName: "data"}, Type: operation.Stage}
+	pin := corev1.NodeSelectorRequirement{Key: "metadata.name", Operator: corev1.NodeSelectorOpIn, Values: []string{"node-a"}}
+	zoneA := corev1.NodeSelectorRequirement{Key: "topology.kubernetes.io/zone", Operator: corev1.NodeSelectorOpIn, Values: []string{"a"}}
+	zoneB := corev1.NodeSelectorRequirement{Key: "topology.kubernetes.io/zone", Operator: corev1.NodeSelectorOpIn, Values: []string{"b"}}
+	placed := map[string]string{
+		"transferNodeSelector": "node-role.kubernetes.io/infra=",
+		"transferTolerations":  `[{"key":"node-role.kubernetes.io/infra","operator":"Exists","effect":"NoSchedule"}]`,
+		"transferAffinity":     `{"nodeAffinity":{"requiredDuringSchedulingIgnoredDuringExecution":{"nodeSelectorTerms":[{"matchExpressions":[{"key":"topology.kubernetes.io/zone","operator":"In","values":["a"]}]},{"matchExpressions":[{"key":"topology.kubernetes.io/zone","operator":"In","values":["b"]}]}]}}}`,
+		"transferCPULimit":     "1",
+		"transferMemoryLimit":  "512Mi",
+	}
+	tests := []struct {
+		name      string
+		config    map[string]string
+		client    bool
+		node      string
+		wantTerms []corev1.NodeSelectorTerm // nil: no required node affinity
+		wantSel   map[string]string
+		wantTol   int
+		wantLimit bool
+	}{
+		{name: "default server: anywhere, no limits"},
+		{name: "default client of a mounted volume: on its node", client: true, node: "node-a",
+			wantTerms: []corev1.NodeSelectorTerm{{MatchFields: []corev1.NodeSelectorRequirement{pin}}}},
+		{name: "placed server", config: placed, wantSel: map[string]string{"node-role.kubernetes.io/infra": ""}, wantTol: 1, wantLimit: true,
+			wantTerms: []corev1.NodeSelectorTerm{{MatchExpressions: []corev1.NodeSelectorRequirement{zoneA}}, {MatchExpressions: []corev1.NodeSelectorRequirement{zoneB}}}},
+		{name: "placed client of a mounted volume: its node and the configured terms", config: placed, client: true, node: "node-a",
+			wantSel: map[string]string{"node-role.kubernetes.io/infra": ""}, wantTol: 1, wantLimit: true,
+			wantTerms: []corev1.NodeSelectorTerm{
+				{MatchExpressions: []corev1.NodeSelectorRequirement{zoneA}, MatchFields: []corev1.NodeSelectorRequirement{pin}},
+				{MatchExpressions: []corev1.NodeSelectorRequirement{zoneB}, MatchFields: []corev1.NodeSelectorRequirement{pin}},
+			}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := cfgWith(t, tc.config)
+			pod := serverPod(n, "app2", "data", "t1", cfg, false)
+			if tc.client {
+				pod = clientPod(n, sourcePVC(), req, cfg, endpoint{address: "10.0.0.7:8443"}, 1, tc.node)
+			}
+			var terms []corev1.NodeSelectorTerm
+			if a := pod.Spec.Affinity; a != nil && a.NodeAffinity != nil && a.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution != nil {
+				terms = a.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms
+			}
+			assert.Equal(t, tc.wantTerms, terms)
+			assert.Equal(t, tc.wantSel, pod.Spec.NodeSelector)
+			assert.Len(t, pod.Spec.Tolerations, tc.wantTol)
+			limits := pod.Spec.Containers[0].Resources.Limits
+			if tc.wantLimit {
+				assert.Equal(t, resource.MustParse("1"), limits[corev1.ResourceCPU])
+				assert.Equal(t, resource.MustParse("512Mi"), limits[corev1.ResourceMemory])
+			} else {
+				assert.Empty(t, limits)
+			}
+			assert.Equal(t, resource.MustParse("100m"), pod.Spec.Containers[0].Resources.Requests[corev1.ResourceCPU])
+		})
+	}
+	// The configured affinity is copied, never changed: the next pod starts from it again.
+	cfg := cfgWith(t, placed)
+	clientPod(n, sourcePVC(), req, cfg, endpoint{address: "10.0.0.7:8443"}, 1, "node-a")
+	assert.Empty(t, cfg.TransferAffinity.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms[0].MatchFields)
 }

@@ -91,17 +91,8 @@ func startBackup(t *testing.T, ctx context.Context, c *stack.Cluster, prefix str
 func waitPhase(t *testing.T, ctx context.Context, c *stack.Cluster, ns, id string, phase operation.Phase) {
 	t.Helper()
 	require.EventuallyWithT(t, func(ct *assert.CollectT) {
-		st := transferStatusOf(ct, ctx, c, ns, "data")
-		require.NotNil(ct, st)
+		st := transferStatus(ct, ctx, c, ns, "data")
 		require.Equal(ct, id, st.ID)
 		require.Equal(ct, phase, st.Phase, st.Message)
 	}, 3*time.Minute, 250*time.Millisecond)
-}
-
-func transferStatusOf(ct *assert.CollectT, ctx context.Context, c *stack.Cluster, ns, name string) *operation.TransferStatus {
-	p, err := c.Kube.CoreV1().PersistentVolumeClaims(ns).Get(ctx, name, metav1.GetOptions{})
-	require.NoError(ct, err)
-	st, err := operation.ParseTransferStatus(p.Annotations)
-	require.NoError(ct, err)
-	return st
 }

@@ -76,8 +76,11 @@ func migrationBackup(t *testing.T, ctx context.Context, c *stack.Cluster, kind, 
 }
 
 // transferStatus reads the sidecar's report on a source PVC.
-func transferStatus(t *testing.T, ctx context.Context, c *stack.Cluster, ns, name string) *operation.TransferStatus {
-	t.Helper()
+// t may be an assert.CollectT inside an Eventually.
+func transferStatus(t require.TestingT, ctx context.Context, c *stack.Cluster, ns, name string) *operation.TransferStatus {
+	if h, ok := t.(interface{ Helper() }); ok {
+		h.Helper()
+	}
 	p, err := c.Kube.CoreV1().PersistentVolumeClaims(ns).Get(ctx, name, metav1.GetOptions{})
 	require.NoError(t, err)
 	st, err := operation.ParseTransferStatus(p.Annotations)
@@ -91,11 +94,7 @@ func waitTransfer(t *testing.T, ctx context.Context, c *stack.Cluster, ns, name,
 	t.Helper()
 	var st *operation.TransferStatus
 	require.EventuallyWithT(t, func(ct *assert.CollectT) {
-		p, err := c.Kube.CoreV1().PersistentVolumeClaims(ns).Get(ctx, name, metav1.GetOptions{})
-		require.NoError(ct, err)
-		st, err = operation.ParseTransferStatus(p.Annotations)
-		require.NoError(ct, err)
-		require.NotNil(ct, st)
+		st = transferStatus(ct, ctx, c, ns, name)
 		require.Equal(ct, id, st.ID)
 		require.True(ct, st.Phase.Terminal(), "phase %s: %s", st.Phase, st.Message)
 	}, within, time.Second)
