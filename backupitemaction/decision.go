@@ -1,9 +1,13 @@
 package backupitemaction
 
 import (
+	"context"
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/ferry-dev/ferry/internal/config"
 	"github.com/ferry-dev/ferry/internal/keys"
@@ -16,6 +20,22 @@ type decision struct {
 	Action string
 	// Reason explains a default that was overridden (e.g. move requested by config, PV not movable).
 	Reason string
+}
+
+// boundPV is the PV a PVC is bound to, nil when it is unbound or the PV is gone (decide says
+// why such a PVC cannot be moved).
+func boundPV(ctx context.Context, k kubernetes.Interface, pvc *corev1.PersistentVolumeClaim) (*corev1.PersistentVolume, error) {
+	if pvc.Spec.VolumeName == "" {
+		return nil, nil
+	}
+	pv, err := k.CoreV1().PersistentVolumes().Get(ctx, pvc.Spec.VolumeName, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading PV %s: %w", pvc.Spec.VolumeName, err)
+	}
+	return pv, nil
 }
 
 // decide resolves move or copy for a PVC (and its PV, nil when unbound) from the PVC's own

@@ -9,7 +9,6 @@ import (
 	"github.com/vmware-tanzu/velero/pkg/plugin/velero"
 	biav2 "github.com/vmware-tanzu/velero/pkg/plugin/velero/backupitemaction/v2"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -65,14 +64,9 @@ func (a *PVCAction) Execute(item runtime.Unstructured, backup *velerov1.Backup) 
 	if err != nil {
 		return nil, nil, "", nil, fmt.Errorf("PVC %s/%s: %w", pvc.Namespace, pvc.Name, err)
 	}
-	var pv *corev1.PersistentVolume
-	if pvc.Spec.VolumeName != "" {
-		pv, err = a.clients.Kube.CoreV1().PersistentVolumes().Get(ctx, pvc.Spec.VolumeName, metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
-			pv = nil
-		} else if err != nil {
-			return nil, nil, "", nil, fmt.Errorf("PVC %s/%s: reading PV %s: %w", pvc.Namespace, pvc.Name, pvc.Spec.VolumeName, err)
-		}
+	pv, err := boundPV(ctx, a.clients.Kube, &pvc)
+	if err != nil {
+		return nil, nil, "", nil, fmt.Errorf("PVC %s/%s: %w", pvc.Namespace, pvc.Name, err)
 	}
 	d, err := decide(&pvc, pv, cfg)
 	if err != nil {

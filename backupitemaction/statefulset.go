@@ -97,13 +97,9 @@ func (a *StatefulSetAction) templateChoice(sts *appsv1.StatefulSet, tmpl corev1.
 		if err != nil {
 			return nil, false, fmt.Errorf("reading PVC %s/%s: %w", sts.Namespace, name, err)
 		}
-		var pv *corev1.PersistentVolume
-		if pvc.Spec.VolumeName != "" {
-			if pv, err = a.clients.Kube.CoreV1().PersistentVolumes().Get(ctx, pvc.Spec.VolumeName, metav1.GetOptions{}); apierrors.IsNotFound(err) {
-				pv = nil
-			} else if err != nil {
-				return nil, false, fmt.Errorf("reading PV %s: %w", pvc.Spec.VolumeName, err)
-			}
+		pv, err := boundPV(ctx, a.clients.Kube, pvc)
+		if err != nil {
+			return nil, false, err
 		}
 		d, err := decide(pvc, pv, cfg)
 		if err != nil {
