@@ -22,6 +22,7 @@ import (
 // sidecar/volume's TestTransferPodsMeetPodSecurity; a migration under it needs a node that runs
 // pods as their user (the pod runner runs them as root, and rsync then fails to drop groups).
 func TestPodSecurityNamespaces(t *testing.T) {
+	t.Parallel() // the base ferry-config: shared with the other parallel tests (see useSidecar)
 	s := stacks.Get(t, stack.Options{OpenShift: true})
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()

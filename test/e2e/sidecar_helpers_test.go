@@ -37,7 +37,9 @@ var baseFerryConfig = map[string]string{
 }
 
 // useSidecar configures ferry on the source (ferry-config with base plus overrides, and the
-// target kubeconfig Secret) and makes sure the sidecar runs next to the source's Velero.
+// target kubeconfig Secret) and makes sure the sidecar runs next to the source's Velero. Tests
+// with overrides change the one ferry-config and must not run in parallel; tests with the base
+// config (nil) may: Go runs parallel tests after every serial one has ended.
 func useSidecar(t *testing.T, ctx context.Context, s *stack.Stack, overrides map[string]string) *stack.Sidecar {
 	t.Helper()
 	data := map[string]string{}

@@ -36,6 +36,7 @@ import (
 // replica count. The target volume equals the source byte for byte, with owners, modes, times,
 // links and holes.
 func TestStageStageFinalRestore(t *testing.T) {
+	t.Parallel() // the base ferry-config: shared with the other parallel tests (see useSidecar)
 	s := stacks.Get(t, stack.Options{OpenShift: true})
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Minute)
 	defer cancel()
@@ -126,6 +127,7 @@ func checkSidecarMetrics(t *testing.T, p *stack.Sidecar) {
 // `ferry-datamover request`, and it is filled in place (it was empty, so ferry may).
 // The PVC's name is long enough that every name ferry derives from it must be shortened.
 func TestStateOnly(t *testing.T) {
+	t.Parallel() // the base ferry-config: shared with the other parallel tests (see useSidecar)
 	s := stacks.Get(t, stack.Options{OpenShift: true})
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
 	defer cancel()
@@ -168,6 +170,7 @@ func TestStateOnly(t *testing.T) {
 // TestScheduledStages runs `velero schedule create` with the stage label: each scheduled backup
 // is an incremental transfer.
 func TestScheduledStages(t *testing.T) {
+	t.Parallel() // the base ferry-config: shared with the other parallel tests (see useSidecar)
 	s := stacks.Get(t, stack.Options{OpenShift: true})
 	ctx, cancel := context.WithTimeout(t.Context(), 12*time.Minute)
 	defer cancel()

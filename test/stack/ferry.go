@@ -13,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/ferry-dev/ferry/internal/config"
 	"github.com/ferry-dev/ferry/internal/kube"
@@ -43,29 +44,49 @@ func (s *Stack) ConfigureFerry(ctx context.Context, data map[string]string) erro
 	}
 	c := s.Source
 	cms := c.Kube.CoreV1().ConfigMaps(c.VeleroNamespace)
-	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: c.VeleroNamespace, Name: config.ConfigMapName}, Data: data}
-	cur, err := cms.Get(ctx, cm.Name, metav1.GetOptions{})
-	switch {
-	case apierrors.IsNotFound(err):
-		_, err = cms.Create(ctx, cm, metav1.CreateOptions{})
-	case err == nil:
+	// Parallel tests may configure the same data at once: unchanged data is not written again,
+	// and a conflict is retried on the newer version.
+	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		cur, err := cms.Get(ctx, config.ConfigMapName, metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err):
+			cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: c.VeleroNamespace, Name: config.ConfigMapName}, Data: data}
+			_, err = cms.Create(ctx, cm, metav1.CreateOptions{})
+			if apierrors.IsAlreadyExists(err) {
+				return apierrors.NewConflict(corev1.Resource("configmaps"), config.ConfigMapName, err)
+			}
+			return err
+		case err != nil:
+			return err
+		case maps.Equal(cur.Data, data):
+			return nil
+		}
 		cur.Data = data
 		_, err = cms.Update(ctx, cur, metav1.UpdateOptions{})
-	}
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("writing ferry-config: %w", err)
 	}
 	secrets := c.Kube.CoreV1().Secrets(c.VeleroNamespace)
-	secret, err := secrets.Get(ctx, TargetSecret, metav1.GetOptions{})
-	switch {
-	case apierrors.IsNotFound(err):
-		secret = &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: c.VeleroNamespace, Name: TargetSecret},
-			Data: map[string][]byte{kube.TargetKubeconfigKey: ids.Target}}
-		_, err = secrets.Create(ctx, secret, metav1.CreateOptions{})
-	case err == nil && !bytes.Equal(secret.Data[kube.TargetKubeconfigKey], ids.Target):
+	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		secret, err := secrets.Get(ctx, TargetSecret, metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err):
+			secret = &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: c.VeleroNamespace, Name: TargetSecret},
+				Data: map[string][]byte{kube.TargetKubeconfigKey: ids.Target}}
+			_, err = secrets.Create(ctx, secret, metav1.CreateOptions{})
+			if apierrors.IsAlreadyExists(err) {
+				return apierrors.NewConflict(corev1.Resource("secrets"), TargetSecret, err)
+			}
+			return err
+		case err != nil || bytes.Equal(secret.Data[kube.TargetKubeconfigKey], ids.Target):
+			return err
+		}
 		secret.Data = map[string][]byte{kube.TargetKubeconfigKey: ids.Target}
 		_, err = secrets.Update(ctx, secret, metav1.UpdateOptions{})
-	}
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("writing the target kubeconfig Secret: %w", err)
 	}

@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"k8s.io/client-go/util/retry"
 )
 
 // The identities ferry runs as on the stack, from deploy/ as an admin installs them: the data
@@ -101,15 +102,16 @@ func (s *Stack) setTransferImage(ctx context.Context, image string) error {
 		ns string
 	}{{s.Source, s.Source.VeleroNamespace}, {s.Target, TargetNamespace}} {
 		cms := side.c.Kube.CoreV1().ConfigMaps(side.ns)
-		cm, err := cms.Get(ctx, transferPolicyParams, metav1.GetOptions{})
+		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			cm, err := cms.Get(ctx, transferPolicyParams, metav1.GetOptions{})
+			if err != nil || cm.Data["images"] == image {
+				return err
+			}
+			cm.Data["images"] = image
+			_, err = cms.Update(ctx, cm, metav1.UpdateOptions{})
+			return err
+		})
 		if err != nil {
-			return fmt.Errorf("%s: the transfer policy's parameters: %w", side.c.Name, err)
-		}
-		if cm.Data["images"] == image {
-			continue
-		}
-		cm.Data["images"] = image
-		if _, err := cms.Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
 			return fmt.Errorf("%s: the transfer policy's parameters: %w", side.c.Name, err)
 		}
 	}
