@@ -120,6 +120,34 @@ type TransferStatus struct {
 	Quiesced []string `json:"quiesced,omitempty"`
 	// Progressed is when the copy last moved (bytes or files): a stall counts from it.
 	Progressed *Time `json:"progressed,omitempty"`
+	// Last is the most recent transfer of this PVC that completed (this one, once it has). It
+	// outlives the request it came from, so "when did a stage last succeed, and what did it
+	// move" stays answerable while the next one runs or after one fails.
+	Last *LastTransfer `json:"last,omitempty"`
+}
+
+// LastTransfer sums up a completed transfer.
+type LastTransfer struct {
+	ID         string       `json:"id"`
+	Type       TransferType `json:"type,omitempty"`
+	Target     string       `json:"target,omitempty"`
+	Completed  *Time        `json:"completed,omitempty"`
+	BytesSent  int64        `json:"bytesSent,omitempty"`
+	BytesTotal int64        `json:"bytesTotal,omitempty"`
+	FilesSent  int64        `json:"filesSent,omitempty"`
+}
+
+// Succeeded returns the summary of a completed status, to become the status's Last.
+func (s *TransferStatus) Succeeded() *LastTransfer {
+	return &LastTransfer{ID: s.ID, Type: s.Type, Target: s.Target, Completed: s.Completed, BytesSent: s.BytesSent, BytesTotal: s.BytesTotal, FilesSent: s.FilesSent}
+}
+
+// LastOf returns what a status that replaces st carries over: st's Last (nil-safe).
+func LastOf(st *TransferStatus) *LastTransfer {
+	if st == nil {
+		return nil
+	}
+	return st.Last
 }
 
 // ParseTransferStatus reads a PVC's status annotation; (nil, nil) when there is none.

@@ -35,6 +35,9 @@ func (t *job) finish(ctx context.Context, phase operation.Phase, message string)
 		}
 	}
 	t.st.Phase, t.st.Message, t.st.Completed, t.st.Since = phase, message, now, now
+	if phase == operation.PhaseCompleted {
+		t.st.Last = t.st.Succeeded()
+	}
 	if err := t.writeStatus(ctx); err != nil {
 		return ctrl.Result{}, err
 	}
@@ -101,7 +104,7 @@ func (r *Reconciler) bringBack(ctx context.Context, pvc *corev1.PersistentVolume
 // transfer of this PVC left on the source goes (its client stops), the target is not touched.
 func (t *job) refuse(ctx context.Context, id string, reason error) (ctrl.Result, error) {
 	now := t.r.now()
-	t.st = &operation.TransferStatus{Header: operation.Header{ID: id, Phase: operation.PhaseRefused, Message: reason.Error(), Started: now, Completed: now, Since: now}}
+	t.st = &operation.TransferStatus{Header: operation.Header{ID: id, Phase: operation.PhaseRefused, Message: reason.Error(), Started: now, Completed: now, Since: now}, Last: operation.LastOf(t.st)}
 	if err := t.writeStatus(ctx); err != nil {
 		return ctrl.Result{}, err
 	}

@@ -133,11 +133,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{RequeueAfter: sidecar.Poll}, nil
 	}
 	if refusal != nil {
-		t := &job{r: r, pvc: &pvc, names: namesFor(pvc.Namespace, pvc.Name), log: log}
+		t := &job{r: r, pvc: &pvc, st: st, names: namesFor(pvc.Namespace, pvc.Name), log: log}
 		return t.refuse(ctx, id, refusal)
 	}
 	if reqErr != nil {
-		t := &job{r: r, pvc: &pvc, st: &operation.TransferStatus{Header: operation.Header{ID: id, Started: r.now()}}, log: log}
+		t := &job{r: r, pvc: &pvc, st: &operation.TransferStatus{Header: operation.Header{ID: id, Started: r.now()}, Last: operation.LastOf(st)}, log: log}
 		return t.finish(ctx, operation.PhaseFailed, reqErr.Error())
 	}
 	r.cleaned.Delete(req.String())
@@ -204,7 +204,7 @@ func (t *job) accept(ctx context.Context) (ctrl.Result, error) {
 		}
 	}
 	now := t.r.now()
-	t.st = &operation.TransferStatus{Header: operation.Header{ID: t.req.ID, Phase: operation.PhasePending, Started: now, Since: now}, Type: t.req.Type, Target: t.req.Target()}
+	t.st = &operation.TransferStatus{Header: operation.Header{ID: t.req.ID, Phase: operation.PhasePending, Started: now, Since: now}, Type: t.req.Type, Target: t.req.Target(), Last: operation.LastOf(t.st)}
 	if err := t.writeStatus(ctx); err != nil {
 		return ctrl.Result{}, err
 	}

@@ -744,3 +744,28 @@ func seriesIn(t *testing.T, c prometheus.Collector, ns string) int {
 	}
 	return n
 }
+
+// TestLastSuccessOutlivesItsRequest: the status keeps the last completed transfer's summary
+// through the next request, whether that one runs, fails or is refused.
+func TestLastSuccessOutlivesItsRequest(t *testing.T) {
+	h := newHarness(t, clusterIP, sourcePVC(keys.TransferID, "t1"), nil, storageClass("standard", true))
+	h.client = func(int) clientRun { return succeeded() }
+	st := h.run(t, 20, operation.PhaseCompleted)
+	require.Equal(t, operation.PhaseCompleted, st.Phase, st.Message)
+	require.NotNil(t, st.Last)
+	want := operation.LastTransfer{ID: "t1", Type: operation.Stage, Target: "app/data", Completed: st.Completed, BytesSent: 100, BytesTotal: 100, FilesSent: 3}
+	assert.Equal(t, want, *st.Last)
+
+	h.client = func(int) clientRun { return clientRun{phase: corev1.PodRunning} }
+	h.annotate(t, keys.TransferID, "t2")
+	st = h.run(t, 8, operation.PhaseTransferring)
+	require.Equal(t, "t2", st.ID)
+	require.NotNil(t, st.Last, "a running transfer still says when the last one succeeded")
+	assert.Equal(t, want, *st.Last)
+
+	h.tamper(t, keys.TransferID, "t3")
+	st = h.run(t, 4, operation.PhaseRefused)
+	require.Equal(t, operation.PhaseRefused, st.Phase)
+	require.NotNil(t, st.Last, "a refused request does not erase it")
+	assert.Equal(t, want, *st.Last)
+}
