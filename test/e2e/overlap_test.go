@@ -4,6 +4,9 @@ package e2e
 
 import (
 	"context"
+	"crypto/rand"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -22,8 +25,7 @@ import (
 
 // TestOverlappingRequests: two stage backups of one namespace at once (a schedule overlapping
 // itself, two people at the same time) both end — the older replaced, with the reason — with one
-// transfer server on the target and the tree equal. (A stage while a final runs is refused in
-// the unit tests: internal/requests, backupitemaction and sidecar/volume.)
+// transfer server on the target and the tree equal.
 func TestOverlappingRequests(t *testing.T) {
 	s := stacks.Get(t, stack.Options{OpenShift: true})
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
@@ -57,6 +59,42 @@ func TestOverlappingRequests(t *testing.T) {
 	noTransferLeftovers(t, ctx, s, ns)
 }
 
+// TestStageDuringFinal: a stage backup while a final transfer of the PVC runs fails at once
+// with the reason, and the final completes, its app left quiesced as a final leaves it.
+func TestStageDuringFinal(t *testing.T) {
+	s := stacks.Get(t, stack.Options{OpenShift: true})
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
+	defer cancel()
+	src, dst := s.Source, s.Target
+	useSidecar(t, ctx, s, map[string]string{"bwlimitKBps": "2048"})
+
+	ns := s.Namespace(t, "stagefinal")
+	create(t, ctx, src, pvc(ns, "data"), deploymentUsing(ns, "web", 1, "data"))
+	srcDir := boundVolumeDir(t, ctx, src, ns, "data")
+	fillVolume(t, srcDir)
+	big := make([]byte, 12<<20) // random, so no compression shortens the final's copy
+	_, _ = rand.Read(big)
+	require.NoError(t, os.WriteFile(filepath.Join(srcDir, "big.bin"), big, 0o640))
+
+	final := startBackup(t, ctx, src, "final", "--include-namespaces", ns, "--snapshot-volumes=false", "--labels", keys.Migration+"=final")
+	waitPhase(t, ctx, src, ns, string(final.UID), operation.PhaseTransferring)
+	stage, err := migrationBackup(t, ctx, src, "stage", ns)
+	require.Error(t, err, "a stage during a final fails")
+	assert.Equal(t, velerov1.BackupPhasePartiallyFailed, stage.Status.Phase)
+	assert.Contains(t, describeBackup(t, ctx, src, stage.Name), "a final transfer", "velero backup describe says a final is under way")
+
+	bf, err := src.WaitBackup(ctx, final.Name)
+	require.NoError(t, err, "the final completes")
+	st := transferStatus(t, ctx, src, ns, "data")
+	assert.Equal(t, string(bf.UID), st.ID)
+	assert.Equal(t, operation.PhaseCompleted, st.Phase, st.Message)
+	web, err := src.Kube.AppsV1().Deployments(ns).Get(ctx, "web", metav1.GetOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, int32(0), *web.Spec.Replicas, "the final quiesced the app, and no stage brought it back")
+	require.NoError(t, treediff.Equal(srcDir, boundVolumeDir(t, ctx, dst, ns, "data"), treediff.All()))
+	noTransferLeftovers(t, ctx, s, ns)
+}
+
 // startBackup runs `velero backup create` without waiting and returns the Backup once it exists.
 func startBackup(t *testing.T, ctx context.Context, c *stack.Cluster, prefix string, args ...string) *velerov1.Backup {
 	t.Helper()
@@ -71,11 +109,25 @@ func startBackup(t *testing.T, ctx context.Context, c *stack.Cluster, prefix str
 }
 
 // waitPhase waits until the PVC "data" of ns reports transfer id in phase.
+// A timeout says what the PVC carried and what Velero made of its Backups.
 func waitPhase(t *testing.T, ctx context.Context, c *stack.Cluster, ns, id string, phase operation.Phase) {
 	t.Helper()
-	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+	ok := assert.EventuallyWithT(t, func(ct *assert.CollectT) {
 		st := transferStatus(ct, ctx, c, ns, "data")
 		require.Equal(ct, id, st.ID)
 		require.Equal(ct, phase, st.Phase, st.Message)
 	}, 3*time.Minute, 250*time.Millisecond)
+	if ok {
+		return
+	}
+	if p, err := c.Kube.CoreV1().PersistentVolumeClaims(ns).Get(ctx, "data", metav1.GetOptions{}); err == nil {
+		t.Logf("PVC %s/data annotations: %s", ns, prettyJSON(p.Annotations))
+	}
+	var bs velerov1.BackupList
+	if err := c.Client.List(ctx, &bs, crclient.InNamespace(c.VeleroNamespace)); err == nil {
+		for _, b := range bs.Items {
+			t.Logf("Backup %s uid %s: %s %v", b.Name, b.UID, b.Status.Phase, b.Status.ValidationErrors)
+		}
+	}
+	t.FailNow()
 }
