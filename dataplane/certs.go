@@ -166,6 +166,22 @@ func (b *Bundle) WriteDir(dir string) error {
 	return nil
 }
 
+// privateCerts returns the certificate directory stunnel should read: dir itself, or a copy of
+// b in work when dir's key may be read by other users. A Secret volume's files are root's, made
+// group-readable for a pod's fsGroup and readable by all for a non-root client (which has no
+// fsGroup): stunnel would warn about the key on every connection.
+func privateCerts(dir, work string, b *Bundle) (string, error) {
+	fi, err := os.Stat(filepath.Join(dir, KeyFile))
+	if err == nil && fi.Mode().Perm()&0o077 == 0 {
+		return dir, nil
+	}
+	private := filepath.Join(work, "certs")
+	if err := b.WriteDir(private); err != nil {
+		return "", fmt.Errorf("copying the certificates: %w", err)
+	}
+	return private, nil
+}
+
 // WriteDir writes dir/server and dir/client (see Bundle.WriteDir).
 func (c *Certs) WriteDir(dir string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {

@@ -194,7 +194,8 @@ func newSender(o SendOptions) (*sender, error) {
 			return s, notRetryable{err}
 		}
 	}
-	if _, err := LoadBundle(certDir, ClientName); err != nil {
+	bundle, err := LoadBundle(certDir, ClientName)
+	if err != nil {
 		return s, notRetryable{err}
 	}
 	if s.rsync, err = findRsync(); err != nil {
@@ -215,6 +216,10 @@ func newSender(o SendOptions) (*sender, error) {
 		return s, notRetryable{fmt.Errorf("creating work directory: %w", err)}
 	}
 	if err := checkConfigValue("work directory", s.work); err != nil {
+		os.RemoveAll(s.work)
+		return s, notRetryable{err}
+	}
+	if certDir, err = privateCerts(certDir, s.work, bundle); err != nil {
 		os.RemoveAll(s.work)
 		return s, notRetryable{err}
 	}

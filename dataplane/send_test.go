@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sirupsen/logrus"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
@@ -442,4 +443,36 @@ func TestSendEmptyVolume(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, entries, 1)
 	assert.Equal(t, "lost+found", entries[0].Name())
+}
+
+// TestSendWithSharedCertificates: a client whose certificates any user may read (a non-root
+// transfer pod's Secret volume: root's files, mode 0444) and a server whose group may (its
+// fsGroup's, 0440) use private copies, so stunnel has nothing to warn about.
+func TestSendWithSharedCertificates(t *testing.T) {
+	base := t.TempDir()
+	src, dst := filepath.Join(base, "src"), filepath.Join(base, "dst")
+	buildTree(t, src, "a/b=3", "c=4")
+	require.NoError(t, os.Mkdir(dst, 0o755))
+	var logs syncBuffer
+	srv := startServerWith(t, base, dst, func(o *ServeOptions) {
+		for dir, mode := range map[string]os.FileMode{ClientDir: 0o444, ServerDir: 0o440} {
+			for _, f := range []string{CAFile, CertFile, KeyFile} {
+				require.NoError(t, os.Chmod(filepath.Join(base, "certs", dir, f), mode))
+			}
+		}
+		l := logrus.New()
+		l.SetOutput(&logs)
+		o.Log = l
+	})
+	r := send(t, srv, base, src, func(o *SendOptions) {
+		l := logrus.New()
+		l.SetOutput(&logs)
+		o.Log = l
+	})
+	require.NoError(t, r.err)
+	require.NoError(t, srv.wait(t))
+	require.NoError(t, treediff.Equal(src, dst, treediff.All()))
+	assert.Contains(t, logs.String(), "level=info msg=sending", "the client's logs were captured")
+	assert.Contains(t, logs.String(), "serving: waiting for the client", "the server's logs were captured")
+	assert.NotContains(t, logs.String(), "Insecure file permissions")
 }

@@ -65,7 +65,8 @@ func Serve(ctx context.Context, o ServeOptions) (retErr error) {
 	if err := checkConfigValue("certificate directory", certDir); err != nil {
 		return err
 	}
-	if _, err := LoadBundle(certDir, ServerName); err != nil {
+	bundle, err := LoadBundle(certDir, ServerName)
+	if err != nil {
 		return err
 	}
 	if _, err := listenPort(o.Listen); err != nil {
@@ -108,6 +109,9 @@ func Serve(ctx context.Context, o ServeOptions) (retErr error) {
 		return fmt.Errorf("work directory %q contains blanks; set TMPDIR to a path without", work)
 	}
 	if err := checkConfigValue("work directory", work); err != nil {
+		return err
+	}
+	if certDir, err = privateCerts(certDir, work, bundle); err != nil {
 		return err
 	}
 	control := filepath.Join(work, "control")

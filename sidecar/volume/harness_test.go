@@ -48,6 +48,10 @@ type harness struct {
 	pods     *fakePods
 	// server decides how the fake kubelet runs server pods (default: running and ready).
 	server func(p *corev1.Pod) corev1.PodStatus
+	// serverEnd decides how a running server pod ends once its transfer's client pod succeeded
+	// (default: Succeeded, as serve exits 0 after the client's completion report); nil status:
+	// it keeps running.
+	serverEnd func(p *corev1.Pod) *corev1.PodStatus
 	// client decides how it runs client pod number attempt (default: succeeds at once with a
 	// done report).
 	client func(attempt int) clientRun
@@ -122,6 +126,7 @@ func newUnsignedHarness(t *testing.T, cfg map[string]string, pvc *corev1.Persist
 		admission: newAdmission(),
 	}
 	h.server = func(*corev1.Pod) corev1.PodStatus { return runningReady() }
+	h.serverEnd = func(*corev1.Pod) *corev1.PodStatus { return &corev1.PodStatus{Phase: corev1.PodSucceeded} }
 	h.client = func(int) clientRun { return succeeded() }
 	return h
 }
@@ -284,6 +289,27 @@ func (h *harness) settle(t *testing.T) {
 				h.pods.setReports(p.Name, run.reports)
 			}
 			_, err := c.CoreV1().Pods(p.Namespace).UpdateStatus(ctx, &p, metav1.UpdateOptions{})
+			require.NoError(t, err)
+		}
+	}
+	// Servers end once their client has succeeded (clients live on the source, listed first).
+	clients, err := h.source.Kube.CoreV1().Pods("").List(ctx, metav1.ListOptions{LabelSelector: keys.TransferRole + "=" + RoleClient})
+	require.NoError(t, err)
+	done := map[string]bool{}
+	for _, p := range clients.Items {
+		if p.Status.Phase == corev1.PodSucceeded {
+			done[p.Labels[keys.TransferIDLabel]] = true
+		}
+	}
+	servers, err := h.target.Kube.CoreV1().Pods("").List(ctx, metav1.ListOptions{LabelSelector: keys.TransferRole + "=" + RoleServer})
+	require.NoError(t, err)
+	for _, p := range servers.Items {
+		if p.Status.Phase != corev1.PodRunning || !done[p.Labels[keys.TransferIDLabel]] {
+			continue
+		}
+		if st := h.serverEnd(&p); st != nil {
+			p.Status = *st
+			_, err := h.target.Kube.CoreV1().Pods(p.Namespace).UpdateStatus(ctx, &p, metav1.UpdateOptions{})
 			require.NoError(t, err)
 		}
 	}

@@ -214,7 +214,7 @@ func serverPod(n transferNames, namespace, pvc, id string, cfg *config.Config, r
 			}},
 			Volumes: []corev1.Volume{
 				{Name: "data", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: pvc}}},
-				certVolume(n.server),
+				certVolume(n.server, 0o400),
 				tmpVolume,
 			},
 		},
@@ -279,7 +279,7 @@ func clientPod(n transferNames, pvc *corev1.PersistentVolumeClaim, req *operatio
 			}},
 			Volumes: []corev1.Volume{
 				{Name: "data", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: pvc.Name, ReadOnly: true}}},
-				certVolume(n.client),
+				certVolume(n.client, clientCertMode(cfg)),
 				tmpVolume,
 			},
 		},
@@ -288,8 +288,17 @@ func clientPod(n transferNames, pvc *corev1.PersistentVolumeClaim, req *operatio
 	return p
 }
 
-func certVolume(secret string) corev1.Volume {
-	mode := int32(0o400)
+// clientCertMode: a Secret volume's files are root's, given to the pod's fsGroup when it has one.
+// A non-root client has none (an fsGroup would have kubelet change the owner of the app's volume
+// it reads), so its certificates are readable by every user of the pod: ferry's one container.
+func clientCertMode(cfg *config.Config) int32 {
+	if cfg.TransferRunAsRoot {
+		return 0o400
+	}
+	return 0o444
+}
+
+func certVolume(secret string, mode int32) corev1.Volume {
 	return corev1.Volume{Name: "certs", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: secret, DefaultMode: &mode}}}
 }
 

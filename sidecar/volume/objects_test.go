@@ -76,6 +76,26 @@ func TestTransferPods(t *testing.T) {
 	assert.Equal(t, int64(1000), *c.SecurityContext.RunAsUser)
 	assert.True(t, *c.SecurityContext.RunAsNonRoot)
 	assert.Empty(t, c.SecurityContext.Capabilities.Add)
+
+	// Certificates: the pod's user reads them; kubelet gives a Secret volume's root-owned files
+	// to the fsGroup, which only the server has (the client's would re-own the app's volume).
+	certMode := func(p *corev1.Pod) int32 {
+		for _, v := range p.Spec.Volumes {
+			if v.Secret != nil {
+				return *v.Secret.DefaultMode
+			}
+		}
+		t.Fatalf("pod %s has no certificate volume", p.GenerateName)
+		return 0
+	}
+	nonRootClient := clientPod(n, pvc, req, nonRoot, endpoint{address: "10.0.0.7:8443"}, 1, "")
+	assert.Nil(t, nonRootClient.Spec.SecurityContext.FSGroup, "the app's volume keeps its owners")
+	assert.Equal(t, int32(0o444), certMode(nonRootClient))
+	nonRootServer := serverPod(n, "app2", "data", "t1", nonRoot, true)
+	assert.Equal(t, int64(1000), *nonRootServer.Spec.SecurityContext.FSGroup)
+	assert.Equal(t, int32(0o400), certMode(nonRootServer))
+	assert.Equal(t, int32(0o400), certMode(cli), "a root client's are root's alone")
+	assert.Equal(t, int32(0o400), certMode(srv))
 }
 
 // parse reads a pod command's flags the way cmd/ferry-datamover does.

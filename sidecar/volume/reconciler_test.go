@@ -712,6 +712,7 @@ func TestMetricsFollowATransfer(t *testing.T) {
 		require.NoError(t, err)
 		h.pods.setReports(p.Name, succeeded().reports)
 	}
+	h.settle(t) // the server ends after its client
 	_, err := h.Reconcile(context.Background(), req)
 	require.NoError(t, err)
 	var pvcNow corev1.PersistentVolumeClaim
@@ -768,4 +769,49 @@ func TestLastSuccessOutlivesItsRequest(t *testing.T) {
 	require.Equal(t, operation.PhaseRefused, st.Phase)
 	require.NotNil(t, st.Last, "a refused request does not erase it")
 	assert.Equal(t, want, *st.Last)
+}
+
+// TestCompletedOnlyOnceTheServerEnded: a client's success completes the transfer only when the
+// server has ended well after it (a server that is not root restores the exact symlink targets
+// and flushes the target then); otherwise that attempt failed and another pass runs.
+func TestCompletedOnlyOnceTheServerEnded(t *testing.T) {
+	succeeded := &corev1.PodStatus{Phase: corev1.PodSucceeded}
+	failed := &corev1.PodStatus{Phase: corev1.PodFailed, ContainerStatuses: []corev1.ContainerStatus{{Name: ServeContainer,
+		State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 1, Reason: "Error"}}}}}
+	for _, tc := range []struct {
+		name    string
+		ends    []*corev1.PodStatus // how the n-th server pod ends after its client; nil: it keeps running
+		phase   operation.Phase
+		message string
+		events  []string
+	}{
+		{name: "server exits 0 after its client", ends: []*corev1.PodStatus{succeeded}, phase: operation.PhaseCompleted},
+		{name: "server fails after its client: the pass runs again", ends: []*corev1.PodStatus{failed, succeeded}, phase: operation.PhaseCompleted,
+			events: []string{"TransferAttemptFailed attempt 1 failed: server pod ferry-server-", "failed after the client finished: Failed"}},
+		{name: "servers never end", ends: []*corev1.PodStatus{nil, nil, nil}, phase: operation.PhaseFailed,
+			message: "3 attempts failed; the last: server pod ferry-server-"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := map[string]string{"endpointType": "ClusterIP", "stallTimeout": "20s"}
+			h := newHarness(t, cfg, sourcePVC(keys.TransferID, "t1"), nil, storageClass("standard", true))
+			ended := map[string]*corev1.PodStatus{}
+			h.serverEnd = func(p *corev1.Pod) *corev1.PodStatus {
+				if st, ok := ended[p.Name]; ok {
+					return st
+				}
+				st := tc.ends[min(len(ended), len(tc.ends)-1)]
+				ended[p.Name] = st
+				return st
+			}
+			st := h.run(t, 60, operation.PhaseFailed)
+			require.True(t, st.Phase.Terminal(), "ended: %+v", st)
+			assert.Equal(t, tc.phase, st.Phase, st.Message)
+			assert.Contains(t, st.Message, tc.message)
+			events := h.events()
+			for _, e := range tc.events {
+				assert.Contains(t, events, e)
+			}
+			assertCleanedUp(t, h)
+		})
+	}
 }

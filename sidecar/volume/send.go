@@ -31,9 +31,6 @@ func (t *job) sendData(ctx context.Context) (ctrl.Result, error) {
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	if _, err := t.ensureServer(ctx, tc); err != nil {
-		return ctrl.Result{}, err
-	}
 	pods, err := t.clientPods(ctx)
 	if err != nil {
 		return ctrl.Result{}, err
@@ -44,6 +41,12 @@ func (t *job) sendData(ctx context.Context) (ctrl.Result, error) {
 		if a, _ := strconv.Atoi(pods[i].Labels[keys.TransferAttempt]); a > attempt {
 			attempt, latest = a, &pods[i]
 		}
+	}
+	if latest != nil && latest.Status.Phase == corev1.PodSucceeded {
+		return t.endPass(ctx, tc, latest, attempt)
+	}
+	if _, err := t.ensureServer(ctx, tc); err != nil {
+		return ctrl.Result{}, err
 	}
 	now := t.r.Clock.Now()
 	var why string // why the latest client pod is done for without finishing
@@ -57,10 +60,6 @@ func (t *job) sendData(ctx context.Context) (ctrl.Result, error) {
 		moved := progress(t.st)
 		t.observe(ctx, latest)
 		switch latest.Status.Phase {
-		case corev1.PodSucceeded:
-			t.st.Percent = 100
-			// The done report's note (device files skipped) stays in the completed status.
-			return t.finish(ctx, operation.PhaseCompleted, t.st.Message)
 		case corev1.PodPending:
 			// Time spent waiting to run is prepareTimeout's, not a stall.
 			t.st.Progressed = operation.NewTime(now)
@@ -86,6 +85,12 @@ func (t *job) sendData(ctx context.Context) (ctrl.Result, error) {
 			return ctrl.Result{}, err
 		}
 	}
+	return t.retry(ctx, tc, latest, attempt, why)
+}
+
+// retry starts the next client pod after the latest (nil: none yet) ended without finishing
+// the pass, for the reason why, or fails the transfer once the attempts are spent.
+func (t *job) retry(ctx context.Context, tc *kube.Clients, latest *corev1.Pod, attempt int, why string) (ctrl.Result, error) {
 	if latest != nil {
 		if attempt >= maxClientAttempts {
 			return t.finish(ctx, operation.PhaseFailed, fmt.Sprintf("%d attempts failed; the last: %s", attempt, why))
@@ -93,6 +98,56 @@ func (t *job) sendData(ctx context.Context) (ctrl.Result, error) {
 		t.r.Recorder.Eventf(t.pvc, corev1.EventTypeWarning, "TransferAttemptFailed", "attempt %d failed: %s", attempt, why)
 	}
 	return ctrl.Result{RequeueAfter: sidecar.Poll}, t.startClient(ctx, tc, attempt+1)
+}
+
+// endPass completes the transfer once the client has succeeded and the server has ended well
+// too: after the client's last rsync a server that is not root restores the exact targets of
+// the symlinks it stored munged, then flushes the target, and only its exit 0 says the target
+// is the source's copy. A server that fails, vanishes or does not end within stallTimeout makes
+// the attempt a failed one; the next pass repeats the (cheap) delta and ends it properly.
+func (t *job) endPass(ctx context.Context, tc *kube.Clients, client *corev1.Pod, attempt int) (ctrl.Result, error) {
+	t.observe(ctx, client)
+	server, err := t.serverPod(ctx, tc)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	var why string
+	switch {
+	case server == nil:
+		why = "the server pod was gone before it finished the pass"
+	case server.Status.Phase == corev1.PodSucceeded:
+		t.st.Percent = 100
+		// The done report's note (device files skipped) stays in the completed status.
+		return t.finish(ctx, operation.PhaseCompleted, t.st.Message)
+	case server.Status.Phase == corev1.PodFailed:
+		why = fmt.Sprintf("server pod %s failed after the client finished: %s", server.Name, podState(server))
+	default:
+		var ended time.Time // when the client finished, else when the copy last moved
+		for _, cs := range client.Status.ContainerStatuses {
+			if cs.State.Terminated != nil {
+				ended = cs.State.Terminated.FinishedAt.Time
+			}
+		}
+		if ended.IsZero() && t.st.Progressed != nil {
+			ended = t.st.Progressed.Time
+		}
+		if waited := t.r.Clock.Now().Sub(ended); ended.IsZero() || waited <= t.cfg.StallTimeout {
+			t.st.Message = "the client is done; the server finishes the pass"
+			return ctrl.Result{RequeueAfter: time.Second}, t.writeStatus(ctx)
+		}
+		why = fmt.Sprintf("server pod %s did not finish the pass within %s (stallTimeout) of the client", server.Name, t.cfg.StallTimeout)
+		if err := tc.Kube.CoreV1().Pods(server.Namespace).Delete(ctx, server.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			return ctrl.Result{}, err
+		}
+	}
+	transferFailures.WithLabelValues(RoleServer).Inc()
+	if attempt < maxClientAttempts {
+		// The next client needs a server: this one ended, is gone or is going.
+		if _, err := t.ensureServer(ctx, tc); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+	return t.retry(ctx, tc, client, attempt, why)
 }
 
 // progress is what moves while a copy makes headway: bytes, and the share of the volume

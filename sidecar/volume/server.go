@@ -44,6 +44,21 @@ func ensureTransferServiceAccount(ctx context.Context, k kubernetes.Interface, a
 	return nil
 }
 
+// serverPod returns the transfer's server pod that is not being deleted, nil if there is none.
+func (t *job) serverPod(ctx context.Context, tc *kube.Clients) (*corev1.Pod, error) {
+	sel := labels.SelectorFromSet(t.names.labels(t.req.ID, RoleServer)).String()
+	pods, err := tc.Kube.CoreV1().Pods(t.req.TargetNamespace).List(ctx, metav1.ListOptions{LabelSelector: sel})
+	if err != nil {
+		return nil, fmt.Errorf("listing server pods on the target: %w", err)
+	}
+	for i := range pods.Items {
+		if pods.Items[i].DeletionTimestamp == nil {
+			return &pods.Items[i], nil
+		}
+	}
+	return nil, nil
+}
+
 // ensureServer returns the transfer's live server pod, creating one when there is none. A server
 // pod that ended before the client finished is replaced.
 func (t *job) ensureServer(ctx context.Context, tc *kube.Clients) (*corev1.Pod, error) {

@@ -1,0 +1,158 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	velerov1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	"github.com/ferry-dev/ferry/internal/operation"
+	"github.com/ferry-dev/ferry/internal/treediff"
+	"github.com/ferry-dev/ferry/test/images"
+	"github.com/ferry-dev/ferry/test/stack"
+)
+
+// appUID is the user the restricted app and the non-root transfer pods run as.
+const appUID = 1234
+
+// TestRestrictedMigrationOnRealNodes moves a running app between two clusters whose nodes run
+// pods for real (kubelet, containerd, runc), out of and into namespaces that enforce Pod
+// Security "restricted": a stage while the app serves, a final that stops its pod, a restore
+// after which the target's pod serves the data. The transfer pods run ferry's own image as the
+// app's user (transferRunAsRoot: false), so what the API server admits is also what runs.
+//
+// Host-path volumes ignore fsGroup, so the test hands the volumes' folders to the app's user,
+// as a CSI driver honouring fsGroup would; the target PVC is made ahead, as GitOps would.
+func TestRestrictedMigrationOnRealNodes(t *testing.T) {
+	t.Parallel() // the only test on the real-nodes stack: its ferry-config is its own
+	s := stacks.Get(t, stack.Options{RealNodes: true})
+	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Minute)
+	defer cancel()
+	src, dst := s.Source, s.Target
+	useSidecar(t, ctx, s, map[string]string{
+		"transferImage":     src.Image(images.DatamoverName),
+		"transferRunAsRoot": "false",
+		"transferRunAsUser": "1234",
+		// Host-path volumes have no classes to map; the target PVC exists already.
+		"storageClassMapping": "",
+	})
+
+	ns := stack.UniqueName("restricted")
+	for _, c := range s.Clusters() {
+		require.NoError(t, c.CreateNamespace(ctx, ns, map[string]string{"pod-security.kubernetes.io/enforce": "restricted"}))
+		t.Cleanup(func() { _ = c.DeleteNamespace(context.Background(), ns) })
+	}
+	create(t, ctx, src, pvc(ns, "data"))
+	create(t, ctx, dst, pvc(ns, "data"))
+	srcDir, dstDir := boundVolumeDir(t, ctx, src, ns, "data"), boundVolumeDir(t, ctx, dst, ns, "data")
+	for _, d := range []string{srcDir, dstDir} {
+		require.NoError(t, os.Chown(d, appUID, appUID))
+	}
+	writeAs(t, srcDir, appUID, map[string]string{"index.html": "version 1\n", "uploads/a.bin": strings.Repeat("a", 300<<10), "uploads/b.txt": "beta"})
+	require.NoError(t, os.Symlink("uploads/b.txt", filepath.Join(srcDir, "latest")))
+	require.NoError(t, os.Lchown(filepath.Join(srcDir, "latest"), appUID, appUID))
+	create(t, ctx, src, restrictedWeb(ns, src.Image(images.AppName)))
+	srcPod := waitServing(t, ctx, src, ns, "version 1")
+
+	// Stage while the app serves.
+	b1, err := migrationBackup(t, ctx, src, "stage", ns)
+	require.NoError(t, err, "the transfer pods are admitted under restricted and run as %d", appUID)
+	st := transferStatus(t, ctx, src, ns, "data")
+	assert.Equal(t, string(b1.UID), st.ID)
+	assert.Equal(t, operation.PhaseCompleted, st.Phase, st.Message)
+	require.NoError(t, treediff.Equal(srcDir, dstDir, treediff.All()), "after the stage")
+	_, err = src.Kube.CoreV1().Pods(ns).Get(ctx, srcPod, metav1.GetOptions{})
+	require.NoError(t, err, "a stage leaves the app's pod running")
+
+	// Final: the app's pod stops before the last pass.
+	writeAs(t, srcDir, appUID, map[string]string{"index.html": "version 2\n"})
+	require.NoError(t, os.Remove(filepath.Join(srcDir, "uploads/a.bin")))
+	b2, err := migrationBackup(t, ctx, src, "final", ns)
+	require.NoError(t, err)
+	st = transferStatus(t, ctx, src, ns, "data")
+	assert.Equal(t, operation.PhaseCompleted, st.Phase, st.Message)
+	assert.Equal(t, []string{"Deployment/web"}, st.Quiesced)
+	pods, err := src.Kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: appLabel + "=web"})
+	require.NoError(t, err)
+	assert.Empty(t, names(pods.Items), "the final stopped the source app's pod")
+	require.NoError(t, treediff.Equal(srcDir, dstDir, treediff.All()), "after the final")
+
+	// Restore: the target's pod runs and serves what the final carried.
+	_, err = dst.WaitBackupSynced(ctx, b2.Name)
+	require.NoError(t, err)
+	r, err := dst.CreateRestore(ctx, stack.UniqueName("final"), "--from-backup", b2.Name)
+	require.NoError(t, err)
+	assert.Equal(t, velerov1.RestorePhaseCompleted, r.Status.Phase)
+	waitServing(t, ctx, dst, ns, "version 2")
+	noTransferLeftovers(t, ctx, s, ns)
+}
+
+// restrictedWeb is an app that meets Pod Security "restricted": busybox httpd as appUID serving
+// its volume.
+func restrictedWeb(ns, image string) *appsv1.Deployment {
+	d := deploymentUsing(ns, "web", 1, "data")
+	spec := &d.Spec.Template.Spec
+	spec.SecurityContext = &corev1.PodSecurityContext{
+		RunAsUser: ptr.To[int64](appUID), RunAsGroup: ptr.To[int64](appUID), RunAsNonRoot: ptr.To(true), FSGroup: ptr.To[int64](appUID),
+		SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+	}
+	c := &spec.Containers[0]
+	c.Image = image
+	c.Command = []string{"httpd", "-f", "-p", "8080", "-h", "/srv"}
+	c.Resources = corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("10m")}}
+	c.SecurityContext = &corev1.SecurityContext{
+		AllowPrivilegeEscalation: ptr.To(false), ReadOnlyRootFilesystem: ptr.To(true),
+		Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+	}
+	return d
+}
+
+// waitServing waits until the app's pod on c is running and serves want as its index, and
+// returns the pod's name.
+func waitServing(t *testing.T, ctx context.Context, c *stack.Cluster, ns, want string) string {
+	t.Helper()
+	var pod string
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		pods, err := c.Kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: appLabel + "=web"})
+		require.NoError(ct, err)
+		var running []string
+		for _, p := range pods.Items {
+			if p.Status.Phase == corev1.PodRunning && p.DeletionTimestamp == nil {
+				running = append(running, p.Name)
+			}
+		}
+		require.Len(ct, running, 1, "running app pods on the %s cluster", c.Name)
+		out, err := c.Kubectl(ctx, "-n", ns, "exec", running[0], "--", "wget", "-q", "-O-", "http://127.0.0.1:8080/index.html")
+		require.NoError(ct, err)
+		require.Equal(ct, want+"\n", out)
+		pod = running[0]
+	}, 3*time.Minute, time.Second)
+	return pod
+}
+
+// writeAs writes files (and their folders) under dir owned by uid.
+func writeAs(t *testing.T, dir string, uid int, files map[string]string) {
+	t.Helper()
+	for name, content := range files {
+		p := filepath.Join(dir, name)
+		for d := filepath.Dir(p); d != dir && d != "."; d = filepath.Dir(d) {
+			require.NoError(t, os.MkdirAll(d, 0o750))
+			require.NoError(t, os.Chown(d, uid, uid))
+		}
+		require.NoError(t, os.WriteFile(p, []byte(content), 0o640))
+		require.NoError(t, os.Chown(p, uid, uid))
+	}
+}
