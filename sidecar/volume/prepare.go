@@ -55,7 +55,7 @@ func (t *job) prepare(ctx context.Context) (ctrl.Result, error) {
 	if err := t.ensureCerts(ctx, tc, target); err != nil {
 		return ctrl.Result{}, err
 	}
-	server, err := t.ensureServer(ctx, tc)
+	server, err := t.ensureServer(ctx, tc, nil)
 	if err != nil {
 		return ctrl.Result{}, err
 	}

@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
 	k8stesting "k8s.io/client-go/testing"
 	ctrl "sigs.k8s.io/controller-runtime"
 
@@ -814,4 +815,36 @@ func TestCompletedOnlyOnceTheServerEnded(t *testing.T) {
 			assertCleanedUp(t, h)
 		})
 	}
+}
+
+// TestServerThatEndsBeforeItsClientIsKept: the server exits 0 on its client's completion report,
+// and its kubelet may say so before the client's says the client succeeded. That server is not
+// "ended too early": no other server starts, and the transfer completes.
+func TestServerThatEndsBeforeItsClientIsKept(t *testing.T) {
+	h := newHarness(t, clusterIP, sourcePVC(keys.TransferID, "t1"), nil, storageClass("standard", true))
+	h.client = func(int) clientRun { return clientRun{phase: corev1.PodRunning} }
+	st := h.run(t, 8, operation.PhaseTransferring)
+	require.Equal(t, operation.PhaseTransferring, st.Phase, st.Message)
+	ctx := context.Background()
+	setStatus := func(c kubernetes.Interface, role string, st corev1.PodStatus) {
+		pods := transferPods(t, c, role)
+		require.Len(t, pods, 1)
+		p := pods[0]
+		p.Status = st
+		_, err := c.CoreV1().Pods(p.Namespace).UpdateStatus(ctx, &p, metav1.UpdateOptions{})
+		require.NoError(t, err)
+	}
+	exited := metav1.NewTime(h.clock.Now())
+	setStatus(h.target.Kube, RoleServer, corev1.PodStatus{Phase: corev1.PodSucceeded, ContainerStatuses: []corev1.ContainerStatus{{Name: ServeContainer,
+		State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{FinishedAt: exited}}}}})
+	h.reconcile(t)
+	assert.Len(t, transferPods(t, h.target.Kube, RoleServer), 1, "the server that had the report stays; none replaces it")
+	assert.NotContains(t, h.events(), "ServerPodEnded")
+
+	setStatus(h.source.Kube, RoleClient, corev1.PodStatus{Phase: corev1.PodSucceeded})
+	h.pods.setReports(transferPods(t, h.source.Kube, RoleClient)[0].Name, succeeded().reports)
+	h.reconcile(t)
+	st = h.status(t)
+	assert.Equal(t, operation.PhaseCompleted, st.Phase, st.Message)
+	assert.Len(t, h.pods.created, 2, "one server and one client pod in all")
 }

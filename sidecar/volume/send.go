@@ -45,7 +45,11 @@ func (t *job) sendData(ctx context.Context) (ctrl.Result, error) {
 	if latest != nil && latest.Status.Phase == corev1.PodSucceeded {
 		return t.endPass(ctx, tc, latest, attempt)
 	}
-	if _, err := t.ensureServer(ctx, tc); err != nil {
+	var running *corev1.Pod
+	if latest != nil && (latest.Status.Phase == corev1.PodRunning || latest.Status.Phase == corev1.PodPending) {
+		running = latest
+	}
+	if _, err := t.ensureServer(ctx, tc, running); err != nil {
 		return ctrl.Result{}, err
 	}
 	now := t.r.Clock.Now()
@@ -122,12 +126,7 @@ func (t *job) endPass(ctx context.Context, tc *kube.Clients, client *corev1.Pod,
 	case server.Status.Phase == corev1.PodFailed:
 		why = fmt.Sprintf("server pod %s failed after the client finished: %s", server.Name, podState(server))
 	default:
-		var ended time.Time // when the client finished, else when the copy last moved
-		for _, cs := range client.Status.ContainerStatuses {
-			if cs.State.Terminated != nil {
-				ended = cs.State.Terminated.FinishedAt.Time
-			}
-		}
+		ended := endedAt(client, SendContainer) // else when the copy last moved
 		if ended.IsZero() && t.st.Progressed != nil {
 			ended = t.st.Progressed.Time
 		}
@@ -143,7 +142,7 @@ func (t *job) endPass(ctx context.Context, tc *kube.Clients, client *corev1.Pod,
 	transferFailures.WithLabelValues(RoleServer).Inc()
 	if attempt < maxClientAttempts {
 		// The next client needs a server: this one ended, is gone or is going.
-		if _, err := t.ensureServer(ctx, tc); err != nil {
+		if _, err := t.ensureServer(ctx, tc, nil); err != nil {
 			return ctrl.Result{}, err
 		}
 	}

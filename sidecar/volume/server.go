@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -60,8 +61,10 @@ func (t *job) serverPod(ctx context.Context, tc *kube.Clients) (*corev1.Pod, err
 }
 
 // ensureServer returns the transfer's live server pod, creating one when there is none. A server
-// pod that ended before the client finished is replaced.
-func (t *job) ensureServer(ctx context.Context, tc *kube.Clients) (*corev1.Pod, error) {
+// pod that ended before the client finished is replaced — but not one that exited 0 after the
+// running client pod (nil: none) started: it had that client's completion report, and the
+// client's pod is about to show it succeeded (kubelets report the two pods' ends in either order).
+func (t *job) ensureServer(ctx context.Context, tc *kube.Clients, running *corev1.Pod) (*corev1.Pod, error) {
 	sel := labels.SelectorFromSet(t.names.labels(t.req.ID, RoleServer)).String()
 	pods, err := tc.Kube.CoreV1().Pods(t.req.TargetNamespace).List(ctx, metav1.ListOptions{LabelSelector: sel})
 	if err != nil {
@@ -74,6 +77,9 @@ func (t *job) ensureServer(ctx context.Context, tc *kube.Clients) (*corev1.Pod, 
 		}
 		if exitCode(p, ServeContainer) == dataplane.ExitTargetNotEmpty {
 			return nil, sidecar.Refusal(fmt.Errorf("target PVC %s holds data ferry did not write; ferry does not overwrite it (an admin may allow it: annotation %s=true on the Backup, or allowOverwrite in ferry-config)", t.st.Target, keys.AllowOverwrite))
+		}
+		if p.Status.Phase == corev1.PodSucceeded && running != nil && !endedAt(p, ServeContainer).Before(running.CreationTimestamp.Time) {
+			return p, nil
 		}
 		if p.Status.Phase == corev1.PodFailed || p.Status.Phase == corev1.PodSucceeded {
 			transferFailures.WithLabelValues(RoleServer).Inc()
@@ -96,6 +102,16 @@ func (t *job) ensureServer(ctx context.Context, tc *kube.Clients) (*corev1.Pod, 
 		return nil, fmt.Errorf("creating the server pod on the target: %w", err)
 	}
 	return created, nil
+}
+
+// endedAt is when a pod's container ended (zero while it runs).
+func endedAt(p *corev1.Pod, container string) time.Time {
+	for _, cs := range p.Status.ContainerStatuses {
+		if cs.Name == container && cs.State.Terminated != nil {
+			return cs.State.Terminated.FinishedAt.Time
+		}
+	}
+	return time.Time{}
 }
 
 func podReady(p *corev1.Pod) bool {

@@ -70,6 +70,30 @@ func TestDeployManifests(t *testing.T) {
 		"securitycontextconstraints.security.openshift.io/ferry-transfer", "clusterrole.rbac.authorization.k8s.io/ferry-transfer-scc"} {
 		assert.Contains(t, out, want)
 	}
+	// The data mover as its own Deployment (deploy/datamover), next to the same stock Velero,
+	// which it leaves alone.
+	standalone := filepath.Join(dir, "standalone")
+	require.NoError(t, os.Mkdir(standalone, 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(standalone, "velero.yaml"), []byte(velero), 0o644))
+	datamover, err := filepath.Rel(standalone, filepath.Join(repo, "deploy/datamover"))
+	require.NoError(t, err)
+	openshift, err = filepath.Rel(standalone, filepath.Join(repo, "deploy/openshift"))
+	require.NoError(t, err)
+	kustomization = "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nnamespace: velero\nresources: [velero.yaml]\n" +
+		"components:\n  - " + datamover + "\n  - " + openshift + "\n"
+	require.NoError(t, os.WriteFile(filepath.Join(standalone, "kustomization.yaml"), []byte(kustomization), 0o644))
+	rendered, err = c.Kubectl(ctx, "kustomize", "--load-restrictor=LoadRestrictionsNone", standalone)
+	require.NoError(t, err)
+	assert.Len(t, findDeployment(t, rendered, "velero").Spec.Template.Spec.InitContainers, 1, "Velero's pod is untouched: only its AWS plugin")
+	dm := findDeployment(t, rendered, "ferry-datamover")
+	assert.Equal(t, "ferry-datamover", dm.Spec.Template.Spec.ServiceAccountName)
+	assert.Equal(t, "/tmp", dm.Spec.Template.Spec.Containers[0].VolumeMounts[0].MountPath, "a writable /tmp under the read-only root")
+	out, err = c.KubectlStdin(ctx, strings.NewReader(rendered), "apply", "--dry-run=server", "-f", "-")
+	require.NoError(t, err, "source-cluster install with the data mover's Deployment:\n%s", out)
+	for _, want := range []string{"deployment.apps/ferry-datamover", "serviceaccount/ferry-datamover", "clusterrolebinding.rbac.authorization.k8s.io/ferry-datamover-deployment"} {
+		assert.Contains(t, out, want)
+	}
+
 	// A dry run creates nothing, so the namespace the target kustomization creates first must
 	// exist for its other objects to validate: the stack installed deploy/target for its data
 	// mover (stack.TargetNamespace).
@@ -83,9 +107,12 @@ func TestDeployManifests(t *testing.T) {
 	require.NoError(t, err)
 	var values struct {
 		InitContainers []corev1.Container `json:"initContainers"`
+		ExtraVolumes   []corev1.Volume    `json:"extraVolumes"`
 	}
 	require.NoError(t, yaml.UnmarshalStrict(raw, &values))
+	deployment = findDeployment(t, velero, "velero") // stock, as the chart renders it
 	deployment.Spec.Template.Spec.InitContainers = values.InitContainers
+	deployment.Spec.Template.Spec.Volumes = append(deployment.Spec.Template.Spec.Volumes, values.ExtraVolumes...)
 	b, err := yaml.Marshal(deployment)
 	require.NoError(t, err)
 	out, err = c.KubectlStdin(ctx, strings.NewReader(string(b)), "apply", "--dry-run=server", "-f", "-")

@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"context"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -31,8 +32,10 @@ const appUID = 1234
 // TestRestrictedMigrationOnRealNodes moves a running app between two clusters whose nodes run
 // pods for real (kubelet, containerd, runc), out of and into namespaces that enforce Pod
 // Security "restricted": a stage while the app serves, a final that stops its pod, a restore
-// after which the target's pod serves the data. The transfer pods run ferry's own image as the
-// app's user (transferRunAsRoot: false), so what the API server admits is also what runs.
+// after which the target's pod serves the data. Ferry runs as an admin installs it: the data
+// mover is deploy/datamover's Deployment from ferry's image, with its own service account; the
+// transfer pods run that image as the app's user (transferRunAsRoot: false), so what the API
+// server admits is also what runs.
 //
 // Host-path volumes ignore fsGroup, so the test hands the volumes' folders to the app's user,
 // as a CSI driver honouring fsGroup would; the target PVC is made ahead, as GitOps would.
@@ -42,13 +45,16 @@ func TestRestrictedMigrationOnRealNodes(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Minute)
 	defer cancel()
 	src, dst := s.Source, s.Target
-	useSidecar(t, ctx, s, map[string]string{
+	cfg := maps.Clone(baseFerryConfig)
+	maps.Copy(cfg, map[string]string{
 		"transferImage":     src.Image(images.DatamoverName),
 		"transferRunAsRoot": "false",
 		"transferRunAsUser": "1234",
-		// Host-path volumes have no classes to map; the target PVC exists already.
+		// The target PVC exists already (as GitOps made it): no class to map.
 		"storageClassMapping": "",
 	})
+	require.NoError(t, s.ConfigureFerry(ctx, cfg))
+	require.NoError(t, s.InstallDatamover(ctx), "the data mover from deploy/datamover and ferry's image")
 
 	ns := stack.UniqueName("restricted")
 	for _, c := range s.Clusters() {

@@ -109,6 +109,11 @@ var sidecars = struct {
 // EnsureSidecar returns the stack's running sidecar, starting one if there is none (or it
 // exited). Only one should run: like two Velero pods, two sidecars would contend for the Lease.
 func (s *Stack) EnsureSidecar(ctx context.Context) (*Sidecar, error) {
+	if s.RealNodes() {
+		// Its target kubeconfig reaches the target through the node network, which this
+		// machine's processes cannot.
+		return nil, fmt.Errorf("with real nodes the data mover runs in a pod: InstallDatamover")
+	}
 	sidecars.Lock()
 	defer sidecars.Unlock()
 	if p := sidecars.running[s]; p != nil {

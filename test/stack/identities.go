@@ -16,8 +16,9 @@ import (
 )
 
 // The identities ferry runs as on the stack, from deploy/ as an admin installs them: the data
-// mover is Velero's service account on the source (deploy/component binds it; the sidecar runs
-// in Velero's pod), ferry-target on the target (deploy/target).
+// mover is Velero's service account on the source (deploy/source binds it; the sidecar runs in
+// Velero's pod) or, with real nodes, its own (deploy/datamover: InstallDatamover), ferry-target
+// on the target (deploy/target).
 const (
 	DatamoverNamespace, DatamoverServiceAccount = "velero", "velero"
 	TargetNamespace, TargetServiceAccount       = "ferry-system", "ferry-target"
@@ -58,8 +59,8 @@ func (s *Stack) doInstallFerry(ctx context.Context) (ferryIdentities, error) {
 	}
 	deploy := func(p string) string { return filepath.Join(root, "deploy", p) }
 	src, dst := s.Source, s.Target
-	sourceArgs := []string{"apply", "-n", src.VeleroNamespace, "-f", deploy("component/rbac.yaml"),
-		"-f", deploy("policy/policy.yaml"), "-f", deploy("component/transfer-policy.yaml")}
+	sourceArgs := []string{"apply", "-n", src.VeleroNamespace, "-f", deploy("source/rbac.yaml"),
+		"-f", deploy("policy/policy.yaml"), "-f", deploy("source/transfer-policy.yaml")}
 	if s.OpenShift {
 		sourceArgs = append(sourceArgs, "-f", deploy("openshift/scc.yaml"))
 	}
@@ -87,7 +88,7 @@ func (s *Stack) doInstallFerry(ctx context.Context) (ferryIdentities, error) {
 	if err := os.WriteFile(path, datamover, 0o600); err != nil {
 		return ferryIdentities{}, err
 	}
-	target, err := dst.TokenKubeconfig(ctx, TargetNamespace, TargetServiceAccount)
+	target, err := dst.tokenKubeconfig(ctx, TargetNamespace, TargetServiceAccount, dst.podServer())
 	if err != nil {
 		return ferryIdentities{}, err
 	}
@@ -121,6 +122,19 @@ func (s *Stack) setTransferImage(ctx context.Context, image string) error {
 // TokenKubeconfig is a kubeconfig for the cluster holding a 24-hour token of service account
 // ns/name (TokenRequest, as `kubectl create token` makes). It holds a credential: never log it.
 func (c *Cluster) TokenKubeconfig(ctx context.Context, ns, name string) ([]byte, error) {
+	return c.tokenKubeconfig(ctx, ns, name, c.Server)
+}
+
+// podServer is the API server's address as pods of either cluster reach it: with real nodes the
+// node's relay (the data mover then runs in a pod; this machine cannot reach it), else Server.
+func (c *Cluster) podServer() string {
+	if c.stack.RealNodes() {
+		return "https://" + hostPort(c.NodeIP(), apiServerPort)
+	}
+	return c.Server
+}
+
+func (c *Cluster) tokenKubeconfig(ctx context.Context, ns, name, server string) ([]byte, error) {
 	day := int64(24 * 3600)
 	tr, err := c.Kube.CoreV1().ServiceAccounts(ns).CreateToken(ctx, name,
 		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &day}}, metav1.CreateOptions{})
@@ -128,7 +142,7 @@ func (c *Cluster) TokenKubeconfig(ctx context.Context, ns, name string) ([]byte,
 		return nil, fmt.Errorf("%s: a token of %s/%s: %w", c.Name, ns, name, err)
 	}
 	kc := clientcmdapi.NewConfig()
-	kc.Clusters[c.Name] = &clientcmdapi.Cluster{Server: c.Server, CertificateAuthorityData: c.ca.pem}
+	kc.Clusters[c.Name] = &clientcmdapi.Cluster{Server: server, CertificateAuthorityData: c.ca.pem}
 	kc.AuthInfos[name] = &clientcmdapi.AuthInfo{Token: tr.Status.Token}
 	kc.Contexts[c.Name] = &clientcmdapi.Context{Cluster: c.Name, AuthInfo: name, Namespace: ns}
 	kc.CurrentContext = c.Name
