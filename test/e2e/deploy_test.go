@@ -94,6 +94,18 @@ func TestDeployManifests(t *testing.T) {
 		assert.Contains(t, out, want)
 	}
 
+	// Next to OADP: the same Deployment in openshift-adp, every reference to Velero's namespace
+	// patched (deploy/examples/oadp), nothing left pointing at "velero".
+	rendered, err = c.Kubectl(ctx, "kustomize", "--load-restrictor=LoadRestrictionsNone", filepath.Join(repo, "deploy/examples/oadp"))
+	require.NoError(t, err)
+	assert.NotContains(t, rendered, "namespace: velero")
+	assert.NotContains(t, rendered, ":velero:")
+	require.NoError(t, c.CreateNamespace(ctx, "openshift-adp", nil))
+	t.Cleanup(func() { _ = c.DeleteNamespace(context.Background(), "openshift-adp") })
+	out, err = c.KubectlStdin(ctx, strings.NewReader(rendered), "apply", "--dry-run=server", "-f", "-")
+	require.NoError(t, err, "OADP install:\n%s", out)
+	assert.Contains(t, out, "deployment.apps/ferry-datamover")
+
 	// A dry run creates nothing, so the namespace the target kustomization creates first must
 	// exist for its other objects to validate: the stack installed deploy/target for its data
 	// mover (stack.TargetNamespace).

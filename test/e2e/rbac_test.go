@@ -159,7 +159,7 @@ func TestIdentities(t *testing.T) {
 	var b strings.Builder
 	b.WriteString("# What ferry's identities may do\n\n")
 	b.WriteString("`kubectl auth can-i --list` for each identity ferry runs as, with `deploy/` applied as the README's Install\n")
-	b.WriteString("section says (`deploy/component` and `deploy/openshift` on the source, `deploy/target` and `deploy/openshift` on\n")
+	b.WriteString("section says (`deploy/source` and `deploy/openshift` on the source, `deploy/target` and `deploy/openshift` on\n")
 	b.WriteString("the target). Written by `TestIdentities` (test/e2e/rbac_test.go), which fails when this file and the API\n")
 	b.WriteString("server disagree; `FERRY_UPDATE_DOCS=1 make test-e2e E2E_FLAGS=\"-run TestIdentities\"` rewrites it. The same test\n")
 	b.WriteString("checks each may and may-not of the README's identities table with SubjectAccessReviews.\n")
