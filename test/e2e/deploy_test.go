@@ -84,7 +84,8 @@ func TestDeployManifests(t *testing.T) {
 	require.NoError(t, os.WriteFile(filepath.Join(standalone, "kustomization.yaml"), []byte(kustomization), 0o644))
 	rendered, err = c.Kubectl(ctx, "kustomize", "--load-restrictor=LoadRestrictionsNone", standalone)
 	require.NoError(t, err)
-	assert.Len(t, findDeployment(t, rendered, "velero").Spec.Template.Spec.InitContainers, 1, "Velero's pod is untouched: only its AWS plugin")
+	stock := findDeployment(t, rendered, "velero")
+	assert.Len(t, stock.Spec.Template.Spec.InitContainers, 1, "Velero's pod is untouched: only its AWS plugin")
 	dm := findDeployment(t, rendered, "ferry-datamover")
 	assert.Equal(t, "ferry-datamover", dm.Spec.Template.Spec.ServiceAccountName)
 	assert.Equal(t, "/tmp", dm.Spec.Template.Spec.Containers[0].VolumeMounts[0].MountPath, "a writable /tmp under the read-only root")
@@ -122,7 +123,7 @@ func TestDeployManifests(t *testing.T) {
 		ExtraVolumes   []corev1.Volume    `json:"extraVolumes"`
 	}
 	require.NoError(t, yaml.UnmarshalStrict(raw, &values))
-	deployment = findDeployment(t, velero, "velero") // stock, as the chart renders it
+	deployment = stock // as the chart renders it
 	deployment.Spec.Template.Spec.InitContainers = values.InitContainers
 	deployment.Spec.Template.Spec.Volumes = append(deployment.Spec.Template.Spec.Volumes, values.ExtraVolumes...)
 	b, err := yaml.Marshal(deployment)
