@@ -42,6 +42,10 @@ function phaseClass(p) {
   }
   return "phase-wait";
 }
+// prose renders the troubleshooting table's Markdown code spans (`…`) as <code>, the rest as text.
+function prose(text) {
+  return text.split("`").map((part, i) => (i % 2 ? el("code", { text: part }) : part));
+}
 function fact(label, value) {
   return el("div", {}, el("dt", { text: label }), el("dd", { text: value }));
 }
@@ -87,7 +91,7 @@ function renderItem(it, now) {
     bar, facts);
   if (it.message && (it.failed || it.phase !== "Completed")) {
     const box = el("div", { class: it.failed ? "failure" : "muted" }, el("p", { class: it.failed ? "msg" : "", text: it.message }));
-    if (it.fix) box.append(el("p", { class: "fix" }, el("strong", { text: "Fix: " }), it.fix));
+    if (it.fix) box.append(el("p", { class: "fix" }, el("strong", { text: "Fix: " }), ...prose(it.fix)));
     art.append(box);
   }
   if (it.events && it.events.length) {
@@ -112,7 +116,7 @@ function renderBackup(b, now) {
     ));
   if (b.message) {
     const box = el("div", { class: "failure" }, el("p", { class: "msg", text: b.message }));
-    if (b.fix) box.append(el("p", { class: "fix" }, el("strong", { text: "Fix: " }), b.fix));
+    if (b.fix) box.append(el("p", { class: "fix" }, el("strong", { text: "Fix: " }), ...prose(b.fix)));
     sec.append(box);
   }
   for (const it of b.items || []) sec.append(renderItem(it, now));
