@@ -252,8 +252,15 @@ func (c *Collector) start(ctx context.Context, k watchKey) *watched {
 	ctx, cancel := context.WithCancel(ctx)
 	w := &watched{stop: cancel}
 	ri := c.dyn.Resource(k.gvr).Namespace(k.namespace)
+	narrow := func(o *metav1.ListOptions) {
+		if k.gvr == Events {
+			// only the PVCs' Events: a cluster's others are many and never shown
+			o.FieldSelector = "involvedObject.kind=PersistentVolumeClaim"
+		}
+	}
 	lw := &cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			narrow(&o)
 			l, err := ri.List(ctx, o)
 			w.mu.Lock()
 			changed := (w.err == nil) != (err == nil)
@@ -265,6 +272,7 @@ func (c *Collector) start(ctx context.Context, k watchKey) *watched {
 			return l, err
 		},
 		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			narrow(&o)
 			return ri.Watch(ctx, o)
 		},
 	}

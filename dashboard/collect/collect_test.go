@@ -183,6 +183,22 @@ func TestCollectSeesRightsGrantedLater(t *testing.T) {
 	assert.Equal(t, []string{"This cluster does not serve imagestreams.image.openshift.io: none are shown."}, c.Snapshot(time.Now()).Notices)
 }
 
+// TestCollectListsOnlyPVCEvents: a cluster's other Events are never shown, so never listed.
+func TestCollectListsOnlyPVCEvents(t *testing.T) {
+	kube, dyn := cluster(t, false, grant(everywhere...))
+	run(t, New(kube, dyn, Options{VeleroNamespace: "velero"}))
+	var selectors []string
+	for _, a := range dyn.Actions() {
+		if l, ok := a.(k8stesting.ListAction); ok && a.GetResource() == Events {
+			selectors = append(selectors, l.GetListRestrictions().Fields.String())
+		}
+	}
+	require.NotEmpty(t, selectors)
+	for _, s := range selectors {
+		assert.Equal(t, "involvedObject.kind=PersistentVolumeClaim", s)
+	}
+}
+
 // TestCollectWatches: a change after the first list reaches the snapshot and Changed.
 func TestCollectWatches(t *testing.T) {
 	kube, dyn := cluster(t, false, grant(everywhere...))
