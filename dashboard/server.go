@@ -35,8 +35,8 @@ type Source interface {
 type Options struct {
 	// AllowCancel shows a Cancel button to viewers who may patch the item, and accepts it.
 	AllowCancel bool
-	// Hosts are the host names (without port) the Host header may name; loopback names are
-	// always accepted.
+	// Hosts are the host names (without port) the Host header may name besides localhost and
+	// IP addresses, which are always accepted.
 	Hosts []string
 	// Now is the clock (tests); nil means time.Now.
 	Now func() time.Time
@@ -174,7 +174,8 @@ func (s *Server) hostAllowed(hostport string) bool {
 	if strings.EqualFold(host, "localhost") {
 		return true
 	}
-	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+	// An address literal cannot be rebound: only a page served from that address sends it.
+	if net.ParseIP(host) != nil {
 		return true
 	}
 	for _, h := range s.opts.Hosts {

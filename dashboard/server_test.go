@@ -103,6 +103,7 @@ func TestHostCheck(t *testing.T) {
 		{"LOCALHOST.", http.StatusOK},
 		{"[::1]:8089", http.StatusOK},
 		{"127.0.0.2:8089", http.StatusOK},
+		{"192.0.2.10:8089", http.StatusOK},
 		{"dash.example.internal:8089", http.StatusOK},
 		{"evil.example:8089", http.StatusMisdirectedRequest},
 		{"localhost.evil.example", http.StatusMisdirectedRequest},

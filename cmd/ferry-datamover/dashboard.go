@@ -89,6 +89,6 @@ the default loopback address on a shared host.`,
 	f.StringVar(&veleroNamespace, "velero-namespace", "velero", "Velero's namespace (where the Backups are)")
 	f.StringVar(&listen, "listen", "127.0.0.1:8089", "address to serve on; keep it on loopback unless the host is yours alone")
 	f.BoolVar(&allowCancel, "allow-cancel", false, "offer a Cancel button where you may patch the PVC or image stream")
-	f.StringSliceVar(&hosts, "accept-host", nil, "host names (besides loopback ones) the page may be requested as, e.g. behind an SSH tunnel alias")
+	f.StringSliceVar(&hosts, "accept-host", nil, "host names (besides localhost and IP addresses) the page may be requested as, e.g. an alias in /etc/hosts")
 	return cmd
 }
