@@ -78,6 +78,8 @@ func TestDashboard(t *testing.T) {
 	var seen []float64
 	shot, viewerChecked := false, false
 	var last pvcOnPage
+	// A loop, not require.Eventually: the checks below fail the test and run subtests, which
+	// must happen on the test's goroutine.
 	for deadline := time.Now().Add(8 * time.Minute); last.Phase != "Completed"; time.Sleep(500 * time.Millisecond) {
 		require.True(t, time.Now().Before(deadline), "the PVC's transfer never showed Completed; last seen %+v, progress %v", last, seen)
 		last = readPVC(t, ctx, adminPage, shop)

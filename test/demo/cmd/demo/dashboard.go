@@ -1,11 +1,14 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/http"
 	"path/filepath"
 	"time"
+
+	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/ferry-dev/ferry/test/stack"
 )
@@ -33,13 +36,17 @@ func startDashboard(s *stack.Stack) (string, error) {
 		return "", err
 	}
 	url := "http://" + addr + "/"
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
-		if resp, err := http.Get(url + "api/page"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return url, nil
-			}
+	err = wait.PollUntilContextTimeout(context.Background(), 200*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url+"api/page", nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return false, nil
 		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK, nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("the dashboard did not answer at %s: %w\n%s", url, err, p.Tail(20))
 	}
-	return "", fmt.Errorf("the dashboard did not answer at %s:\n%s", url, p.Tail(20))
+	return url, nil
 }
