@@ -105,8 +105,7 @@ func TestBrowser(t *testing.T) {
 
 	t.Run("live update without reload", func(t *testing.T) {
 		require.NoError(t, p.Eval(ctx, `window.stillThisPage = true`, nil))
-		src.in.PVCs[0] = transferring("shop-with-a-rather-long-namespace-name", "data-of-a-statefulset-replica-0", 70)
-		src.changed <- struct{}{}
+		src.setPVC(0, transferring("shop-with-a-rather-long-namespace-name", "data-of-a-statefulset-replica-0", 70))
 		require.Eventually(t, func() bool { return bar("data-of-a-statefulset-replica-0") == 70 }, 5*time.Second, 50*time.Millisecond)
 		var same bool
 		require.NoError(t, p.Eval(ctx, `window.stillThisPage === true`, &same))

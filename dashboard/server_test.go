@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -27,14 +29,31 @@ import (
 
 var t0 = time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
 
-// fakeSource serves a fixed snapshot.
+// fakeSource serves a snapshot the test may change (set) while the server runs.
 type fakeSource struct {
+	mu      sync.Mutex
 	in      view.Input
 	changed chan struct{}
 }
 
-func (f *fakeSource) Snapshot(now time.Time) view.Input { in := f.in; in.Now = now; return in }
-func (f *fakeSource) Changed() <-chan struct{}          { return f.changed }
+func (f *fakeSource) Snapshot(now time.Time) view.Input {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	in := f.in
+	in.PVCs = slices.Clone(in.PVCs)
+	in.Now = now
+	return in
+}
+
+func (f *fakeSource) Changed() <-chan struct{} { return f.changed }
+
+// setPVC replaces PVC i and says so.
+func (f *fakeSource) setPVC(i int, p corev1.PersistentVolumeClaim) {
+	f.mu.Lock()
+	f.in.PVCs[i] = p
+	f.mu.Unlock()
+	f.changed <- struct{}{}
+}
 
 // transferring builds a PVC with a running transfer of backup s1.
 func transferring(ns, name string, percent float64) corev1.PersistentVolumeClaim {
@@ -166,8 +185,7 @@ func TestEvents(t *testing.T) {
 		return PageJSON{}
 	}
 	assert.Equal(t, 40.0, next().Groups[0].Backups[0].Items[0].Percent)
-	src.in.PVCs = []corev1.PersistentVolumeClaim{transferring("app", "data", 80)}
-	src.changed <- struct{}{}
+	src.setPVC(0, transferring("app", "data", 80))
 	assert.Equal(t, 80.0, next().Groups[0].Backups[0].Items[0].Percent)
 }
 
