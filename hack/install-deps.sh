@@ -26,6 +26,9 @@ declare -A want=(
   # images built here (test/images): a Debian root filesystem for ferry-datamover, busybox for the rest
   [mmdebstrap]=/usr/bin/mmdebstrap
   [busybox-static]=/bin/busybox
+  # the dashboard's browser tests: headless Chromium over the DevTools pipe, a font to render with
+  [chromium]=/usr/bin/chromium
+  [fonts-dejavu-core]=/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf
   # lets plain `go vet ./...` and `go test ./...` build go.podman.io/image without the
   # containers_image_openpgp tag the Makefile sets
   [libgpgme-dev]=/usr/include/gpgme.h

@@ -19,6 +19,6 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newCertsCommand(), newServeCommand(), newSendCommand(), newControllerCommand(), newRollbackCommand(), newRequestCommand(), newVersionCommand())
+	root.AddCommand(newCertsCommand(), newServeCommand(), newSendCommand(), newControllerCommand(), newRollbackCommand(), newRequestCommand(), newDashboardCommand(), newVersionCommand())
 	os.Exit(run(root))
 }

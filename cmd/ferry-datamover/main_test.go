@@ -114,6 +114,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"request", "pvc", "no-slash"}, "want NAMESPACE/NAME"},
 		{[]string{"request", "pvc", "a/b", "--type", "later"}, "--type must be stage or final"},
 		{[]string{"version", "-o", "yaml"}, "--output: want text or json"},
+		{[]string{"dashboard", "--listen", "no-port"}, "--listen"},
 	}
 	for _, tc := range cases {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {

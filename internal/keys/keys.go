@@ -217,6 +217,10 @@ const (
 	BetaStorageProvisionerAnnot = "volume.beta.kubernetes.io/storage-provisioner"
 	// DefaultStorageClass marks a cluster's default StorageClass (the test stack sets it).
 	DefaultStorageClass = "storageclass.kubernetes.io/is-default-class"
+
+	// Velero: the Schedule a Backup was made by (velerov1.ScheduleNameLabel); the dashboard
+	// groups a schedule's backups by it.
+	VeleroScheduleName = "velero.io/schedule-name"
 )
 
 // IsTransferKey reports whether an annotation key belongs to the transfer request/status that

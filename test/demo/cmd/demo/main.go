@@ -31,6 +31,12 @@ func main() {
 		os.Exit(1)
 	}
 	fmt.Printf("    up in %s\n", time.Since(start).Round(time.Second))
+	// the stack stops the dashboard with its other processes
+	if url, err := startDashboard(s); err != nil {
+		fmt.Fprintln(os.Stderr, "demo: no dashboard:", err)
+	} else {
+		fmt.Printf("==> dashboard: open %s to watch the migration live (ferry-datamover dashboard)\n", url)
+	}
 	report, err := demo.Run(ctx, s, os.Stdout)
 	fmt.Println("\n==> stopping the stack (`make stack-up` keeps one running to explore by hand)")
 	if stopErr := s.Stop(); stopErr != nil {
