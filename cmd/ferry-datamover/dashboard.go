@@ -11,7 +11,6 @@ import (
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/ferry-dev/ferry/dashboard"
 	"github.com/ferry-dev/ferry/dashboard/collect"
@@ -43,16 +42,9 @@ the default loopback address on a shared host.`,
 				return usageError{fmt.Errorf("--listen: %w", err)}
 			}
 			defer ln.Close()
-			rules := clientcmd.NewDefaultClientConfigLoadingRules()
-			rules.ExplicitPath = cluster.kubeconfig
-			loader := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: cluster.context})
-			cfg, err := loader.ClientConfig()
+			cfg, defaultNS, err := cluster.viewer()
 			if err != nil {
-				return fmt.Errorf("loading the kubeconfig: %w", err)
-			}
-			defaultNS, _, err := loader.Namespace()
-			if err != nil {
-				return fmt.Errorf("loading the kubeconfig: %w", err)
+				return err
 			}
 			kube, err := kubernetes.NewForConfig(cfg)
 			if err != nil {

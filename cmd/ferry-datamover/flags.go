@@ -9,6 +9,8 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/pflag"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
 	"go.uber.org/zap/zapcore"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
@@ -32,6 +34,23 @@ func (c *clusterFlags) clients(veleroNamespace string) (*kube.Clients, error) {
 		return nil, err
 	}
 	return kube.NewClients(cfg, veleroNamespace)
+}
+
+// viewer loads the kubeconfig as kubectl does (explicit file, $KUBECONFIG, ~/.kube/config; the
+// context's namespace), for commands that act with a person's own credentials.
+func (c *clusterFlags) viewer() (*rest.Config, string, error) {
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	rules.ExplicitPath = c.kubeconfig
+	loader := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: c.context})
+	cfg, err := loader.ClientConfig()
+	if err != nil {
+		return nil, "", fmt.Errorf("loading the kubeconfig: %w", err)
+	}
+	ns, _, err := loader.Namespace()
+	if err != nil {
+		return nil, "", fmt.Errorf("loading the kubeconfig: %w", err)
+	}
+	return cfg, ns, nil
 }
 
 // logFlags are the logging flags of every long-running command; the logs go to stderr (stdout

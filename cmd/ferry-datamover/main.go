@@ -5,6 +5,7 @@ package main
 
 import (
 	"os"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
 
@@ -19,6 +20,10 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newCertsCommand(), newServeCommand(), newSendCommand(), newControllerCommand(), newRollbackCommand(), newRequestCommand(), newDashboardCommand(), newVersionCommand())
+	// Installed (or linked) as kubectl-ferry it is a kubectl plugin: `kubectl ferry status`.
+	if filepath.Base(os.Args[0]) == "kubectl-ferry" {
+		root.Use = "kubectl ferry"
+	}
+	root.AddCommand(newCertsCommand(), newServeCommand(), newSendCommand(), newControllerCommand(), newRollbackCommand(), newRequestCommand(), newDashboardCommand(), newStatusCommand(), newVersionCommand())
 	os.Exit(run(root))
 }

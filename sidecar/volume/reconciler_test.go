@@ -848,3 +848,37 @@ func TestServerThatEndsBeforeItsClientIsKept(t *testing.T) {
 	assert.Equal(t, operation.PhaseCompleted, st.Phase, st.Message)
 	assert.Len(t, h.pods.created, 2, "one server and one client pod in all")
 }
+
+// TestRetryFollowsAMovedEndpoint: a retry's client connects to where the endpoint is now (a
+// LoadBalancer that got another address with its new server), not where the first one was.
+func TestRetryFollowsAMovedEndpoint(t *testing.T) {
+	h := newHarness(t, map[string]string{"endpointType": "LoadBalancer"}, sourcePVC(keys.TransferID, "t1"), nil, storageClass("standard", true))
+	h.client = func(attempt int) clientRun {
+		if attempt == 1 {
+			return clientRun{phase: corev1.PodFailed, reports: []dataplane.Report{{Type: dataplane.ReportError, Attempt: 8, Error: "connection refused", ExitCode: 12}}}
+		}
+		return clientRun{phase: corev1.PodRunning}
+	}
+	st := h.run(t, 3, operation.PhaseTransferring)
+	require.Equal(t, "192.0.2.10:8443", st.Endpoint)
+	ctx := context.Background()
+	svcs, err := h.target.Kube.CoreV1().Services("app").List(ctx, metav1.ListOptions{})
+	require.NoError(t, err)
+	require.Len(t, svcs.Items, 1)
+	svc := svcs.Items[0]
+	svc.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "192.0.2.77"}}
+	_, err = h.target.Kube.CoreV1().Services("app").Update(ctx, &svc, metav1.UpdateOptions{})
+	require.NoError(t, err)
+
+	h.run(t, 6, operation.PhaseFailed)
+	clients := transferPods(t, h.source.Kube, RoleClient)
+	require.Len(t, clients, 2)
+	var second corev1.Pod
+	for _, p := range clients {
+		if p.Labels[keys.TransferAttempt] == "2" {
+			second = p
+		}
+	}
+	assert.Contains(t, second.Spec.Containers[0].Command, "--to=192.0.2.77:8443")
+	assert.Equal(t, "192.0.2.77:8443", h.status(t).Endpoint)
+}
