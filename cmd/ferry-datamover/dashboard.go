@@ -9,8 +9,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/ferry-dev/ferry/dashboard"
 	"github.com/ferry-dev/ferry/dashboard/collect"
@@ -42,15 +40,7 @@ the default loopback address on a shared host.`,
 				return usageError{fmt.Errorf("--listen: %w", err)}
 			}
 			defer ln.Close()
-			cfg, defaultNS, err := cluster.viewer()
-			if err != nil {
-				return err
-			}
-			kube, err := kubernetes.NewForConfig(cfg)
-			if err != nil {
-				return err
-			}
-			dyn, err := dynamic.NewForConfig(cfg)
+			kube, dyn, defaultNS, err := cluster.viewer()
 			if err != nil {
 				return err
 			}

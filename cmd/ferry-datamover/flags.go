@@ -10,7 +10,8 @@ import (
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/pflag"
 	"go.uber.org/zap/zapcore"
-	"k8s.io/client-go/rest"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
@@ -37,20 +38,28 @@ func (c *clusterFlags) clients(veleroNamespace string) (*kube.Clients, error) {
 }
 
 // viewer loads the kubeconfig as kubectl does (explicit file, $KUBECONFIG, ~/.kube/config; the
-// context's namespace), for commands that act with a person's own credentials.
-func (c *clusterFlags) viewer() (*rest.Config, string, error) {
+// context's namespace) and returns clients acting with that person's own credentials.
+func (c *clusterFlags) viewer() (kubernetes.Interface, dynamic.Interface, string, error) {
 	rules := clientcmd.NewDefaultClientConfigLoadingRules()
 	rules.ExplicitPath = c.kubeconfig
 	loader := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: c.context})
 	cfg, err := loader.ClientConfig()
 	if err != nil {
-		return nil, "", fmt.Errorf("loading the kubeconfig: %w", err)
+		return nil, nil, "", fmt.Errorf("loading the kubeconfig: %w", err)
 	}
 	ns, _, err := loader.Namespace()
 	if err != nil {
-		return nil, "", fmt.Errorf("loading the kubeconfig: %w", err)
+		return nil, nil, "", fmt.Errorf("loading the kubeconfig: %w", err)
 	}
-	return cfg, ns, nil
+	kube, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	return kube, dyn, ns, nil
 }
 
 // logFlags are the logging flags of every long-running command; the logs go to stderr (stdout

@@ -10,8 +10,6 @@ import (
 
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/yaml"
 
 	"github.com/ferry-dev/ferry/dashboard/collect"
@@ -41,7 +39,7 @@ hidden is said on stderr). Without -A, the kubeconfig context's namespace (or th
 			if !slices.Contains([]string{"text", "json", "yaml"}, out) {
 				return usageError{fmt.Errorf("--output: want text, json or yaml, not %q", out)}
 			}
-			cfg, defaultNS, err := cluster.viewer()
+			kube, dyn, defaultNS, err := cluster.viewer()
 			if err != nil {
 				return err
 			}
@@ -50,14 +48,6 @@ hidden is said on stderr). Without -A, the kubeconfig context's namespace (or th
 			}
 			if all {
 				namespaces = nil
-			}
-			kube, err := kubernetes.NewForConfig(cfg)
-			if err != nil {
-				return err
-			}
-			dyn, err := dynamic.NewForConfig(cfg)
-			if err != nil {
-				return err
 			}
 			ctx, stop := signalContext(cmd.Context())
 			defer stop()

@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"os"
@@ -21,6 +22,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/ferry-dev/ferry/dashboard/view"
 	"github.com/ferry-dev/ferry/internal/keys"
 	"github.com/ferry-dev/ferry/internal/operation"
 	"github.com/ferry-dev/ferry/internal/treediff"
@@ -91,6 +93,20 @@ func TestStageStageFinalRestore(t *testing.T) {
 	for _, want := range []string{"TransferAccepted", "TransferPreparing", "TransferQuiescing", "Quiesced", "TransferStarted", "TransferCompleted"} {
 		assert.Contains(t, reasons, want, "Events on the source PVC")
 	}
+
+	// `ferry-datamover status` (kubectl ferry status) lists the PVC with its last success.
+	statusOut, err := exec.CommandContext(ctx, filepath.Join(s.FerryBinDir, "ferry-datamover"), "status", "-A", "--kubeconfig", src.Kubeconfig).Output()
+	require.NoError(t, err)
+	t.Logf("ferry-datamover status -A:\n%s", statusOut)
+	assert.Regexp(t, `(?m)^`+ns+`\s+PVC\s+data\s+`+b3.Name+`\s+Completed\s+100%\s+.*\s+\S+ ago$`, string(statusOut))
+	statusJSON, err := exec.CommandContext(ctx, filepath.Join(s.FerryBinDir, "ferry-datamover"), "status", "-n", ns, "-o", "json", "--kubeconfig", src.Kubeconfig).Output()
+	require.NoError(t, err)
+	var listed struct{ Items []view.Row }
+	require.NoError(t, json.Unmarshal(statusJSON, &listed))
+	require.Len(t, listed.Items, 1, "one PVC in the namespace")
+	assert.Equal(t, "data", listed.Items[0].Name)
+	require.NotNil(t, listed.Items[0].LastSuccess)
+	assert.WithinDuration(t, st3.Completed.Time, *listed.Items[0].LastSuccess, time.Second)
 
 	// Restore on the target: the app comes back with its replica count, the data stays.
 	_, err = dst.WaitBackupSynced(ctx, b3.Name)
