@@ -4,7 +4,6 @@ package e2e
 
 import (
 	"context"
-	"crypto/rand"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -83,17 +82,11 @@ func TestFaults(t *testing.T) {
 	for _, f := range faults {
 		t.Run(f.name, func(t *testing.T) {
 			start := time.Now()
-			ns := s.Namespace(t, "fault")
-			create(t, ctx, src, pvc(ns, "data"), deploymentUsing(ns, "web", 2, "data"))
-			srcDir := boundVolumeDir(t, ctx, src, ns, "data")
-			fillVolume(t, srcDir)
 			mib := f.mib
 			if mib == 0 {
 				mib = 12
 			}
-			big := make([]byte, mib<<20)
-			_, _ = rand.Read(big)
-			require.NoError(t, os.WriteFile(filepath.Join(srcDir, "big.bin"), big, 0o640))
+			ns, srcDir := appWithData(t, ctx, s, "fault", 2, mib)
 			before := treeSnapshot(t, srcDir)
 
 			kind := "stage"

@@ -4,9 +4,6 @@ package e2e
 
 import (
 	"context"
-	"crypto/rand"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -34,10 +31,7 @@ func TestOverlappingRequests(t *testing.T) {
 	// Slow enough that a second request arrives while the first copies.
 	useSidecar(t, ctx, s, map[string]string{"bwlimitKBps": "2048"})
 
-	ns := s.Namespace(t, "overlap")
-	create(t, ctx, src, pvc(ns, "data"), deploymentUsing(ns, "web", 1, "data"))
-	srcDir := boundVolumeDir(t, ctx, src, ns, "data")
-	fillVolume(t, srcDir)
+	ns, srcDir := appWithData(t, ctx, s, "overlap", 1, 0)
 	stage := []string{"--include-namespaces", ns, "--snapshot-volumes=false", "--labels", keys.Migration + "=stage"}
 
 	first := startBackup(t, ctx, src, "stage", stage...)
@@ -68,13 +62,7 @@ func TestStageDuringFinal(t *testing.T) {
 	src, dst := s.Source, s.Target
 	useSidecar(t, ctx, s, map[string]string{"bwlimitKBps": "2048"})
 
-	ns := s.Namespace(t, "stagefinal")
-	create(t, ctx, src, pvc(ns, "data"), deploymentUsing(ns, "web", 1, "data"))
-	srcDir := boundVolumeDir(t, ctx, src, ns, "data")
-	fillVolume(t, srcDir)
-	big := make([]byte, 12<<20) // random, so no compression shortens the final's copy
-	_, _ = rand.Read(big)
-	require.NoError(t, os.WriteFile(filepath.Join(srcDir, "big.bin"), big, 0o640))
+	ns, srcDir := appWithData(t, ctx, s, "stagefinal", 1, 12)
 
 	final := startBackup(t, ctx, src, "final", "--include-namespaces", ns, "--snapshot-volumes=false", "--labels", keys.Migration+"=final")
 	waitPhase(t, ctx, src, ns, string(final.UID), operation.PhaseTransferring)

@@ -210,3 +210,20 @@ func prettyJSON(v any) string {
 	_ = enc.Encode(v)
 	return buf.String()
 }
+
+// appWithData makes a namespace (prefix) on the source with PVC "data", filled by fillVolume
+// plus a random file of bigMiB MiB (random, so no compression shortens its copy), and Deployment
+// "web" with replicas mounting it. It returns the namespace and the volume's folder.
+func appWithData(t *testing.T, ctx context.Context, s *stack.Stack, prefix string, replicas int32, bigMiB int) (string, string) {
+	t.Helper()
+	ns := s.Namespace(t, prefix)
+	create(t, ctx, s.Source, pvc(ns, "data"), deploymentUsing(ns, "web", replicas, "data"))
+	dir := boundVolumeDir(t, ctx, s.Source, ns, "data")
+	fillVolume(t, dir)
+	if bigMiB > 0 {
+		big := make([]byte, bigMiB<<20)
+		_, _ = rand.Read(big)
+		require.NoError(t, os.WriteFile(filepath.Join(dir, "big.bin"), big, 0o640))
+	}
+	return ns, dir
+}
