@@ -182,13 +182,11 @@ func (t *job) startClient(ctx context.Context, tc *kube.Clients, attempt int) er
 			node = nodeOf(pods)
 		}
 	}
-	if attempt > 1 {
-		// A retry asks for the endpoint again: it may have moved with a new server pod (an
-		// address that is the pod's, a Route admitted anew). One not resolved yet keeps the last.
-		if ep, waiting, err := ensureEndpoint(ctx, tc, t.cfg, t.req.TargetNamespace, t.names, t.req.ID); err == nil && waiting == "" && ep.address != t.st.Endpoint {
-			t.log.Info("the endpoint moved", "from", t.st.Endpoint, "to", ep.address)
-			t.st.Endpoint = ep.address
-		}
+	// Each client asks for the endpoint again: it may have moved with a new server pod (an
+	// address that is the pod's, a Route admitted anew). One not resolved yet keeps the last.
+	if ep, waiting, err := ensureEndpoint(ctx, tc, t.cfg, t.req.TargetNamespace, t.names, t.req.ID); err == nil && waiting == "" && ep.address != t.st.Endpoint {
+		t.log.Info("the endpoint moved", "from", t.st.Endpoint, "to", ep.address)
+		t.st.Endpoint = ep.address
 	}
 	ep := endpoint{address: t.st.Endpoint}
 	if t.cfg.EndpointType == config.EndpointRoute {

@@ -47,7 +47,10 @@ type fault struct {
 // clear reason and the source app back at its replicas — leaving no transfer objects. The
 // README's reliability table lists exactly these rows.
 func TestFaults(t *testing.T) {
-	s := stacks.Get(t, stack.Options{OpenShift: true})
+	// A stack of its own (Velero checking item operations every 5 s, for the timeout row): its
+	// slowed ferry-config would slow the tests sharing the default one, and it runs beside them.
+	t.Parallel()
+	s := stacks.Get(t, stack.Options{OpenShift: true, VeleroArgs: []string{"--item-operation-sync-frequency=5s"}})
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Minute)
 	defer cancel()
 	src, dst := s.Source, s.Target
