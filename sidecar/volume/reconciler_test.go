@@ -882,3 +882,30 @@ func TestRetryFollowsAMovedEndpoint(t *testing.T) {
 	assert.Contains(t, second.Spec.Containers[0].Command, "--to=192.0.2.77:8443")
 	assert.Equal(t, "192.0.2.77:8443", h.status(t).Endpoint)
 }
+
+// TestRunningClientFollowsAMovedEndpoint: when the endpoint moves while a client runs (its
+// server replaced, on an address that was the old pod's), that client is stopped and the next
+// one connects to the new address.
+func TestRunningClientFollowsAMovedEndpoint(t *testing.T) {
+	h := newHarness(t, map[string]string{"endpointType": "LoadBalancer"}, sourcePVC(keys.TransferID, "t1"), nil, storageClass("standard", true))
+	h.client = func(int) clientRun { return clientRun{phase: corev1.PodRunning} }
+	st := h.run(t, 3, operation.PhaseTransferring)
+	require.Equal(t, "192.0.2.10:8443", st.Endpoint)
+	first := transferPods(t, h.source.Kube, RoleClient)
+	require.Len(t, first, 1)
+	ctx := context.Background()
+	svcs, err := h.target.Kube.CoreV1().Services("app").List(ctx, metav1.ListOptions{})
+	require.NoError(t, err)
+	svc := svcs.Items[0]
+	svc.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "192.0.2.77"}}
+	_, err = h.target.Kube.CoreV1().Services("app").Update(ctx, &svc, metav1.UpdateOptions{})
+	require.NoError(t, err)
+
+	h.run(t, 2, operation.PhaseFailed)
+	clients := transferPods(t, h.source.Kube, RoleClient)
+	require.Len(t, clients, 1, "the first client is gone")
+	assert.NotEqual(t, first[0].Name, clients[0].Name)
+	assert.Equal(t, "2", clients[0].Labels[keys.TransferAttempt])
+	assert.Contains(t, clients[0].Spec.Containers[0].Command, "--to=192.0.2.77:8443")
+	assert.Contains(t, h.events(), "attempt 1 failed: the endpoint moved from 192.0.2.10:8443 to 192.0.2.77:8443")
+}

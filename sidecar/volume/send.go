@@ -52,6 +52,16 @@ func (t *job) sendData(ctx context.Context) (ctrl.Result, error) {
 	if _, err := t.ensureServer(ctx, tc, running); err != nil {
 		return ctrl.Result{}, err
 	}
+	if running != nil {
+		// The endpoint moved with a new server pod (an address that is the pod's, a Route
+		// admitted anew): the running client cannot reach it any more, another one can.
+		if ep, waiting, err := ensureEndpoint(ctx, tc, t.cfg, t.req.TargetNamespace, t.names, t.req.ID); err == nil && waiting == "" && ep.address != t.st.Endpoint {
+			if err := t.r.Source.Kube.CoreV1().Pods(running.Namespace).Delete(ctx, running.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+				return ctrl.Result{}, err
+			}
+			return t.retry(ctx, tc, latest, attempt, fmt.Sprintf("the endpoint moved from %s to %s", t.st.Endpoint, ep.address))
+		}
+	}
 	now := t.r.Clock.Now()
 	var why string // why the latest client pod is done for without finishing
 	switch {
