@@ -53,13 +53,12 @@ func (t *job) sendData(ctx context.Context) (ctrl.Result, error) {
 		return ctrl.Result{}, err
 	}
 	if running != nil {
-		// The endpoint moved with a new server pod (an address that is the pod's, a Route
-		// admitted anew): the running client cannot reach it any more, another one can.
-		if ep, waiting, err := ensureEndpoint(ctx, tc, t.cfg, t.req.TargetNamespace, t.names, t.req.ID); err == nil && waiting == "" && ep.address != t.st.Endpoint {
+		// The running client cannot reach a moved endpoint any more; the next one can.
+		if moved := t.movedEndpoint(ctx, tc); moved != "" {
 			if err := t.r.Source.Kube.CoreV1().Pods(running.Namespace).Delete(ctx, running.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
 				return ctrl.Result{}, err
 			}
-			return t.retry(ctx, tc, latest, attempt, fmt.Sprintf("the endpoint moved from %s to %s", t.st.Endpoint, ep.address))
+			return t.retry(ctx, tc, latest, attempt, fmt.Sprintf("the endpoint moved from %s to %s", t.st.Endpoint, moved))
 		}
 	}
 	now := t.r.Clock.Now()
@@ -159,6 +158,17 @@ func (t *job) endPass(ctx context.Context, tc *kube.Clients, client *corev1.Pod,
 	return t.retry(ctx, tc, client, attempt, why)
 }
 
+// movedEndpoint asks for the endpoint again and returns its address when it is no longer the
+// status's: it moves with a new server pod where the address is the pod's, or a Route admitted
+// anew. "" when it stayed or is not resolved yet (the last one is kept).
+func (t *job) movedEndpoint(ctx context.Context, tc *kube.Clients) string {
+	ep, waiting, err := ensureEndpoint(ctx, tc, t.cfg, t.req.TargetNamespace, t.names, t.req.ID)
+	if err != nil || waiting != "" || ep.address == t.st.Endpoint {
+		return ""
+	}
+	return ep.address
+}
+
 // progress is what moves while a copy makes headway: bytes, and the share of the volume
 // checked (files compared count even when nothing needs sending).
 func progress(st *operation.TransferStatus) [2]float64 {
@@ -192,11 +202,9 @@ func (t *job) startClient(ctx context.Context, tc *kube.Clients, attempt int) er
 			node = nodeOf(pods)
 		}
 	}
-	// Each client asks for the endpoint again: it may have moved with a new server pod (an
-	// address that is the pod's, a Route admitted anew). One not resolved yet keeps the last.
-	if ep, waiting, err := ensureEndpoint(ctx, tc, t.cfg, t.req.TargetNamespace, t.names, t.req.ID); err == nil && waiting == "" && ep.address != t.st.Endpoint {
-		t.log.Info("the endpoint moved", "from", t.st.Endpoint, "to", ep.address)
-		t.st.Endpoint = ep.address
+	if moved := t.movedEndpoint(ctx, tc); moved != "" {
+		t.log.Info("the endpoint moved", "from", t.st.Endpoint, "to", moved)
+		t.st.Endpoint = moved
 	}
 	ep := endpoint{address: t.st.Endpoint}
 	if t.cfg.EndpointType == config.EndpointRoute {
