@@ -6,11 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
-	"github.com/ferry-dev/ferry/internal/operation"
 	"github.com/ferry-dev/ferry/test/images"
 )
 
@@ -80,20 +76,10 @@ images:
 		pods, _ := c.Kubectl(ctx, "-n", c.VeleroNamespace, "get", "pods", "-o", "wide")
 		return fmt.Errorf("the data mover's Deployment is not available: %w\n%s\n%s", err, out, pods)
 	}
-	leases := c.Kube.CoordinationV1().Leases(c.VeleroNamespace)
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	defer cancel()
-	for {
-		l, err := leases.Get(ctx, operation.SidecarLease, metav1.GetOptions{})
-		if err == nil && l.Spec.HolderIdentity != nil && strings.HasPrefix(*l.Spec.HolderIdentity, DatamoverDeployment+"-") &&
-			l.Spec.RenewTime != nil && time.Since(l.Spec.RenewTime.Time) < 10*time.Second {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			logs, _ := c.Kubectl(context.Background(), "-n", c.VeleroNamespace, "logs", "deployment/"+DatamoverDeployment, "--tail=30")
-			return fmt.Errorf("the data mover's pod did not take its Lease: %w\n%s", ctx.Err(), logs)
-		case <-time.After(pollInterval):
-		}
+	fromDeployment := func(holder string) bool { return strings.HasPrefix(holder, DatamoverDeployment+"-") }
+	if err := c.waitDatamoverLease(ctx, fromDeployment, func() error { return nil }); err != nil {
+		logs, _ := c.Kubectl(context.Background(), "-n", c.VeleroNamespace, "logs", "deployment/"+DatamoverDeployment, "--tail=30")
+		return fmt.Errorf("%w\n%s", err, logs)
 	}
+	return nil
 }

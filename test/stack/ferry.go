@@ -150,20 +150,37 @@ func (s *Stack) startSidecar(ctx context.Context) (*Sidecar, error) {
 	if err != nil {
 		return nil, err
 	}
-	leases := s.Source.Kube.CoordinationV1().Leases(s.Source.VeleroNamespace)
+	alive := func() error {
+		if exited, err := p.Exited(); exited {
+			return fmt.Errorf("ferry-datamover exited: %v", err)
+		}
+		return nil
+	}
+	if err := s.Source.waitDatamoverLease(ctx, func(string) bool { return true }, alive); err != nil {
+		return nil, fmt.Errorf("%w\n%s", err, p.Tail(30))
+	}
+	return &Sidecar{Process: p, MetricsAddress: metrics}, nil
+}
+
+// waitDatamoverLease waits (up to 2 minutes) until the data mover's Lease is fresh and held by a
+// holder that holder accepts: the sign the plugins look for. alive fails the wait early when the
+// data mover is known to have ended.
+func (c *Cluster) waitDatamoverLease(ctx context.Context, holder func(string) bool, alive func() error) error {
+	leases := c.Kube.CoordinationV1().Leases(c.VeleroNamespace)
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	for {
-		if exited, err := p.Exited(); exited {
-			return nil, fmt.Errorf("ferry-datamover exited: %v\n%s", err, p.Tail(30))
+		if err := alive(); err != nil {
+			return err
 		}
 		l, err := leases.Get(ctx, operation.SidecarLease, metav1.GetOptions{})
-		if err == nil && l.Spec.HolderIdentity != nil && l.Spec.RenewTime != nil && time.Since(l.Spec.RenewTime.Time) < 10*time.Second {
-			return &Sidecar{Process: p, MetricsAddress: metrics}, nil
+		if err == nil && l.Spec.HolderIdentity != nil && holder(*l.Spec.HolderIdentity) &&
+			l.Spec.RenewTime != nil && time.Since(l.Spec.RenewTime.Time) < 10*time.Second {
+			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("ferry-datamover did not take its Lease: %w\n%s", ctx.Err(), p.Tail(30))
+			return fmt.Errorf("the data mover did not take its Lease: %w", ctx.Err())
 		case <-time.After(pollInterval):
 		}
 	}
