@@ -45,16 +45,25 @@ func ensureTransferServiceAccount(ctx context.Context, k kubernetes.Interface, a
 	return nil
 }
 
-// serverPod returns the transfer's server pod that is not being deleted, nil if there is none.
-func (t *job) serverPod(ctx context.Context, tc *kube.Clients) (*corev1.Pod, error) {
+// serverPods lists the transfer's server pods on the target.
+func (t *job) serverPods(ctx context.Context, tc *kube.Clients) ([]corev1.Pod, error) {
 	sel := labels.SelectorFromSet(t.names.labels(t.req.ID, RoleServer)).String()
 	pods, err := tc.Kube.CoreV1().Pods(t.req.TargetNamespace).List(ctx, metav1.ListOptions{LabelSelector: sel})
 	if err != nil {
 		return nil, fmt.Errorf("listing server pods on the target: %w", err)
 	}
-	for i := range pods.Items {
-		if pods.Items[i].DeletionTimestamp == nil {
-			return &pods.Items[i], nil
+	return pods.Items, nil
+}
+
+// serverPod returns the transfer's server pod that is not being deleted, nil if there is none.
+func (t *job) serverPod(ctx context.Context, tc *kube.Clients) (*corev1.Pod, error) {
+	pods, err := t.serverPods(ctx, tc)
+	if err != nil {
+		return nil, err
+	}
+	for i := range pods {
+		if pods[i].DeletionTimestamp == nil {
+			return &pods[i], nil
 		}
 	}
 	return nil, nil
@@ -65,13 +74,12 @@ func (t *job) serverPod(ctx context.Context, tc *kube.Clients) (*corev1.Pod, err
 // running client pod (nil: none) started: it had that client's completion report, and the
 // client's pod is about to show it succeeded (kubelets report the two pods' ends in either order).
 func (t *job) ensureServer(ctx context.Context, tc *kube.Clients, running *corev1.Pod) (*corev1.Pod, error) {
-	sel := labels.SelectorFromSet(t.names.labels(t.req.ID, RoleServer)).String()
-	pods, err := tc.Kube.CoreV1().Pods(t.req.TargetNamespace).List(ctx, metav1.ListOptions{LabelSelector: sel})
+	pods, err := t.serverPods(ctx, tc)
 	if err != nil {
-		return nil, fmt.Errorf("listing server pods on the target: %w", err)
+		return nil, err
 	}
-	for i := range pods.Items {
-		p := &pods.Items[i]
+	for i := range pods {
+		p := &pods[i]
 		if p.DeletionTimestamp != nil {
 			continue
 		}
