@@ -20,11 +20,16 @@ import (
 	"github.com/ferry-dev/ferry/test/stack"
 )
 
+// slowStack runs the tests that need a copy slow enough to act during it (bwlimitKBps 2048),
+// beside the shared stack.
+var slowStack = stack.Options{OpenShift: true, Name: "slow"}
+
 // TestOverlappingRequests: two stage backups of one namespace at once (a schedule overlapping
 // itself, two people at the same time) both end — the older replaced, with the reason — with one
 // transfer server on the target and the tree equal.
 func TestOverlappingRequests(t *testing.T) {
-	s := stacks.Get(t, stack.Options{OpenShift: true})
+	t.Parallel() // on the "slow" stack: the same slowed ferry-config as its other tests
+	s := stacks.Get(t, slowStack)
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
 	defer cancel()
 	src, dst := s.Source, s.Target
@@ -56,7 +61,8 @@ func TestOverlappingRequests(t *testing.T) {
 // TestStageDuringFinal: a stage backup while a final transfer of the PVC runs fails at once
 // with the reason, and the final completes, its app left quiesced as a final leaves it.
 func TestStageDuringFinal(t *testing.T) {
-	s := stacks.Get(t, stack.Options{OpenShift: true})
+	t.Parallel() // on the "slow" stack: the same slowed ferry-config as its other tests
+	s := stacks.Get(t, slowStack)
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
 	defer cancel()
 	src, dst := s.Source, s.Target

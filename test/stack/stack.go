@@ -56,6 +56,9 @@ type Options struct {
 	// admission with projected tokens; a LoadBalancer stand-in; and the stack's images (see
 	// package images) in both registries.
 	RealNodes bool
+	// Name gives a pool's tests a stack of their own (Pool.Get keys stacks by all options): tests
+	// that change ferry-config run on one beside the shared stack, in parallel with its tests.
+	Name string
 	// Logf receives progress lines while the stack starts and stops (nil: silent).
 	Logf func(format string, args ...any)
 }
