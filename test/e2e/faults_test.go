@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -81,58 +82,24 @@ func TestFaults(t *testing.T) {
 		{name: "item-operation timeout", when: "mid-transfer (final, `--item-operation-timeout 20s`)", final: true,
 			backupArgs: []string{"--item-operation-timeout", "20s"}, mib: 48, want: "cancelled"},
 	}
-	var rows []string
+	var (
+		mu   sync.Mutex
+		rows = map[string]string{}
+	)
+	// The rows run at once, each in its own namespace; the group ends when all have.
+	t.Run("matrix", func(t *testing.T) {
+		for _, f := range faults {
+			t.Run(f.name, func(t *testing.T) {
+				t.Parallel()
+				runFault(t, ctx, s, f, func(row string) { mu.Lock(); rows[f.name] = row; mu.Unlock() })
+			})
+		}
+	})
+	var table []string
 	for _, f := range faults {
-		t.Run(f.name, func(t *testing.T) {
-			start := time.Now()
-			mib := f.mib
-			if mib == 0 {
-				mib = 12
-			}
-			ns, srcDir := appWithData(t, ctx, s, "fault", 2, mib)
-			before := treeSnapshot(t, srcDir)
-
-			kind := "stage"
-			if f.final {
-				kind = "final"
-			}
-			b := startBackup(t, ctx, src, kind, append([]string{"--include-namespaces", ns, "--snapshot-volumes=false", "--labels", keys.Migration + "=" + kind}, f.backupArgs...)...)
-			require.EventuallyWithT(t, func(ct *assert.CollectT) {
-				st := transferStatus(ct, ctx, src, ns, "data")
-				require.Equal(ct, string(b.UID), st.ID)
-				require.Equal(ct, operation.PhaseTransferring, st.Phase, st.Message)
-				require.Greater(ct, st.BytesDone, int64(0), "some data moved")
-			}, 3*time.Minute, 250*time.Millisecond)
-			if f.inject != nil {
-				f.inject(t, ctx, s, ns, b)
-			}
-
-			var st *operation.TransferStatus
-			require.EventuallyWithT(t, func(ct *assert.CollectT) {
-				st = transferStatus(ct, ctx, src, ns, "data")
-				require.Equal(ct, string(b.UID), st.ID)
-				require.True(ct, st.Phase.Terminal(), "%s: %s", st.Phase, st.Message)
-			}, 5*time.Minute, 500*time.Millisecond)
-			outcome := string(st.Phase)
-			if f.completes {
-				assert.Equal(t, operation.PhaseCompleted, st.Phase, st.Message)
-				require.NoError(t, treediff.Equal(srcDir, boundVolumeDir(t, ctx, dst, ns, "data"), treediff.All()))
-				if f.final {
-					requireReplicas(t, ctx, src, ns, "web", 0, "a completed final leaves the source app quiesced")
-				}
-			} else {
-				assert.NotEqual(t, operation.PhaseCompleted, st.Phase)
-				assert.Contains(t, strings.ToLower(st.Message), f.want)
-				requireReplicas(t, ctx, src, ns, "web", 2, "a final that did not complete brings the source app back")
-				assert.Contains(t, eventReasons(t, ctx, src, ns, "PersistentVolumeClaim", "data"), "AppRestarted")
-				outcome += ": " + st.Message
-			}
-			assert.Equal(t, before, treeSnapshot(t, srcDir), "the source data is untouched")
-			noTransferLeftovers(t, ctx, s, ns)
-			rows = append(rows, fmt.Sprintf("| %s | %s | %s | %s |", f.name, f.when, outcome, time.Since(start).Round(time.Second)))
-		})
+		table = append(table, rows[f.name])
 	}
-	t.Logf("fault matrix:\n| fault | when | outcome | time |\n|---|---|---|---|\n%s", strings.Join(rows, "\n"))
+	t.Logf("fault matrix:\n| fault | when | outcome | time |\n|---|---|---|---|\n%s", strings.Join(table, "\n"))
 
 	// The README's reliability table names exactly these faults.
 	readme, err := os.ReadFile("../../README.md")
@@ -149,6 +116,57 @@ func TestFaults(t *testing.T) {
 	sort.Strings(documented)
 	sort.Strings(tested)
 	assert.Equal(t, tested, documented, "README reliability rows marked TestFaults")
+}
+
+// runFault runs one row of the matrix and reports its line of the table.
+func runFault(t *testing.T, ctx context.Context, s *stack.Stack, f fault, report func(string)) {
+	src, dst := s.Source, s.Target
+	start := time.Now()
+	mib := f.mib
+	if mib == 0 {
+		mib = 12
+	}
+	ns, srcDir := appWithData(t, ctx, s, "fault", 2, mib)
+	before := treeSnapshot(t, srcDir)
+
+	kind := "stage"
+	if f.final {
+		kind = "final"
+	}
+	b := startBackup(t, ctx, src, kind, append([]string{"--include-namespaces", ns, "--snapshot-volumes=false", "--labels", keys.Migration + "=" + kind}, f.backupArgs...)...)
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		st := transferStatus(ct, ctx, src, ns, "data")
+		require.Equal(ct, string(b.UID), st.ID)
+		require.Equal(ct, operation.PhaseTransferring, st.Phase, st.Message)
+		require.Greater(ct, st.BytesDone, int64(0), "some data moved")
+	}, 3*time.Minute, 250*time.Millisecond)
+	if f.inject != nil {
+		f.inject(t, ctx, s, ns, b)
+	}
+
+	var st *operation.TransferStatus
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		st = transferStatus(ct, ctx, src, ns, "data")
+		require.Equal(ct, string(b.UID), st.ID)
+		require.True(ct, st.Phase.Terminal(), "%s: %s", st.Phase, st.Message)
+	}, 5*time.Minute, 500*time.Millisecond)
+	outcome := string(st.Phase)
+	if f.completes {
+		assert.Equal(t, operation.PhaseCompleted, st.Phase, st.Message)
+		require.NoError(t, treediff.Equal(srcDir, boundVolumeDir(t, ctx, dst, ns, "data"), treediff.All()))
+		if f.final {
+			requireReplicas(t, ctx, src, ns, "web", 0, "a completed final leaves the source app quiesced")
+		}
+	} else {
+		assert.NotEqual(t, operation.PhaseCompleted, st.Phase)
+		assert.Contains(t, strings.ToLower(st.Message), f.want)
+		requireReplicas(t, ctx, src, ns, "web", 2, "a final that did not complete brings the source app back")
+		assert.Contains(t, eventReasons(t, ctx, src, ns, "PersistentVolumeClaim", "data"), "AppRestarted")
+		outcome += ": " + st.Message
+	}
+	assert.Equal(t, before, treeSnapshot(t, srcDir), "the source data is untouched")
+	noTransferLeftovers(t, ctx, s, ns)
+	report(fmt.Sprintf("| %s | %s | %s | %s |", f.name, f.when, outcome, time.Since(start).Round(time.Second)))
 }
 
 // requireReplicas waits until the Deployment asks for n replicas.
