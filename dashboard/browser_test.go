@@ -2,6 +2,7 @@ package dashboard
 
 import (
 	"context"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -53,16 +54,7 @@ func TestBrowser(t *testing.T) {
 	}}
 	s := New(src, viewer(), nil, Options{})
 	go s.Run(ctx)
-	srv := httptest.NewServer(s.Handler())
-	defer srv.Close()
-
-	br, err := cdp.Launch()
-	require.NoError(t, err)
-	defer br.Close()
-	p, err := br.NewPage(ctx)
-	require.NoError(t, err)
-	require.NoError(t, p.Viewport(ctx, 1280, 800, false))
-	require.NoError(t, p.Navigate(ctx, srv.URL+"/"))
+	p := openPage(t, ctx, s.Handler(), func(p *cdp.Page) error { return p.Viewport(ctx, 1280, 800, false) })
 
 	bar := func(name string) float64 {
 		var v float64
@@ -160,14 +152,7 @@ func TestBrowserCancel(t *testing.T) {
 	s, _ := newServer(t, true, kube)
 	s.opts.Now = time.Now
 	go s.Run(ctx)
-	srv := httptest.NewServer(s.Handler())
-	defer srv.Close()
-	br, err := cdp.Launch()
-	require.NoError(t, err)
-	defer br.Close()
-	p, err := br.NewPage(ctx)
-	require.NoError(t, err)
-	require.NoError(t, p.Navigate(ctx, srv.URL+"/"))
+	p := openPage(t, ctx, s.Handler())
 	var names []string
 	require.Eventually(t, func() bool {
 		require.NoError(t, p.Eval(ctx, `[...document.querySelectorAll("button")].map(b => b.getAttribute("aria-label"))`, &names))
@@ -186,4 +171,22 @@ func TestBrowserCancel(t *testing.T) {
 	}, 5*time.Second, 50*time.Millisecond)
 	assert.Equal(t, "Cancel requested for app/data.", said)
 	assert.Empty(t, p.Errors())
+}
+
+// openPage serves h and opens it in headless Chromium, after setup (e.g. a viewport); all of it
+// ends with the test.
+func openPage(t *testing.T, ctx context.Context, h http.Handler, setup ...func(*cdp.Page) error) *cdp.Page {
+	t.Helper()
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	br, err := cdp.Launch()
+	require.NoError(t, err)
+	t.Cleanup(br.Close)
+	p, err := br.NewPage(ctx)
+	require.NoError(t, err)
+	for _, f := range setup {
+		require.NoError(t, f(p))
+	}
+	require.NoError(t, p.Navigate(ctx, srv.URL+"/"))
+	return p
 }
