@@ -55,11 +55,14 @@ test-unit: ## Unit, contract and data-plane tests (real rsync/stunnel/registries
 # E2E_FLAGS: extra `go test` flags for test-e2e, e.g. E2E_FLAGS="-run 'TestPodRunner|TestDemo'".
 # A failed run ends with a summary of its failures (hack/test-summary.sh); the whole log is _output/e2e.log.
 E2E_FLAGS ?=
+# The parallel e2e tests mostly wait on their clusters, so more of them run at once than there are
+# cores (go test's default -parallel is GOMAXPROCS: 2 here).
+E2E_PARALLEL ?= 4
 
 .PHONY: test-e2e
 test-e2e: deps tools build ## End-to-end tests on the local two-cluster stack (as root)
 	@mkdir -p _output
-	@status=0; $(GO) test -count=1 -tags=$(GOTAGS),e2e -timeout $(E2E_TIMEOUT) -v $(E2E_FLAGS) ./test/e2e/ 2>&1 \
+	@status=0; $(GO) test -count=1 -tags=$(GOTAGS),e2e -timeout $(E2E_TIMEOUT) -parallel $(E2E_PARALLEL) -v $(E2E_FLAGS) ./test/e2e/ 2>&1 \
 		| tee _output/e2e.log || status=$$?; \
 	if [ $$status -ne 0 ]; then hack/test-summary.sh _output/e2e.log; fi; exit $$status
 

@@ -68,7 +68,9 @@ func TestStageDuringFinal(t *testing.T) {
 	src, dst := s.Source, s.Target
 	useSidecar(t, ctx, s, map[string]string{"bwlimitKBps": "2048"})
 
-	ns, srcDir := appWithData(t, ctx, s, "stagefinal", 1, 12)
+	// Big enough (about 2 minutes at this limit) that the stage reaches Velero's one backup
+	// worker while the final still copies, even behind the other tests' backups on this stack.
+	ns, srcDir := appWithData(t, ctx, s, "stagefinal", 1, 40)
 
 	final := startBackup(t, ctx, src, "final", "--include-namespaces", ns, "--snapshot-volumes=false", "--labels", keys.Migration+"=final")
 	waitPhase(t, ctx, src, ns, string(final.UID), operation.PhaseTransferring)

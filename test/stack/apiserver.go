@@ -115,10 +115,32 @@ func (c *Cluster) startAPIServer(ctx context.Context) error {
 		// not need one: without this plugin pods are admitted without a token volume.
 		args = append(args, "--disable-admission-plugins=ServiceAccount")
 	}
-	p, err := s.StartProcess(ProcessSpec{
+	c.apiServerArgs = args
+	return c.runAPIServer(ctx)
+}
+
+// StopAPIServer kills the cluster's kube-apiserver (SIGKILL, as a crashed or fenced control
+// plane): clients see refused connections until StartAPIServer. Its data stays in etcd.
+func (c *Cluster) StopAPIServer() error {
+	return c.apiServer.Kill()
+}
+
+// StartAPIServer starts the kube-apiserver StopAPIServer stopped, with the same address,
+// certificates and tokens, and waits until it is ready.
+func (c *Cluster) StartAPIServer(ctx context.Context) error {
+	if exited, _ := c.apiServer.Exited(); !exited {
+		return fmt.Errorf("kube-apiserver of %s is running", c.Name)
+	}
+	return c.runAPIServer(ctx)
+}
+
+// runAPIServer starts kube-apiserver with the arguments startAPIServer made and waits until it
+// is ready.
+func (c *Cluster) runAPIServer(ctx context.Context) error {
+	p, err := c.stack.StartProcess(ProcessSpec{
 		Name: "kube-apiserver-" + c.Name,
-		Path: s.tools.apiServer,
-		Args: args,
+		Path: c.stack.tools.apiServer,
+		Args: c.apiServerArgs,
 	})
 	if err != nil {
 		return err

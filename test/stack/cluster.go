@@ -64,12 +64,14 @@ type Cluster struct {
 	token     string
 	ca        *certAuthority
 	apiServer *Process
-	kcm       *Process
-	registry  *Process
-	velero    *Process
-	relay     *relay
-	runner    *podrunner.Runner
-	cancelRun context.CancelFunc
+	// apiServerArgs start it again after StopAPIServer.
+	apiServerArgs []string
+	kcm           *Process
+	registry      *Process
+	velero        *Process
+	relay         *relay
+	runner        *podrunner.Runner
+	cancelRun     context.CancelFunc
 	// real nodes
 	node      *node
 	scheduler *Process

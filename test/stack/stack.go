@@ -94,7 +94,8 @@ type Stack struct {
 	images    map[string]images.Built
 
 	mu    sync.Mutex
-	procs []*Process // every process, in start order
+	procs []*Process     // every process, in start order
+	cuts  []func() error // CutConnections' heals
 
 	crdOnce sync.Once
 	crdYAML []byte
@@ -310,7 +311,7 @@ func (s *Stack) writeDiagnostics(w io.Writer, lines int, since time.Time) {
 // Stop stops every process (Velero first, etcd last), removes the network namespaces and the
 // host-path volumes the clusters provisioned, and removes Dir if Start created it.
 func (s *Stack) Stop() error {
-	var errs []error
+	errs := []error{s.healCuts()}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	for _, c := range s.Clusters() {
