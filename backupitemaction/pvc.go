@@ -84,15 +84,31 @@ func (a *PVCAction) Execute(item runtime.Unstructured, backup *velerov1.Backup) 
 	ann[keys.PVAction] = d.Action
 	ann[keys.BackupMigration] = string(mtype)
 	u.SetAnnotations(ann)
+	bound := pvc.Status.Phase == corev1.ClaimBound && pv != nil
 	if d.Action == keys.PVActionMove {
-		log.Info("PVC will be moved: its PV definition travels with the backup, no data is copied")
-		return u, nil, "", nil, nil
+		if mtype != operation.Final || !bound {
+			log.Info("PVC will be moved: its PV definition travels with the backup, no data is copied")
+			return u, nil, "", nil, nil
+		}
+		// The source app must stop writing to the shared volume before the target's starts on
+		// it: a final asks the data mover to quiesce what uses the PVC, and copies nothing.
+		targetNS, err := targetNamespace(backup, cfg, pvc.Namespace)
+		if err != nil {
+			return nil, nil, "", nil, err
+		}
+		req := &operation.TransferRequest{
+			Request: operation.Request{ID: string(backup.UID), TargetNamespace: targetNS, TargetName: pvc.Name, Backup: backup.Name},
+			Type:    mtype,
+			Move:    true,
+		}
+		log.Info("PVC will be moved: its PV definition travels with the backup; the final first quiesces what uses it")
+		return a.request(ctx, log, &pvc, u, req)
 	}
 
 	if pvc.Spec.VolumeMode != nil && *pvc.Spec.VolumeMode == corev1.PersistentVolumeBlock {
 		return nil, nil, "", nil, fmt.Errorf("PVC %s/%s is a block volume; ferry copies filesystem volumes only (use %s=move on shared storage, or exclude it)", pvc.Namespace, pvc.Name, keys.PVAction)
 	}
-	if pvc.Status.Phase != corev1.ClaimBound || pv == nil {
+	if !bound {
 		log.Info("PVC is not bound: there is no data to copy; the restore creates it empty")
 		return u, nil, "", nil, nil
 	}
@@ -116,26 +132,37 @@ func (a *PVCAction) Execute(item runtime.Unstructured, backup *velerov1.Backup) 
 		AccessModes:  choice.AccessModes,
 		Verify:       &choice.Verify,
 	}
+	return a.request(ctx, log, &pvc, u, req)
+}
+
+// request writes req on the live PVC for the data mover and returns the backup item (u, with
+// the request's annotations) and the operation's ID.
+func (a *PVCAction) request(ctx context.Context, log logrus.FieldLogger, pvc *corev1.PersistentVolumeClaim, u *unstructured.Unstructured, req *operation.TransferRequest) (runtime.Unstructured, []velero.ResourceIdentifier, string, []velero.ResourceIdentifier, error) {
 	if req.ID == "" {
-		return nil, nil, "", nil, fmt.Errorf("backup %s has no UID; cannot name a transfer for PVC %s/%s", backup.Name, pvc.Namespace, pvc.Name)
+		return nil, nil, "", nil, fmt.Errorf("backup %s has no UID; cannot name a transfer for PVC %s/%s", req.Backup, pvc.Namespace, pvc.Name)
 	}
 	if err := sidecarRunning(ctx, a.clients); err != nil {
 		return nil, nil, "", nil, fmt.Errorf("PVC %s/%s: %w", pvc.Namespace, pvc.Name, err)
 	}
-	if err := finalRunning(ctx, a.clients, &pvc, req); err != nil {
+	if err := finalRunning(ctx, a.clients, pvc, req); err != nil {
 		return nil, nil, "", nil, err
 	}
 	reqAnn := req.Annotations()
 	if err := a.operations().request(ctx, pvc.Namespace, pvc.Name, pvc.UID, reqAnn); err != nil {
 		return nil, nil, "", nil, err
 	}
+	ann := u.GetAnnotations()
 	for k, v := range reqAnn {
 		ann[k] = v
 	}
 	delete(ann, keys.TransferCancel)
 	u.SetAnnotations(ann)
 	op := operation.ID(pvc.Namespace, pvc.Name, req.ID)
-	log.WithField("operationID", op).Infof("requested a %s transfer to %s/%s", req.Type, req.TargetNamespace, req.TargetName)
+	if req.Move {
+		log.WithField("operationID", op).Info("requested the quiesce of what uses the PVC before its volume moves")
+	} else {
+		log.WithField("operationID", op).Infof("requested a %s transfer to %s/%s", req.Type, req.TargetNamespace, req.TargetName)
+	}
 	return u, nil, op, nil, nil
 }
 

@@ -216,11 +216,20 @@ func TestPVCActionExecute(t *testing.T) {
 			wantErr: []string{"PVC app/data asks to be moved", "pv-1"},
 		},
 		{
-			name:    "move of an NFS volume carries the PV, no transfer",
+			name:    "a stage of an NFS volume to be moved carries the PV and asks for nothing",
 			pvc:     boundPVC(keys.PVAction, "move"),
 			pv:      nfsPV(),
-			backup:  migrationBackup("final"),
+			backup:  migrationBackup("stage"),
 			wantAnn: map[string]string{keys.PVAction: "move", keys.TransferID: ""},
+		},
+		{
+			name:   "a final of an NFS volume to be moved asks for the quiesce of its users, no copy",
+			pvc:    boundPVC(keys.PVAction, "move"),
+			pv:     nfsPV(),
+			backup: migrationBackup("final"),
+			wantAnn: map[string]string{keys.PVAction: "move", keys.TransferID: backupUID, keys.TransferType: "final",
+				keys.TransferMove: "true", keys.TransferTarget: "app/data", keys.TransferStorageClass: "", keys.TransferVerify: ""},
+			wantOp: true,
 		},
 		{
 			name:    "config default move falls back to copy for non-shared storage",

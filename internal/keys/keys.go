@@ -69,6 +69,9 @@ const (
 	TransferAccessModes  = prefix + "transfer-access-modes"
 	// TransferVerify ("true") runs rsync with --checksum.
 	TransferVerify = prefix + "transfer-verify"
+	// TransferMove ("true", finals only): the PV moves with the backup; the transfer copies
+	// nothing and only quiesces what uses the PVC.
+	TransferMove = prefix + "transfer-move"
 	// TransferBackup names the Backup that asked, for people reading the PVC.
 	TransferBackup = prefix + "transfer-backup"
 	// TransferCancel set to the current TransferID cancels that transfer.
@@ -228,7 +231,7 @@ const (
 func IsTransferKey(key string) bool {
 	switch key {
 	case TransferID, TransferType, TransferTarget, TransferStorageClass, TransferAccessModes,
-		TransferVerify, TransferBackup, TransferCancel, TransferStatus, TransferOverwrite, TransferSignature:
+		TransferVerify, TransferMove, TransferBackup, TransferCancel, TransferStatus, TransferOverwrite, TransferSignature:
 		return true
 	}
 	return false

@@ -37,6 +37,16 @@ func TestParseTransferRequest(t *testing.T) {
 				Type: Final, StorageClass: ptr("fast"), AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteMany}, Verify: ptr(true)},
 		},
 		{
+			name: "a final of a moved volume",
+			ann:  map[string]string{keys.TransferID: "uid-3", keys.TransferType: "final", keys.TransferMove: "true"},
+			want: &TransferRequest{Request: Request{ID: "uid-3", TargetNamespace: "app", TargetName: "data"}, Type: Final, Move: true},
+		},
+		{
+			name:    "a stage never moves",
+			ann:     map[string]string{keys.TransferID: "uid-4", keys.TransferMove: "true"},
+			wantErr: []string{keys.TransferMove, "only a final moves a volume"},
+		},
+		{
 			name: "cancel of another ID is not a cancel",
 			ann:  map[string]string{keys.TransferID: "uid-2", keys.TransferCancel: "uid-1"},
 			want: &TransferRequest{Request: Request{ID: "uid-2", TargetNamespace: "app", TargetName: "data"}, Type: Stage},
@@ -46,9 +56,10 @@ func TestParseTransferRequest(t *testing.T) {
 			ann: map[string]string{
 				keys.TransferID: " ", keys.TransferType: "final-ish", keys.TransferTarget: "no-slash",
 				keys.TransferAccessModes: "RWZ", keys.TransferVerify: "maybe", keys.TransferStorageClass: "Bad_Class",
+				keys.TransferMove: "yes please",
 			},
 			wantErr: []string{"PVC app/data has a malformed transfer request", keys.TransferID, keys.TransferType, keys.TransferTarget,
-				"RWZ", keys.TransferVerify, keys.TransferStorageClass},
+				"RWZ", keys.TransferVerify, keys.TransferStorageClass, keys.TransferMove},
 		},
 		{
 			name:    "target namespace over 63 characters",
@@ -145,6 +156,10 @@ func TestRequestAnnotationsRoundTrip(t *testing.T) {
 	got, err := ParseTransferRequest("a", "c", tr.Annotations())
 	require.NoError(t, err)
 	assert.Equal(t, tr, got)
+	move := &TransferRequest{Request: Request{ID: "u", TargetNamespace: "a", TargetName: "c"}, Type: Final, Move: true}
+	got, err = ParseTransferRequest("a", "c", move.Annotations())
+	require.NoError(t, err)
+	assert.Equal(t, move, got)
 
 	ic := &ImageCopyRequest{Request{ID: "uid-1", TargetNamespace: "app-new", TargetName: "web", Backup: "s1"}}
 	gotIC, err := ParseImageCopyRequest("app", "web", ic.Annotations())

@@ -15,7 +15,7 @@ var TransferKeys = Keys{
 	Kind: "PVC", Noun: "transfer",
 	ID: keys.TransferID, Target: keys.TransferTarget, Backup: keys.TransferBackup,
 	Cancel: keys.TransferCancel, Status: keys.TransferStatus, Overwrite: keys.TransferOverwrite, Signature: keys.TransferSignature,
-	Extra: []string{keys.TransferType, keys.TransferStorageClass, keys.TransferAccessModes, keys.TransferVerify},
+	Extra: []string{keys.TransferType, keys.TransferStorageClass, keys.TransferAccessModes, keys.TransferVerify, keys.TransferMove},
 }
 
 // TransferType is the kind of pass: stage (app running) or final (app quiesced first).
@@ -34,6 +34,9 @@ type TransferRequest struct {
 	StorageClass *string
 	AccessModes  []corev1.PersistentVolumeAccessMode
 	Verify       *bool
+	// Move: the PV moves with the backup (shared storage), so a final copies nothing; it only
+	// quiesces what uses the PVC, so the source app stops writing before the target's starts.
+	Move bool
 }
 
 // ParseTransferRequest reads the request from a PVC's annotations. It returns (nil, nil) when
@@ -73,6 +76,16 @@ func ParseTransferRequest(namespace, name string, ann map[string]string) (*Trans
 		}
 		r.Verify = &b
 	}
+	if v, ok := ann[keys.TransferMove]; ok {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			p.bad(keys.TransferMove, "want true or false")
+		}
+		r.Move = b
+	}
+	if r.Move && r.Type != Final {
+		p.bad(keys.TransferMove, "only a final moves a volume (a stage of a moved volume has nothing to do)")
+	}
 	if err := p.err(); err != nil {
 		return nil, err
 	}
@@ -86,6 +99,9 @@ func (r *TransferRequest) Annotations() map[string]string {
 	a[keys.TransferType] = string(r.Type)
 	if r.Verify != nil {
 		a[keys.TransferVerify] = strconv.FormatBool(*r.Verify)
+	}
+	if r.Move {
+		a[keys.TransferMove] = "true"
 	}
 	if r.StorageClass != nil {
 		a[keys.TransferStorageClass] = *r.StorageClass

@@ -55,6 +55,10 @@ func (t *job) finish(ctx context.Context, phase operation.Phase, message string)
 	switch phase {
 	case operation.PhaseCompleted:
 		transferBytesTotal.WithLabelValues(typ).Add(float64(st.BytesSent))
+		if t.req != nil && t.req.Move {
+			t.r.Recorder.Eventf(t.pvc, corev1.EventTypeNormal, "TransferCompleted", "final %s: what uses the PVC is stopped; its volume moves with the backup", st.ID)
+			break
+		}
 		t.r.Recorder.Eventf(t.pvc, corev1.EventTypeNormal, "TransferCompleted", "%s transfer %s to %s completed: %d files, %d bytes sent of %d", typ, st.ID, st.Target, st.FilesSent, st.BytesSent, st.BytesTotal)
 	case operation.PhaseCancelled:
 		t.r.Recorder.Eventf(t.pvc, corev1.EventTypeNormal, "TransferCancelled", "transfer %s cancelled", st.ID)

@@ -29,6 +29,15 @@ import (
 
 // prepare sets up the target side and the certificates, and resolves the endpoint.
 func (t *job) prepare(ctx context.Context) (ctrl.Result, error) {
+	if t.req.Move {
+		// The PV travels with the backup: nothing to make on the target, only the app to stop.
+		if err := quiesce.CanStop(ctx, t.r.Source, t.pvc.Namespace, t.pvc.Name); errors.Is(err, quiesce.ErrBarePod) {
+			return ctrl.Result{}, sidecar.Permanent(err)
+		} else if err != nil {
+			return ctrl.Result{}, err
+		}
+		return ctrl.Result{}, t.enter(ctx, operation.PhaseQuiescing, "TransferQuiescing", "quiescing the workloads that use the PVC before its volume moves")
+	}
 	tc, err := t.r.Target(ctx, t.cfg)
 	if err != nil {
 		return ctrl.Result{}, err

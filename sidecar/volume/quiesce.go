@@ -38,5 +38,8 @@ func (t *job) quiesce(ctx context.Context) (ctrl.Result, error) {
 		}
 		return t.wait(ctx, fmt.Sprintf("waiting for %d pods using the PVC to stop: %s", len(pods), strings.Join(n, ", ")))
 	}
+	if t.req.Move {
+		return t.finish(ctx, operation.PhaseCompleted, "")
+	}
 	return ctrl.Result{}, t.enter(ctx, operation.PhaseTransferring, "TransferStarted", "copying to "+t.st.Target+" through "+t.st.Endpoint)
 }

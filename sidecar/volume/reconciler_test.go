@@ -254,6 +254,43 @@ func TestPhaseQuiescing(t *testing.T) {
 	assert.Contains(t, h.events(), "Quiesced scaled down Deployment/web")
 }
 
+// TestFinalOfAMovedVolumeOnlyQuiesces: a final whose PV moves with the backup stops what uses
+// the PVC, makes nothing on the target and copies nothing.
+func TestFinalOfAMovedVolumeOnlyQuiesces(t *testing.T) {
+	yes := true
+	web := testutil.Object("apps/v1", "Deployment", "app", "web", map[string]any{"spec.replicas": int64(2),
+		"spec.template.spec.volumes": []any{map[string]any{"name": "v", "persistentVolumeClaim": map[string]any{"claimName": "data"}}}})
+	appPod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "web-1", OwnerReferences: []metav1.OwnerReference{{Kind: "ReplicaSet", Name: "web-x", Controller: &yes}}},
+		Spec:   corev1.PodSpec{NodeName: "n1", Volumes: []corev1.Volume{{Name: "v", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "data"}}}}},
+		Status: corev1.PodStatus{Phase: corev1.PodRunning}}
+	h := newHarness(t, clusterIP, sourcePVC(keys.TransferID, "t1", keys.TransferType, "final", keys.TransferMove, "true"), []runtime.Object{web, appPod})
+	st := h.run(t, 6, operation.PhaseQuiescing)
+	require.Equal(t, operation.PhaseQuiescing, st.Phase)
+	h.reconcile(t)
+	assert.Equal(t, "waiting for 1 pods using the PVC to stop: web-1", h.status(t).Message)
+
+	require.NoError(t, h.source.Kube.CoreV1().Pods("app").Delete(context.Background(), "web-1", metav1.DeleteOptions{}))
+	h.reconcile(t)
+	st = h.status(t)
+	assert.Equal(t, operation.PhaseCompleted, st.Phase, st.Message)
+	assert.Equal(t, []string{"Deployment/web"}, st.Quiesced)
+	assert.Zero(t, st.BytesSent)
+	got, err := h.source.Dynamic.Resource(deployments).Namespace("app").Get(context.Background(), "web", metav1.GetOptions{})
+	require.NoError(t, err)
+	replicas, _, _ := unstructured.NestedInt64(got.Object, "spec", "replicas")
+	assert.Zero(t, replicas, "a completed final leaves the source app stopped")
+	assert.Contains(t, h.events(), "its volume moves with the backup")
+
+	pvcs, err := h.target.Kube.CoreV1().PersistentVolumeClaims("app").List(context.Background(), metav1.ListOptions{})
+	require.NoError(t, err)
+	assert.Empty(t, pvcs.Items, "no target PVC: the restore brings the moved PV and its claim")
+	assert.Empty(t, transferPods(t, h.target.Kube, RoleServer))
+	assert.Empty(t, transferPods(t, h.source.Kube, RoleClient))
+	secrets, err := h.target.Kube.CoreV1().Secrets("").List(context.Background(), metav1.ListOptions{})
+	require.NoError(t, err)
+	assert.Empty(t, secrets.Items, "no certificates")
+}
+
 var deployments = schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "deployments"}
 
 func TestPhaseQuiescingRefusesBarePodsAndTimesOut(t *testing.T) {

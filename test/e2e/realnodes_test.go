@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"maps"
 	"os"
 	"path/filepath"
@@ -18,6 +19,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 
 	"github.com/ferry-dev/ferry/internal/operation"
@@ -104,6 +106,49 @@ func TestRestrictedMigrationOnRealNodes(t *testing.T) {
 	assert.Equal(t, velerov1.RestorePhaseCompleted, r.Status.Phase)
 	waitServing(t, ctx, dst, ns, "version 2")
 	noTransferLeftovers(t, ctx, s, ns)
+
+	var row string
+	t.Run("client pod cannot be scheduled", func(t *testing.T) { row = unschedulableClient(t, ctx, s, cfg) })
+	checkReliabilityTable(t, []string{row})
+}
+
+// unschedulableClient: transfer pods may only run on nodes labelled as ferry-config's
+// transferNodeSelector says, and only the target's node is; the server starts, the client stays
+// Pending, and after prepareTimeout the backup fails with the scheduler's reason, leaving
+// nothing behind and the source as it was.
+func unschedulableClient(t *testing.T, ctx context.Context, s *stack.Stack, base map[string]string) string {
+	src, dst := s.Source, s.Target
+	const label = "e2e.ferry.dev/transfers"
+	patch := func(value string) []byte {
+		return []byte(`{"metadata":{"labels":{"` + label + `":` + value + `}}}`)
+	}
+	_, err := dst.Kube.CoreV1().Nodes().Patch(ctx, dst.NodeName, types.MergePatchType, patch(`"yes"`), metav1.PatchOptions{})
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		_, _ = dst.Kube.CoreV1().Nodes().Patch(context.Background(), dst.NodeName, types.MergePatchType, patch("null"), metav1.PatchOptions{})
+	})
+	cfg := maps.Clone(base)
+	maps.Copy(cfg, map[string]string{"transferNodeSelector": label + "=yes", "prepareTimeout": "20s", "transferRunAsRoot": "true"})
+	require.NoError(t, s.ConfigureFerry(ctx, cfg))
+	t.Cleanup(func() { _ = s.ConfigureFerry(context.Background(), base) })
+
+	ns := s.Namespace(t, "unschedulable")
+	create(t, ctx, src, pvc(ns, "data"))
+	srcDir := boundVolumeDir(t, ctx, src, ns, "data")
+	writeVolume(t, ctx, src, ns, "data", map[string]string{"keep.txt": "precious"})
+	before := treeSnapshot(t, srcDir)
+
+	start := time.Now()
+	b, err := migrationBackup(t, ctx, src, "stage", ns)
+	require.Error(t, err)
+	assert.Equal(t, velerov1.BackupPhasePartiallyFailed, b.Status.Phase)
+	desc := describeBackup(t, ctx, src, b.Name)
+	assert.Contains(t, desc, "did not start within 20s (prepareTimeout)")
+	assert.Contains(t, desc, "didn't match Pod's node affinity/selector", "the scheduler's reason")
+	assert.Contains(t, eventReasons(t, ctx, src, ns, "PersistentVolumeClaim", "data"), "TransferFailed")
+	assert.Equal(t, before, treeSnapshot(t, srcDir), "the source data is untouched")
+	noTransferLeftovers(t, ctx, s, ns)
+	return fmt.Sprintf("| client pod cannot be scheduled | before Transferring (stage) | %s: %s | %s |", b.Status.Phase, transferStatus(t, ctx, src, ns, "data").Message, time.Since(start).Round(time.Second))
 }
 
 // restrictedWeb is an app that meets Pod Security "restricted": busybox httpd as appUID serving
