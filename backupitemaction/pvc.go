@@ -231,6 +231,9 @@ func describe(st *operation.TransferStatus) string {
 		if st.RateBPS > 0 && st.Phase == operation.PhaseTransferring {
 			s += fmt.Sprintf(" at %s/s", units.Bytes(st.RateBPS))
 		}
+		if eta := st.ETA(); eta > 0 {
+			s += fmt.Sprintf(", about %s left", eta)
+		}
 	}
 	if st.Attempts > 1 {
 		s += fmt.Sprintf(" (attempt %d)", st.Attempts)

@@ -383,7 +383,14 @@ func TestPVCActionProgress(t *testing.T) {
 			ann:       []string{keys.TransferID, backupUID, keys.TransferStatus, status(operation.TransferStatus{Header: operation.Header{Phase: operation.PhaseTransferring}, BytesDone: 50, BytesTotal: 200, Percent: 25, RateBPS: 3 << 20, Attempts: 2})},
 			wantDone:  50,
 			wantTotal: 200,
-			wantDesc:  "Transferring 25% at 3.0 MiB/s (attempt 2)",
+			wantDesc:  "Transferring 25% at 3.0 MiB/s, about 1s left (attempt 2)",
+		},
+		{
+			name:      "transferring says how long it still needs",
+			ann:       []string{keys.TransferID, backupUID, keys.TransferStatus, status(operation.TransferStatus{Header: operation.Header{Phase: operation.PhaseTransferring}, BytesDone: 30 << 20, BytesTotal: 120 << 20, Percent: 25, RateBPS: 1 << 20})},
+			wantDone:  30 << 20,
+			wantTotal: 120 << 20,
+			wantDesc:  "Transferring 25% at 1.0 MiB/s, about 1m30s left",
 		},
 		{
 			name:          "completed",

@@ -290,9 +290,7 @@ func PVCItem(p *corev1.PersistentVolumeClaim, now time.Time) (Item, bool) {
 	if st.Phase == operation.PhaseCompleted {
 		it.Percent = 100
 	}
-	if st.Phase == operation.PhaseTransferring {
-		it.ETASeconds = eta(st.BytesTotal-st.BytesDone, st.RateBPS)
-	}
+	it.ETASeconds = int64(st.ETA() / time.Second)
 	it.setLast(st.Last)
 	it.fail(st.Phase)
 	it.Cancellable = !st.Phase.Terminal()
@@ -358,14 +356,6 @@ func ImageStreamItem(s ImageStream) (Item, bool) {
 }
 
 func clampPercent(p float64) float64 { return max(0, min(100, p)) }
-
-// eta is the seconds left at the current rate, 0 when it cannot be told.
-func eta(left, rate int64) int64 {
-	if left <= 0 || rate <= 0 {
-		return 0
-	}
-	return (left + rate - 1) / rate
-}
 
 // phaseOfItems sums up the items of a backup the viewer cannot read, in Velero's words: in
 // progress while any item is, else failed if any failed.

@@ -57,3 +57,25 @@ func TestImageCopyStatusRoundTripAndBounds(t *testing.T) {
 	_, err = ParseImageCopyStatus(map[string]string{keys.ImageCopyStatus: "{"})
 	assert.ErrorContains(t, err, keys.ImageCopyStatus)
 }
+
+func TestTransferETA(t *testing.T) {
+	copying := func(done, total, rate int64) *TransferStatus {
+		return &TransferStatus{Header: Header{Phase: PhaseTransferring}, BytesDone: done, BytesTotal: total, RateBPS: rate}
+	}
+	tests := []struct {
+		name string
+		st   *TransferStatus
+		want time.Duration
+	}{
+		{"at the current rate, rounded up", copying(10, 101, 10), 10 * time.Second},
+		{"no rate yet", copying(10, 100, 0), 0},
+		{"no total yet", copying(10, 0, 10), 0},
+		{"done", copying(100, 100, 10), 0},
+		{"not copying", &TransferStatus{Header: Header{Phase: PhasePreparing}, BytesTotal: 100, RateBPS: 10}, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			assert.Equal(t, tc.want, tc.st.ETA())
+		})
+	}
+}

@@ -2,6 +2,7 @@ package operation
 
 import (
 	"strconv"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -140,6 +141,16 @@ type TransferStatus struct {
 	// outlives the request it came from, so "when did a stage last succeed, and what did it
 	// move" stays answerable while the next one runs or after one fails.
 	Last *LastTransfer `json:"last,omitempty"`
+}
+
+// ETA is the time the copy still needs at its current rate, 0 when it cannot be told (not
+// copying, no rate or no total yet).
+func (st *TransferStatus) ETA() time.Duration {
+	left := st.BytesTotal - st.BytesDone
+	if st.Phase != PhaseTransferring || left <= 0 || st.RateBPS <= 0 {
+		return 0
+	}
+	return time.Duration((left+st.RateBPS-1)/st.RateBPS) * time.Second
 }
 
 // LastTransfer sums up a completed transfer.
