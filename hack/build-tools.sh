@@ -45,5 +45,7 @@ build kube-scheduler kube ./kube-scheduler v1.33.13 "$kube_ldflags"
 build kube-proxy kube ./kube-proxy v1.33.13 "$kube_ldflags"
 build kubelet kube ./kubelet v1.33.13 "$kube_ldflags"
 build velero velero ./velero v1.18.3 "-X github.com/vmware-tanzu/velero/pkg/buildinfo.Version=v1.18.3"
+# an older Velero with v2 item actions, for the compatibility run (stack.Options.VeleroVersion)
+build velero-v1.14.0 velero114 ./velero v1.14.0 "-X github.com/vmware-tanzu/velero/pkg/buildinfo.Version=v1.14.0"
 build velero-plugin-for-aws velero github.com/vmware-tanzu/velero-plugin-for-aws/velero-plugin-for-aws v1.14.3
 build versitygw versitygw github.com/versity/versitygw/cmd/versitygw v1.8.0

@@ -56,6 +56,10 @@ type Options struct {
 	// admission with projected tokens; a LoadBalancer stand-in; and the stack's images (see
 	// package images) in both registries.
 	RealNodes bool
+	// VeleroVersion runs another Velero than the default (v1.18.3) on both clusters, server and
+	// CLI, with its own CRDs: "v1.14.0", the oldest ferry is tested with (hack/build-tools.sh
+	// builds it as velero-v1.14.0).
+	VeleroVersion string
 	// Name gives a pool's tests a stack of their own (Pool.Get keys stacks by all options): tests
 	// that change ferry-config run on one beside the shared stack, in parallel with its tests.
 	Name string
@@ -130,7 +134,7 @@ func Start(ctx context.Context, opts Options) (s *Stack, err error) {
 	if s.Tools == "" {
 		s.Tools = ToolsDir()
 	}
-	if s.tools, err = findTools(s.Tools, opts.RealNodes); err != nil {
+	if s.tools, err = findTools(s.Tools, opts.RealNodes, opts.VeleroVersion); err != nil {
 		return nil, err
 	}
 	s.FerryBinDir = opts.FerryBinDir

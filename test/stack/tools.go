@@ -95,7 +95,7 @@ type tools struct {
 	scheduler, kubelet, kubeProxy, containerd, ctr string
 }
 
-func findTools(toolsDir string, realNodes bool) (tools, error) {
+func findTools(toolsDir string, realNodes bool, veleroVersion string) (tools, error) {
 	var missing []string
 	inCache := func(name string) string {
 		p := filepath.Join(toolsDir, name)
@@ -120,6 +120,9 @@ func findTools(toolsDir string, realNodes bool) (tools, error) {
 		velero:    inCache(progVelero),
 		awsPlugin: inCache(progAWSPlugin),
 		versitygw: inCache(progVersityGW),
+	}
+	if veleroVersion != "" {
+		t.velero = inCache(progVelero + "-" + veleroVersion)
 	}
 	onPath(progUnshare)
 	onPath(progNsenter)

@@ -129,7 +129,9 @@ func (c *Cluster) startVelero(ctx context.Context, plugins []string) error {
 		Path: s.tools.velero,
 		Args: c.veleroServerArgs(),
 		// Velero stages BSL credentials under $TMPDIR/credentials: keep the two servers apart.
-		Env:   []string{"TMPDIR=" + tmp, "VELERO_NAMESPACE=" + c.VeleroNamespace},
+		// KUBECONFIG stands in for the in-cluster config plugins fall back to: Velero 1.18
+		// hands them its own flags, --kubeconfig too, but 1.14 only --log-level and --features.
+		Env:   []string{"TMPDIR=" + tmp, "VELERO_NAMESPACE=" + c.VeleroNamespace, "KUBECONFIG=" + c.Kubeconfig},
 		NetNS: c.NetNS,
 	})
 	if err != nil {
