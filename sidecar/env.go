@@ -28,6 +28,8 @@ type Env struct {
 	Recorder record.EventRecorder
 	// Clock stamps statuses and times phases; tests step a fake one.
 	Clock clock.PassiveClock
+	// Refusals holds authorization refusals back from failing an operation at once.
+	Refusals Refusals
 }
 
 // Config reads ferry-config.

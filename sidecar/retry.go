@@ -3,6 +3,8 @@ package sidecar
 import (
 	"errors"
 	"net"
+	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -42,6 +44,40 @@ func IsPermanent(err error) bool {
 	return apierrors.IsInvalid(err) || apierrors.IsForbidden(err) || apierrors.IsBadRequest(err) ||
 		apierrors.IsMethodNotSupported(err) || apierrors.IsNotAcceptable(err) || apierrors.IsUnsupportedMediaType(err) ||
 		apierrors.IsRequestEntityTooLargeError(err)
+}
+
+// ForbiddenGrace is how long an authorization refusal (RBAC's 403) is retried before it counts
+// as permanent: a kube-apiserver that has just started refuses every request until its RBAC
+// caches are filled (seen on the stack: the target's API server restarted mid-transfer).
+const ForbiddenGrace = time.Minute
+
+// IsAuthorizationDenial reports whether err is the authorizer's 403 ("User … cannot list
+// resource …"), as opposed to admission's (Pod Security, policies), which no wait changes.
+func IsAuthorizationDenial(err error) bool {
+	return apierrors.IsForbidden(err) && strings.Contains(err.Error(), " cannot ")
+}
+
+// Refusals remembers, per operation, when an unbroken run of authorization refusals began.
+// The zero value is ready to use.
+type Refusals struct{ runs sync.Map } // key -> refusalRun
+
+type refusalRun struct{ first, last time.Time }
+
+// Permanent is IsPermanent, except that an authorization refusal counts only once such
+// refusals of operation key have gone on for ForbiddenGrace (none for ForbiddenGrace: a new run).
+func (r *Refusals) Permanent(key string, err error, now time.Time) bool {
+	if !IsAuthorizationDenial(err) {
+		r.runs.Delete(key)
+		return IsPermanent(err)
+	}
+	run := refusalRun{first: now, last: now}
+	if v, ok := r.runs.Load(key); ok {
+		if prev := v.(refusalRun); now.Sub(prev.last) < ForbiddenGrace {
+			run.first = prev.first
+		}
+	}
+	r.runs.Store(key, run)
+	return now.Sub(run.first) >= ForbiddenGrace
 }
 
 // Expired reports whether the phase of h has run longer than limit (0: no limit). It counts

@@ -184,7 +184,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		if sidecar.IsRefusal(err) {
 			return ctrl.Result{}, s.finish(ctx, operation.PhaseRefused, err.Error())
 		}
-		if sidecar.IsPermanent(err) {
+		if r.Refusals.Permanent("imagestream/"+u.GetNamespace()+"/"+u.GetName(), err, r.Clock.Now()) {
 			return ctrl.Result{}, s.finish(ctx, operation.PhaseFailed, err.Error())
 		}
 		if cfg != nil && sidecar.Expired(&st.Header, cfg.PrepareTimeout, r.Clock.Now()) {

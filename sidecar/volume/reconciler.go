@@ -249,7 +249,7 @@ func (t *job) failedStep(ctx context.Context, err error) (ctrl.Result, error) {
 	if sidecar.IsRefusal(err) {
 		return t.finish(ctx, operation.PhaseRefused, err.Error())
 	}
-	if sidecar.IsPermanent(err) {
+	if t.r.Refusals.Permanent("pvc/"+t.pvc.Namespace+"/"+t.pvc.Name, err, t.r.Clock.Now()) {
 		return t.finish(ctx, operation.PhaseFailed, err.Error())
 	}
 	if limit := timeoutOf(t.st.Phase, t.cfg); sidecar.Expired(&t.st.Header, limit, t.r.Clock.Now()) {
