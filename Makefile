@@ -57,7 +57,7 @@ test-unit: ## Unit, contract and data-plane tests (real rsync/stunnel/registries
 E2E_FLAGS ?=
 # The parallel e2e tests mostly wait on their clusters, so more of them run at once than there are
 # cores (go test's default -parallel is GOMAXPROCS: 2 here).
-E2E_PARALLEL ?= 4
+E2E_PARALLEL ?= 6
 
 .PHONY: test-e2e
 test-e2e: deps tools build ## End-to-end tests on the local two-cluster stack (as root)

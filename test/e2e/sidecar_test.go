@@ -29,8 +29,8 @@ import (
 	"github.com/ferry-dev/ferry/test/stack"
 )
 
-// The sidecar tests change ferry-config and (one of them) kill the sidecar, so they do not run
-// in parallel with each other; Go runs them before the package's parallel tests.
+// The sidecar tests that change ferry-config or kill the data mover run on stacks of their own
+// (stack.Options.Name), the others share the base config of the shared stack.
 
 // TestStageStageFinalRestore is the migration a user runs: two stage backups while the app
 // keeps running (the second moves only what changed), a final backup that quiesces the app and
@@ -244,7 +244,9 @@ func waitScheduledBackup(t *testing.T, ctx context.Context, c *stack.Cluster, sc
 // and starts a new one: it picks the transfer up from what it finds in the clusters, finishes
 // it, and leaves no pods or Secrets behind.
 func TestSidecarKilledMidTransfer(t *testing.T) {
-	s := stacks.Get(t, stack.Options{OpenShift: true})
+	// A stack of its own: it slows ferry-config down and kills the data mover, beside the rest.
+	t.Parallel()
+	s := stacks.Get(t, stack.Options{OpenShift: true, Name: "restart"})
 	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Minute)
 	defer cancel()
 	src, dst := s.Source, s.Target
@@ -285,7 +287,9 @@ func TestSidecarKilledMidTransfer(t *testing.T) {
 // end the backup PartiallyFailed with the reason in `velero backup describe`, a Warning Event on
 // the PVC, and nothing deleted on either cluster.
 func TestBadInputFailsClearly(t *testing.T) {
-	s := stacks.Get(t, stack.Options{OpenShift: true})
+	// A stack of its own: it points ferry-config at a missing class and an unreachable target.
+	t.Parallel()
+	s := stacks.Get(t, stack.Options{OpenShift: true, Name: "badinput"})
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
 	defer cancel()
 	src, dst := s.Source, s.Target
