@@ -224,12 +224,7 @@ func TestPhasePreparingTimesOut(t *testing.T) {
 // TestPhaseQuiescing: a final transfer scales down what mounts the PVC, waits for its pods to
 // stop, and only then copies.
 func TestPhaseQuiescing(t *testing.T) {
-	yes := true
-	web := testutil.Object("apps/v1", "Deployment", "app", "web", map[string]any{"spec.replicas": int64(3),
-		"spec.template.spec.volumes": []any{map[string]any{"name": "v", "persistentVolumeClaim": map[string]any{"claimName": "data"}}}})
-	appPod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "web-1", OwnerReferences: []metav1.OwnerReference{{Kind: "ReplicaSet", Name: "web-x", Controller: &yes}}},
-		Spec:   corev1.PodSpec{NodeName: "n1", Volumes: []corev1.Volume{{Name: "v", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "data"}}}}},
-		Status: corev1.PodStatus{Phase: corev1.PodRunning}}
+	web, appPod := webUsingData(3)
 	h := newHarness(t, clusterIP, sourcePVC(keys.TransferID, "t1", keys.TransferType, "final"), []runtime.Object{web, appPod}, storageClass("standard", true))
 	h.client = func(int) clientRun { return clientRun{phase: corev1.PodRunning} }
 	st := h.run(t, 6, operation.PhaseQuiescing)
@@ -257,12 +252,7 @@ func TestPhaseQuiescing(t *testing.T) {
 // TestFinalOfAMovedVolumeOnlyQuiesces: a final whose PV moves with the backup stops what uses
 // the PVC, makes nothing on the target and copies nothing.
 func TestFinalOfAMovedVolumeOnlyQuiesces(t *testing.T) {
-	yes := true
-	web := testutil.Object("apps/v1", "Deployment", "app", "web", map[string]any{"spec.replicas": int64(2),
-		"spec.template.spec.volumes": []any{map[string]any{"name": "v", "persistentVolumeClaim": map[string]any{"claimName": "data"}}}})
-	appPod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "web-1", OwnerReferences: []metav1.OwnerReference{{Kind: "ReplicaSet", Name: "web-x", Controller: &yes}}},
-		Spec:   corev1.PodSpec{NodeName: "n1", Volumes: []corev1.Volume{{Name: "v", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "data"}}}}},
-		Status: corev1.PodStatus{Phase: corev1.PodRunning}}
+	web, appPod := webUsingData(2)
 	h := newHarness(t, clusterIP, sourcePVC(keys.TransferID, "t1", keys.TransferType, "final", keys.TransferMove, "true"), []runtime.Object{web, appPod})
 	st := h.run(t, 6, operation.PhaseQuiescing)
 	require.Equal(t, operation.PhaseQuiescing, st.Phase)
@@ -289,6 +279,18 @@ func TestFinalOfAMovedVolumeOnlyQuiesces(t *testing.T) {
 	secrets, err := h.target.Kube.CoreV1().Secrets("").List(context.Background(), metav1.ListOptions{})
 	require.NoError(t, err)
 	assert.Empty(t, secrets.Items, "no certificates")
+}
+
+// webUsingData is Deployment app/web with replicas whose pods mount PVC data, and its one
+// running pod, web-1.
+func webUsingData(replicas int64) (*unstructured.Unstructured, *corev1.Pod) {
+	yes := true
+	web := testutil.Object("apps/v1", "Deployment", "app", "web", map[string]any{"spec.replicas": replicas,
+		"spec.template.spec.volumes": []any{map[string]any{"name": "v", "persistentVolumeClaim": map[string]any{"claimName": "data"}}}})
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "web-1", OwnerReferences: []metav1.OwnerReference{{Kind: "ReplicaSet", Name: "web-x", Controller: &yes}}},
+		Spec:   corev1.PodSpec{NodeName: "n1", Volumes: []corev1.Volume{{Name: "v", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "data"}}}}},
+		Status: corev1.PodStatus{Phase: corev1.PodRunning}}
+	return web, pod
 }
 
 var deployments = schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "deployments"}
@@ -561,8 +563,7 @@ func TestNewerRequestReplacesAnOlder(t *testing.T) {
 // deleted — the workloads it quiesced come back, with a Warning Event and a word in the status;
 // unless ferry-config keepQuiescedOnFailure says to leave them down.
 func TestAFinalThatDoesNotCompleteBringsTheAppBack(t *testing.T) {
-	web := testutil.Object("apps/v1", "Deployment", "app", "web", map[string]any{"spec.replicas": int64(3),
-		"spec.template.spec.volumes": []any{map[string]any{"name": "v", "persistentVolumeClaim": map[string]any{"claimName": "data"}}}})
+	web, _ := webUsingData(3)
 	failed := clientRun{phase: corev1.PodFailed, reports: []dataplane.Report{{Type: dataplane.ReportError, Attempt: 1, Error: "connection refused"}}}
 	for _, tc := range []struct {
 		name    string

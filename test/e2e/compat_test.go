@@ -58,11 +58,7 @@ func TestMigrateWithOlderVelero(t *testing.T) {
 	requireReplicas(t, ctx, src, ns, "web", 0, "the final quiesced the source app")
 	require.NoError(t, treediff.Equal(srcDir, dstDir, treediff.All()), "after the final")
 
-	_, err = dst.WaitBackupSynced(ctx, final.Name)
-	require.NoError(t, err)
-	r, err := dst.CreateRestore(ctx, stack.UniqueName("compat"), "--from-backup", final.Name)
-	require.NoError(t, err)
-	assert.Equal(t, velerov1.RestorePhaseCompleted, r.Status.Phase)
+	restoreOnTarget(t, ctx, s, final.Name, "compat")
 	requireReplicas(t, ctx, dst, ns, "web", 2, "the restore brings the app up with its replicas")
 	noTransferLeftovers(t, ctx, s, ns)
 }

@@ -9,7 +9,6 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	velerov1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -104,11 +103,7 @@ func TestImageStreamMigration(t *testing.T) {
 	assert.Contains(t, describeBackup(t, ctx, src, final.Name), "Completed")
 
 	// Restore on the target, into the mapped namespace.
-	_, err = dst.WaitBackupSynced(ctx, final.Name)
-	require.NoError(t, err)
-	r, err := dst.CreateRestore(ctx, stack.UniqueName("images"), "--from-backup", final.Name, "--namespace-mappings", ns+":"+mapped)
-	require.NoError(t, err)
-	assert.Equal(t, velerov1.RestorePhaseCompleted, r.Status.Phase)
+	restoreOnTarget(t, ctx, s, final.Name, "images", "--namespace-mappings", ns+":"+mapped)
 
 	web, err := dst.Dynamic.Resource(imageStreamGVR).Namespace(mapped).Get(ctx, "web", metav1.GetOptions{})
 	require.NoError(t, err)

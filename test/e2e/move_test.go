@@ -65,11 +65,7 @@ func TestFinalOfAMovedVolume(t *testing.T) {
 	assert.Zero(t, st.BytesSent, "nothing copied: the volume moves")
 	requireReplicas(t, ctx, src, ns, "web", 0, "the final stopped the source app before the volume moves")
 
-	_, err = dst.WaitBackupSynced(ctx, final.Name)
-	require.NoError(t, err)
-	r, err := dst.CreateRestore(ctx, stack.UniqueName("moved"), "--from-backup", final.Name)
-	require.NoError(t, err)
-	assert.Equal(t, velerov1.RestorePhaseCompleted, r.Status.Phase)
+	restoreOnTarget(t, ctx, s, final.Name, "moved")
 	waitClaimBound(t, ctx, dst, ns, "data", pv.Name)
 	moved, err := dst.Kube.CoreV1().PersistentVolumes().Get(ctx, pv.Name, metav1.GetOptions{})
 	require.NoError(t, err)

@@ -99,11 +99,7 @@ func TestRestrictedMigrationOnRealNodes(t *testing.T) {
 	require.NoError(t, treediff.Equal(srcDir, dstDir, treediff.All()), "after the final")
 
 	// Restore: the target's pod runs and serves what the final carried.
-	_, err = dst.WaitBackupSynced(ctx, b2.Name)
-	require.NoError(t, err)
-	r, err := dst.CreateRestore(ctx, stack.UniqueName("final"), "--from-backup", b2.Name)
-	require.NoError(t, err)
-	assert.Equal(t, velerov1.RestorePhaseCompleted, r.Status.Phase)
+	restoreOnTarget(t, ctx, s, b2.Name, "final")
 	waitServing(t, ctx, dst, ns, "version 2")
 	noTransferLeftovers(t, ctx, s, ns)
 

@@ -77,6 +77,17 @@ func migrationBackup(t *testing.T, ctx context.Context, c *stack.Cluster, kind, 
 	return b, err
 }
 
+// restoreOnTarget runs `velero restore create --from-backup` on the target once the backup has
+// synced there, and checks that the restore completed.
+func restoreOnTarget(t *testing.T, ctx context.Context, s *stack.Stack, backup, prefix string, extra ...string) {
+	t.Helper()
+	_, err := s.Target.WaitBackupSynced(ctx, backup)
+	require.NoError(t, err)
+	r, err := s.Target.CreateRestore(ctx, stack.UniqueName(prefix), append([]string{"--from-backup", backup}, extra...)...)
+	require.NoError(t, err)
+	assert.Equal(t, velerov1.RestorePhaseCompleted, r.Status.Phase)
+}
+
 // transferStatus reads the sidecar's report on a source PVC.
 // t may be an assert.CollectT inside an Eventually.
 func transferStatus(t require.TestingT, ctx context.Context, c *stack.Cluster, ns, name string) *operation.TransferStatus {

@@ -109,11 +109,7 @@ func TestStageStageFinalRestore(t *testing.T) {
 	assert.WithinDuration(t, st3.Completed.Time, *listed.Items[0].LastSuccess, time.Second)
 
 	// Restore on the target: the app comes back with its replica count, the data stays.
-	_, err = dst.WaitBackupSynced(ctx, b3.Name)
-	require.NoError(t, err)
-	r, err := dst.CreateRestore(ctx, stack.UniqueName("final"), "--from-backup", b3.Name)
-	require.NoError(t, err)
-	assert.Equal(t, velerov1.RestorePhaseCompleted, r.Status.Phase)
+	restoreOnTarget(t, ctx, s, b3.Name, "final")
 	d := requireWorkload(t, ctx, dst, ns, "web", 2)
 	assert.NotContains(t, d.Annotations, keys.PreQuiesceReplicas)
 	require.NoError(t, treediff.Equal(srcDir, dstDir, full), "after the restore")
