@@ -17,8 +17,10 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	velerov1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/ferry-dev/ferry/internal/keys"
 	"github.com/ferry-dev/ferry/internal/operation"
@@ -36,6 +38,8 @@ type fault struct {
 	backupArgs []string
 	// mib is the size of the volume's big file (default 12): how long the copy takes.
 	mib int
+	// setup runs once the app exists, before its backup starts.
+	setup func(t *testing.T, ctx context.Context, s *stack.Stack, ns string)
 	// inject does the harm once the transfer copies (Transferring, bytes moved).
 	inject func(t *testing.T, ctx context.Context, s *stack.Stack, ns string, backup *velerov1.Backup)
 	// completes: the migration still completes; else it ends with the reason in want.
@@ -77,8 +81,9 @@ func TestFaults(t *testing.T) {
 		{name: "network between the clusters cut for 20 s", when: "mid-transfer (final)", final: true, inject: cutNetwork(20 * time.Second), completes: true},
 		{name: "Backup deleted", when: "mid-transfer (stage)", want: "cancelled", inject: deleteBackup},
 		{name: "Backup deleted", when: "mid-transfer (final)", final: true, want: "cancelled", inject: deleteBackup},
-		{name: "item-operation timeout", when: "mid-transfer (final, `--item-operation-timeout 20s`)", final: true,
-			backupArgs: []string{"--item-operation-timeout", "20s"}, mib: 48, want: "cancelled"},
+		// Long enough to reach Transferring on a loaded machine (a cold CI run took over 20 s).
+		{name: "item-operation timeout", when: "mid-transfer (final, `--item-operation-timeout 60s`)", final: true,
+			backupArgs: []string{"--item-operation-timeout", "60s"}, mib: 96, want: "cancelled"},
 	}
 	var (
 		mu    sync.Mutex
@@ -110,6 +115,7 @@ func TestStackFaults(t *testing.T) {
 	var table []string
 	report := func(row string) { table = append(table, row) }
 	t.Run("target API server stopped", func(t *testing.T) { targetAPIServerStopped(t, ctx, s, report) })
+	t.Run("data mover killed while quiescing", func(t *testing.T) { report(killedWhileQuiescing(t, ctx, s)) })
 	t.Run("stale Lease", func(t *testing.T) { report(staleLease(t, ctx, s, slow)) })
 	checkReliabilityTable(t, table)
 }
@@ -174,6 +180,9 @@ func startMigration(t *testing.T, ctx context.Context, s *stack.Stack, f fault) 
 	}
 	m.ns, m.srcDir = appWithData(t, ctx, s, "fault", 2, mib)
 	m.before = treeSnapshot(t, m.srcDir)
+	if f.setup != nil {
+		f.setup(t, ctx, s, m.ns)
+	}
 	m.backup = startBackup(t, ctx, s.Source, m.kind(), append([]string{"--include-namespaces", m.ns, "--snapshot-volumes=false", "--labels", keys.Migration + "=" + m.kind()}, f.backupArgs...)...)
 	return m
 }
@@ -298,6 +307,51 @@ func targetAPIServerStopped(t *testing.T, ctx context.Context, s *stack.Stack, r
 	}()
 	report(copying.end(t, ctx, s))
 	report(preparing.end(t, ctx, s))
+}
+
+// killedWhileQuiescing holds one of the app's pods in Terminating (a finalizer) so a final
+// waits in Quiescing, SIGKILLs the data mover there and starts another: once the pod is gone
+// the new one goes on from what the status and the workloads' annotations say, copies, and the
+// app stays quiesced as a completed final leaves it.
+func killedWhileQuiescing(t *testing.T, ctx context.Context, s *stack.Stack) string {
+	const hold = "e2e.ferry.dev/hold"
+	var heldNS, heldPod string
+	release := func() {
+		if heldPod != "" {
+			patch := []byte(`{"metadata":{"finalizers":null}}`)
+			_, _ = s.Source.Kube.CoreV1().Pods(heldNS).Patch(context.Background(), heldPod, types.MergePatchType, patch, metav1.PatchOptions{})
+		}
+	}
+	t.Cleanup(release)
+	f := fault{name: "data mover SIGKILLed", when: "during Quiescing (final)", final: true, mib: 4, completes: true,
+		setup: func(t *testing.T, ctx context.Context, s *stack.Stack, ns string) {
+			var pods *corev1.PodList
+			require.EventuallyWithT(t, func(ct *assert.CollectT) {
+				var err error
+				pods, err = s.Source.Kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: appLabel + "=web"})
+				require.NoError(ct, err)
+				require.NotEmpty(ct, pods.Items)
+			}, time.Minute, 250*time.Millisecond)
+			p := pods.Items[0]
+			_, err := s.Source.Kube.CoreV1().Pods(ns).Patch(ctx, p.Name, types.MergePatchType, []byte(`{"metadata":{"finalizers":["`+hold+`"]}}`), metav1.PatchOptions{})
+			require.NoError(t, err)
+			heldNS, heldPod = ns, p.Name
+		}}
+	m := startMigration(t, ctx, s, f)
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		st := transferStatus(ct, ctx, s.Source, m.ns, "data")
+		require.Equal(ct, string(m.backup.UID), st.ID)
+		require.Equal(ct, operation.PhaseQuiescing, st.Phase)
+		require.Contains(ct, st.Message, "waiting for 1 pods using the PVC to stop")
+	}, 2*time.Minute, 250*time.Millisecond)
+	sidecar, err := s.EnsureSidecar(ctx)
+	require.NoError(t, err)
+	require.NoError(t, sidecar.Kill())
+	_, err = s.EnsureSidecar(ctx)
+	require.NoError(t, err)
+	requireReplicas(t, ctx, s.Source, m.ns, "web", 0, "the app stays scaled down while the new data mover waits")
+	release()
+	return m.end(t, ctx, s)
 }
 
 // staleLease stops the data mover without a goodbye: once its Lease is older than its duration

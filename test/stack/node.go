@@ -366,6 +366,15 @@ maxPods: 110
 	if err := os.WriteFile(configPath, []byte(config), 0o644); err != nil {
 		return err
 	}
+	// Every kubelet on this machine binds the same device-plugin socket
+	// (/var/lib/kubelet/device-plugins/kubelet.sock: not under --root-dir), removing it first:
+	// two starting at once fail one with "address already in use". So kubelets of every stack,
+	// in any process, start one at a time (until their Node is Ready).
+	unlock, err := lockFile(ctx, filepath.Join(runtimeRoot, "kubelet-start.lock"))
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	p, err := s.StartProcess(ProcessSpec{
 		Name: "kubelet-" + c.Name,
 		Path: s.tools.kubelet,

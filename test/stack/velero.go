@@ -41,7 +41,10 @@ func (c *Cluster) veleroServerArgs() []string {
 		"--metrics-address=127.0.0.1:8085",
 		"--profiler-address=127.0.0.1:6060",
 		"--item-operation-sync-frequency=2s",
-		"--store-validation-frequency=10s",
+		// Velero rewrites the BSL's credentials file for every validation, and a backup's AWS
+		// plugin reading it meanwhile can find it empty ("no EC2 IMDS role found", seen once
+		// on a loaded run): validate no more often than Velero's default.
+		"--store-validation-frequency=1m",
 		// A PVC that never binds fails the restore within minutes, not after the default 10.
 		"--resource-timeout=3m",
 		// Tests create many objects quickly; the defaults (20/30) make Velero the bottleneck.
