@@ -44,7 +44,7 @@ func TestFinalOfAMovedVolume(t *testing.T) {
 		})
 	}
 	create(t, ctx, src, pv, claim, deploymentUsing(ns, "web", 2, "data"))
-	waitClaimBound(t, ctx, src, ns, "data", pv.Name)
+	require.Equal(t, pv.Name, boundVolume(t, ctx, src, ns, "data").Name)
 
 	// A stage of a moved volume has nothing to do: no request, the app untouched.
 	stage, err := migrationBackup(t, ctx, src, "stage", ns)
@@ -66,9 +66,8 @@ func TestFinalOfAMovedVolume(t *testing.T) {
 	requireReplicas(t, ctx, src, ns, "web", 0, "the final stopped the source app before the volume moves")
 
 	restoreOnTarget(t, ctx, s, final.Name, "moved")
-	waitClaimBound(t, ctx, dst, ns, "data", pv.Name)
-	moved, err := dst.Kube.CoreV1().PersistentVolumes().Get(ctx, pv.Name, metav1.GetOptions{})
-	require.NoError(t, err)
+	moved := boundVolume(t, ctx, dst, ns, "data")
+	assert.Equal(t, pv.Name, moved.Name)
 	assert.Equal(t, pv.Spec.NFS, moved.Spec.NFS, "the target mounts the same export")
 	requireReplicas(t, ctx, dst, ns, "web", 2, "the restore starts the app on the target with its replicas")
 	noTransferLeftovers(t, ctx, s, ns)
@@ -89,15 +88,4 @@ func nfsVolume(name, ns, claim string) *corev1.PersistentVolume {
 			ClaimRef: &corev1.ObjectReference{Kind: "PersistentVolumeClaim", APIVersion: "v1", Namespace: ns, Name: claim},
 		},
 	}
-}
-
-// waitClaimBound waits until the PVC is bound to PV volume.
-func waitClaimBound(t *testing.T, ctx context.Context, c *stack.Cluster, ns, name, volume string) {
-	t.Helper()
-	require.EventuallyWithT(t, func(ct *assert.CollectT) {
-		p, err := c.Kube.CoreV1().PersistentVolumeClaims(ns).Get(ctx, name, metav1.GetOptions{})
-		require.NoError(ct, err)
-		require.Equal(ct, corev1.ClaimBound, p.Status.Phase)
-		require.Equal(ct, volume, p.Spec.VolumeName)
-	}, 2*time.Minute, 250*time.Millisecond)
 }
