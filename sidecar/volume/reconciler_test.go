@@ -899,14 +899,7 @@ func TestRetryFollowsAMovedEndpoint(t *testing.T) {
 	}
 	st := h.run(t, 3, operation.PhaseTransferring)
 	require.Equal(t, "192.0.2.10:8443", st.Endpoint)
-	ctx := context.Background()
-	svcs, err := h.target.Kube.CoreV1().Services("app").List(ctx, metav1.ListOptions{})
-	require.NoError(t, err)
-	require.Len(t, svcs.Items, 1)
-	svc := svcs.Items[0]
-	svc.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "192.0.2.77"}}
-	_, err = h.target.Kube.CoreV1().Services("app").Update(ctx, &svc, metav1.UpdateOptions{})
-	require.NoError(t, err)
+	h.moveEndpoint(t, "192.0.2.77")
 
 	h.run(t, 6, operation.PhaseFailed)
 	clients := transferPods(t, h.source.Kube, RoleClient)
@@ -921,6 +914,20 @@ func TestRetryFollowsAMovedEndpoint(t *testing.T) {
 	assert.Equal(t, "192.0.2.77:8443", h.status(t).Endpoint)
 }
 
+// moveEndpoint gives the transfer's one LoadBalancer Service another address, as a replaced
+// server behind it would.
+func (h *harness) moveEndpoint(t *testing.T, ip string) {
+	t.Helper()
+	ctx := context.Background()
+	svcs, err := h.target.Kube.CoreV1().Services("app").List(ctx, metav1.ListOptions{})
+	require.NoError(t, err)
+	require.Len(t, svcs.Items, 1)
+	svc := svcs.Items[0]
+	svc.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: ip}}
+	_, err = h.target.Kube.CoreV1().Services("app").Update(ctx, &svc, metav1.UpdateOptions{})
+	require.NoError(t, err)
+}
+
 // TestRunningClientFollowsAMovedEndpoint: when the endpoint moves while a client runs (its
 // server replaced, on an address that was the old pod's), that client is stopped and the next
 // one connects to the new address.
@@ -931,13 +938,7 @@ func TestRunningClientFollowsAMovedEndpoint(t *testing.T) {
 	require.Equal(t, "192.0.2.10:8443", st.Endpoint)
 	first := transferPods(t, h.source.Kube, RoleClient)
 	require.Len(t, first, 1)
-	ctx := context.Background()
-	svcs, err := h.target.Kube.CoreV1().Services("app").List(ctx, metav1.ListOptions{})
-	require.NoError(t, err)
-	svc := svcs.Items[0]
-	svc.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "192.0.2.77"}}
-	_, err = h.target.Kube.CoreV1().Services("app").Update(ctx, &svc, metav1.UpdateOptions{})
-	require.NoError(t, err)
+	h.moveEndpoint(t, "192.0.2.77")
 
 	h.run(t, 2, operation.PhaseFailed)
 	clients := transferPods(t, h.source.Kube, RoleClient)
