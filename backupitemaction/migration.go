@@ -70,6 +70,20 @@ func allowOverwrite(backup *velerov1.Backup, cfg *config.Config) (bool, error) {
 	return b, nil
 }
 
+// quiesceNamespace is whether a final backup quiesces every workload of a migrated PVC's
+// namespace: the Backup's ferry.dev/quiesce-scope, else ferry-config's quiesceScope. Like
+// overwriting, it is decided by people who can create Backups or edit ferry-config.
+func quiesceNamespace(backup *velerov1.Backup, cfg *config.Config) (bool, error) {
+	scope := cfg.QuiesceScope
+	if v, ok := backup.Annotations[keys.QuiesceScope]; ok {
+		var err error
+		if scope, err = config.ParseQuiesceScope(v); err != nil {
+			return false, fmt.Errorf("backup %s: annotation %s=%q: %w", backup.Name, keys.QuiesceScope, v, err)
+		}
+	}
+	return scope == keys.QuiesceScopeNamespace, nil
+}
+
 // leaseGrace is how much longer than its own duration a Lease may go unrenewed before ferry
 // says the data mover is not running: a restarting data mover takes the Lease again within
 // about its duration.

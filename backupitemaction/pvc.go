@@ -96,10 +96,15 @@ func (a *PVCAction) Execute(item runtime.Unstructured, backup *velerov1.Backup) 
 		if err != nil {
 			return nil, nil, "", nil, err
 		}
+		wholeNS, err := quiesceNamespace(backup, cfg)
+		if err != nil {
+			return nil, nil, "", nil, err
+		}
 		req := &operation.TransferRequest{
-			Request: operation.Request{ID: string(backup.UID), TargetNamespace: targetNS, TargetName: pvc.Name, Backup: backup.Name},
-			Type:    mtype,
-			Move:    true,
+			Request:          operation.Request{ID: string(backup.UID), TargetNamespace: targetNS, TargetName: pvc.Name, Backup: backup.Name},
+			Type:             mtype,
+			Move:             true,
+			QuiesceNamespace: wholeNS,
 		}
 		log.Info("PVC will be moved: its PV definition travels with the backup; the final first quiesces what uses it")
 		return a.request(ctx, log, &pvc, u, req)
@@ -125,12 +130,17 @@ func (a *PVCAction) Execute(item runtime.Unstructured, backup *velerov1.Backup) 
 	if err != nil {
 		return nil, nil, "", nil, err
 	}
+	wholeNS, err := quiesceNamespace(backup, cfg)
+	if err != nil {
+		return nil, nil, "", nil, err
+	}
 	req := &operation.TransferRequest{
-		Request:      operation.Request{ID: string(backup.UID), TargetNamespace: targetNS, TargetName: pvc.Name, Backup: backup.Name, Overwrite: overwrite},
-		Type:         mtype,
-		StorageClass: choice.StorageClass,
-		AccessModes:  choice.AccessModes,
-		Verify:       &choice.Verify,
+		Request:          operation.Request{ID: string(backup.UID), TargetNamespace: targetNS, TargetName: pvc.Name, Backup: backup.Name, Overwrite: overwrite},
+		Type:             mtype,
+		StorageClass:     choice.StorageClass,
+		AccessModes:      choice.AccessModes,
+		Verify:           &choice.Verify,
+		QuiesceNamespace: wholeNS && mtype == operation.Final,
 	}
 	return a.request(ctx, log, &pvc, u, req)
 }

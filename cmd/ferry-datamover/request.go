@@ -19,6 +19,7 @@ func newRequestCommand() *cobra.Command {
 		veleroNS                       string
 		m                              requests.Manual
 		typ, storageClass, accessModes string
+		quiesceScope                   string
 		verify, overwrite              bool
 	)
 	cmd := &cobra.Command{
@@ -60,6 +61,12 @@ unless given here. Follow it with:
 			if f.Changed("allow-overwrite") {
 				m.Overwrite = &overwrite
 			}
+			if f.Changed("quiesce-scope") {
+				if _, err := config.ParseQuiesceScope(quiesceScope); err != nil {
+					return usageError{fmt.Errorf("--quiesce-scope: %w", err)}
+				}
+				m.QuiesceScope = quiesceScope
+			}
 			clients, err := cluster.clients(veleroNS)
 			if err != nil {
 				return err
@@ -95,5 +102,6 @@ unless given here. Follow it with:
 	f.StringVar(&accessModes, "access-modes", "", "access modes of a target PVC ferry creates (e.g. RWX)")
 	f.BoolVar(&verify, "verify", false, "add an rsync --checksum pass")
 	f.BoolVar(&overwrite, "allow-overwrite", false, "fill a target that holds data ferry did not write")
+	f.StringVar(&quiesceScope, "quiesce-scope", "", "what a final stops: volumes (the PVC's users) or namespace (every workload in it); default ferry-config quiesceScope")
 	return cmd
 }

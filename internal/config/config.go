@@ -101,6 +101,10 @@ type Config struct {
 	PrepareTimeout time.Duration
 	// quiesceTimeout: how long a final transfer waits for the app's pods to stop. Default 10m.
 	QuiesceTimeout time.Duration
+	// quiesceScope: what a final stops on the source: "volumes" (the workloads that mount a
+	// migrated PVC) or "namespace" (every workload of each namespace with a migrated PVC).
+	// Default "volumes".
+	QuiesceScope string
 	// stallTimeout: how long a copy may go without progress (bytes or files) before its client
 	// pod is stopped and another attempt starts. Default 5m.
 	StallTimeout time.Duration
@@ -137,6 +141,7 @@ func Defaults() *Config {
 	return &Config{
 		TargetKubeconfigSecret: "ferry-target",
 		DefaultPVAction:        keys.PVActionCopy,
+		QuiesceScope:           keys.QuiesceScopeVolumes,
 		MoveDrivers:            []string{"nfs.csi.k8s.io"},
 		StorageClassMapping:    map[string]string{},
 		AccessModeMapping:      map[corev1.PersistentVolumeAccessMode]corev1.PersistentVolumeAccessMode{},
@@ -205,6 +210,10 @@ var setters = map[string]setter{
 		}
 		c.DefaultPVAction = v
 		return nil
+	},
+	"quiesceScope": func(c *Config, v string) (err error) {
+		c.QuiesceScope, err = ParseQuiesceScope(v)
+		return err
 	},
 	"moveDrivers": func(c *Config, v string) error {
 		c.MoveDrivers = List(v)
@@ -485,6 +494,15 @@ func str(field func(*Config) *string) setter {
 		*field(c) = v
 		return nil
 	}
+}
+
+// ParseQuiesceScope checks a quiesce scope (ferry-config quiesceScope or a Backup's
+// ferry.dev/quiesce-scope).
+func ParseQuiesceScope(v string) (string, error) {
+	if v != keys.QuiesceScopeVolumes && v != keys.QuiesceScopeNamespace {
+		return "", fmt.Errorf("want %q or %q", keys.QuiesceScopeVolumes, keys.QuiesceScopeNamespace)
+	}
+	return v, nil
 }
 
 func boolean(field func(*Config) *bool) setter {

@@ -43,6 +43,7 @@ func TestParse(t *testing.T) {
 				"bwlimitKBps":            "0",
 				"verify":                 "true",
 				"transferMemory":         "1Gi",
+				"quiesceScope":           "namespace",
 			},
 			check: func(t *testing.T, c *Config) {
 				assert.Equal(t, "target", c.TargetKubeconfigSecret)
@@ -55,6 +56,7 @@ func TestParse(t *testing.T) {
 				assert.Equal(t, 8, c.Concurrency)
 				assert.True(t, c.Verify)
 				assert.Equal(t, resource.MustParse("1Gi"), c.TransferMemory)
+				assert.Equal(t, "namespace", c.QuiesceScope)
 			},
 		},
 		{
@@ -73,10 +75,12 @@ func TestParse(t *testing.T) {
 				"storageClassMapping": "gp2",
 				"namespaceMapping":    "=b",
 				"transferCPU":         "lots",
+				"quiesceScope":        "cluster",
 			},
 			wantErr: []string{
 				`key "defaultPVAction"`, `key "concurrency"`, `key "verify"`, `key "endpointType"`,
 				`unknown access mode "RWZ"`, `"gp2" is not of the form`, `key "namespaceMapping"`, `key "transferCPU"`,
+				`key "quiesceScope"`,
 			},
 		},
 		{

@@ -30,6 +30,16 @@ const (
 	// of `velero restore create --namespace-mappings`: "src1:dst1,src2:dst2". Use the same
 	// mapping for the restore. Overrides the config map's namespaceMapping.
 	NamespaceMapping = prefix + "namespace-mapping"
+	// QuiesceScope is what a final backup stops on the source: "volumes" (the workloads that
+	// mount a migrated PVC) or "namespace" (every workload of each namespace with a migrated
+	// PVC). Overrides ferry-config quiesceScope.
+	QuiesceScope = prefix + "quiesce-scope"
+)
+
+// Values of QuiesceScope (and of TransferQuiesceScope).
+const (
+	QuiesceScopeVolumes   = "volumes"
+	QuiesceScopeNamespace = "namespace"
 )
 
 // Per-PVC choices, set by the user on the live source PVC (each overrides the config map).
@@ -72,6 +82,9 @@ const (
 	// TransferMove ("true", finals only): the PV moves with the backup; the transfer copies
 	// nothing and only quiesces what uses the PVC.
 	TransferMove = prefix + "transfer-move"
+	// TransferQuiesceScope ("namespace", finals only): quiesce every workload of the PVC's
+	// namespace, not only those that mount it.
+	TransferQuiesceScope = prefix + "transfer-quiesce-scope"
 	// TransferBackup names the Backup that asked, for people reading the PVC.
 	TransferBackup = prefix + "transfer-backup"
 	// TransferCancel set to the current TransferID cancels that transfer.
@@ -231,7 +244,7 @@ const (
 func IsTransferKey(key string) bool {
 	switch key {
 	case TransferID, TransferType, TransferTarget, TransferStorageClass, TransferAccessModes,
-		TransferVerify, TransferMove, TransferBackup, TransferCancel, TransferStatus, TransferOverwrite, TransferSignature:
+		TransferVerify, TransferMove, TransferQuiesceScope, TransferBackup, TransferCancel, TransferStatus, TransferOverwrite, TransferSignature:
 		return true
 	}
 	return false

@@ -47,6 +47,21 @@ func TestParseTransferRequest(t *testing.T) {
 			wantErr: []string{keys.TransferMove, "only a final moves a volume"},
 		},
 		{
+			name: "a final that quiesces the whole namespace",
+			ann:  map[string]string{keys.TransferID: "uid-5", keys.TransferType: "final", keys.TransferQuiesceScope: "namespace"},
+			want: &TransferRequest{Request: Request{ID: "uid-5", TargetNamespace: "app", TargetName: "data"}, Type: Final, QuiesceNamespace: true},
+		},
+		{
+			name: "the volumes scope is the default spelled out",
+			ann:  map[string]string{keys.TransferID: "uid-6", keys.TransferType: "final", keys.TransferQuiesceScope: "volumes"},
+			want: &TransferRequest{Request: Request{ID: "uid-6", TargetNamespace: "app", TargetName: "data"}, Type: Final},
+		},
+		{
+			name:    "a stage never quiesces",
+			ann:     map[string]string{keys.TransferID: "uid-7", keys.TransferQuiesceScope: "namespace"},
+			wantErr: []string{keys.TransferQuiesceScope, "only a final quiesces"},
+		},
+		{
 			name: "cancel of another ID is not a cancel",
 			ann:  map[string]string{keys.TransferID: "uid-2", keys.TransferCancel: "uid-1"},
 			want: &TransferRequest{Request: Request{ID: "uid-2", TargetNamespace: "app", TargetName: "data"}, Type: Stage},
@@ -56,10 +71,10 @@ func TestParseTransferRequest(t *testing.T) {
 			ann: map[string]string{
 				keys.TransferID: " ", keys.TransferType: "final-ish", keys.TransferTarget: "no-slash",
 				keys.TransferAccessModes: "RWZ", keys.TransferVerify: "maybe", keys.TransferStorageClass: "Bad_Class",
-				keys.TransferMove: "yes please",
+				keys.TransferMove: "yes please", keys.TransferQuiesceScope: "cluster",
 			},
 			wantErr: []string{"PVC app/data has a malformed transfer request", keys.TransferID, keys.TransferType, keys.TransferTarget,
-				"RWZ", keys.TransferVerify, keys.TransferStorageClass, keys.TransferMove},
+				"RWZ", keys.TransferVerify, keys.TransferStorageClass, keys.TransferMove, keys.TransferQuiesceScope},
 		},
 		{
 			name:    "target namespace over 63 characters",
@@ -156,7 +171,7 @@ func TestRequestAnnotationsRoundTrip(t *testing.T) {
 	got, err := ParseTransferRequest("a", "c", tr.Annotations())
 	require.NoError(t, err)
 	assert.Equal(t, tr, got)
-	move := &TransferRequest{Request: Request{ID: "u", TargetNamespace: "a", TargetName: "c"}, Type: Final, Move: true}
+	move := &TransferRequest{Request: Request{ID: "u", TargetNamespace: "a", TargetName: "c"}, Type: Final, Move: true, QuiesceNamespace: true}
 	got, err = ParseTransferRequest("a", "c", move.Annotations())
 	require.NoError(t, err)
 	assert.Equal(t, move, got)

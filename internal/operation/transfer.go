@@ -16,7 +16,7 @@ var TransferKeys = Keys{
 	Kind: "PVC", Noun: "transfer",
 	ID: keys.TransferID, Target: keys.TransferTarget, Backup: keys.TransferBackup,
 	Cancel: keys.TransferCancel, Status: keys.TransferStatus, Overwrite: keys.TransferOverwrite, Signature: keys.TransferSignature,
-	Extra: []string{keys.TransferType, keys.TransferStorageClass, keys.TransferAccessModes, keys.TransferVerify, keys.TransferMove},
+	Extra: []string{keys.TransferType, keys.TransferStorageClass, keys.TransferAccessModes, keys.TransferVerify, keys.TransferMove, keys.TransferQuiesceScope},
 }
 
 // TransferType is the kind of pass: stage (app running) or final (app quiesced first).
@@ -38,6 +38,9 @@ type TransferRequest struct {
 	// Move: the PV moves with the backup (shared storage), so a final copies nothing; it only
 	// quiesces what uses the PVC, so the source app stops writing before the target's starts.
 	Move bool
+	// QuiesceNamespace (finals only): quiesce every workload of the PVC's namespace, not only
+	// those that mount the PVC.
+	QuiesceNamespace bool
 }
 
 // ParseTransferRequest reads the request from a PVC's annotations. It returns (nil, nil) when
@@ -84,6 +87,18 @@ func ParseTransferRequest(namespace, name string, ann map[string]string) (*Trans
 		}
 		r.Move = b
 	}
+	if v, ok := ann[keys.TransferQuiesceScope]; ok {
+		switch v {
+		case keys.QuiesceScopeVolumes:
+		case keys.QuiesceScopeNamespace:
+			r.QuiesceNamespace = true
+		default:
+			p.bad(keys.TransferQuiesceScope, "want %q or %q", keys.QuiesceScopeVolumes, keys.QuiesceScopeNamespace)
+		}
+	}
+	if r.QuiesceNamespace && r.Type != Final {
+		p.bad(keys.TransferQuiesceScope, "only a final quiesces")
+	}
 	if r.Move && r.Type != Final {
 		p.bad(keys.TransferMove, "only a final moves a volume (a stage of a moved volume has nothing to do)")
 	}
@@ -103,6 +118,9 @@ func (r *TransferRequest) Annotations() map[string]string {
 	}
 	if r.Move {
 		a[keys.TransferMove] = "true"
+	}
+	if r.QuiesceNamespace {
+		a[keys.TransferQuiesceScope] = keys.QuiesceScopeNamespace
 	}
 	if r.StorageClass != nil {
 		a[keys.TransferStorageClass] = *r.StorageClass

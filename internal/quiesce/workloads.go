@@ -45,6 +45,19 @@ func kinds(apis *kube.APIs) ([]Kind, error) {
 // WorkloadsUsing returns the top-level workloads in namespace whose pod template mounts the PVC
 // (or, for StatefulSets, whose volume claim template made it).
 func WorkloadsUsing(ctx context.Context, c *kube.Clients, namespace, pvc string) ([]*unstructured.Unstructured, error) {
+	return listWorkloads(ctx, c, namespace, func(k Kind, u *unstructured.Unstructured) bool {
+		return mountsPVC(u, pvc) || (k.Kind == "StatefulSet" && claimTemplateMade(u, pvc))
+	})
+}
+
+// WorkloadsIn returns every top-level workload in namespace (a namespace-wide quiesce).
+func WorkloadsIn(ctx context.Context, c *kube.Clients, namespace string) ([]*unstructured.Unstructured, error) {
+	return listWorkloads(ctx, c, namespace, func(Kind, *unstructured.Unstructured) bool { return true })
+}
+
+// listWorkloads lists the top-level workloads of the served kinds in namespace that match picks:
+// objects a listed kind's controller owns are left to that owner.
+func listWorkloads(ctx context.Context, c *kube.Clients, namespace string, picks func(Kind, *unstructured.Unstructured) bool) ([]*unstructured.Unstructured, error) {
 	served, err := kinds(c.APIs)
 	if err != nil {
 		return nil, err
@@ -57,10 +70,7 @@ func WorkloadsUsing(ctx context.Context, c *kube.Clients, namespace, pvc string)
 		}
 		for i := range list.Items {
 			u := &list.Items[i]
-			if ownedByAny(u, k.OwnedBy) {
-				continue
-			}
-			if mountsPVC(u, pvc) || (k.Kind == "StatefulSet" && claimTemplateMade(u, pvc)) {
+			if !ownedByAny(u, k.OwnedBy) && picks(k, u) {
 				out = append(out, u)
 			}
 		}
@@ -149,18 +159,25 @@ func CanStop(ctx context.Context, c *kube.Clients, namespace, pvc string) error 
 	return nil
 }
 
-// StopUsers quiesces every workload using the PVC and returns "Kind/name" of each, sorted. A pod
-// that mounts the PVC with no controller is ErrBarePod.
-func StopUsers(ctx context.Context, c *kube.Clients, namespace, pvc, id string) ([]string, error) {
+// StopUsers quiesces every workload using the PVC (with wholeNamespace, every workload of its
+// namespace) and returns "Kind/name" of each, sorted. A pod that mounts the PVC with no
+// controller is ErrBarePod; other bare pods of the namespace are not ferry's to stop.
+func StopUsers(ctx context.Context, c *kube.Clients, namespace, pvc, id string, wholeNamespace bool) ([]string, error) {
 	if err := CanStop(ctx, c, namespace, pvc); err != nil {
 		return nil, err
 	}
-	workloads, err := WorkloadsUsing(ctx, c, namespace, pvc)
+	var list []*unstructured.Unstructured
+	var err error
+	if wholeNamespace {
+		list, err = WorkloadsIn(ctx, c, namespace)
+	} else {
+		list, err = WorkloadsUsing(ctx, c, namespace, pvc)
+	}
 	if err != nil {
 		return nil, err
 	}
 	var done []string
-	for _, w := range workloads {
+	for _, w := range list {
 		k, _ := KindOf(w.GetKind())
 		res := c.Dynamic.Resource(k.Resource).Namespace(namespace)
 		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {

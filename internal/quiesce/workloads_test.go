@@ -70,7 +70,7 @@ func TestWorkloadsUsing(t *testing.T) {
 func TestStopUsersThenRollback(t *testing.T) {
 	c := testutil.NewCluster(testutil.WithDynamicObjects(workloads()...), testutil.WithObjects(appPod("web-abc-1", "data", true)))
 	ctx := context.Background()
-	done, err := StopUsers(ctx, c.Clients, "app", "data", "t1")
+	done, err := StopUsers(ctx, c.Clients, "app", "data", "t1", false)
 	require.NoError(t, err)
 	assert.Equal(t, []string{"CronJob/backup", "DaemonSet/agent", "Deployment/web"}, done)
 	web, err := c.Dynamic.Resource(Kinds[0].Resource).Namespace("app").Get(ctx, "web", metav1.GetOptions{})
@@ -79,7 +79,7 @@ func TestStopUsersThenRollback(t *testing.T) {
 	assert.Zero(t, n)
 	assert.Equal(t, "t1", web.GetLabels()[keys.Quiesced])
 
-	again, err := StopUsers(ctx, c.Clients, "app", "data", "t2")
+	again, err := StopUsers(ctx, c.Clients, "app", "data", "t2", false)
 	require.NoError(t, err)
 	assert.Equal(t, done, again, "idempotent")
 	web, _ = c.Dynamic.Resource(Kinds[0].Resource).Namespace("app").Get(ctx, "web", metav1.GetOptions{})
@@ -102,13 +102,41 @@ func TestStopUsersThenRollback(t *testing.T) {
 
 func TestStopUsersRefusesBarePods(t *testing.T) {
 	c := testutil.NewCluster(testutil.WithDynamicObjects(workloads()...), testutil.WithObjects(appPod("debug", "data", false)))
-	done, err := StopUsers(context.Background(), c.Clients, "app", "data", "t1")
+	done, err := StopUsers(context.Background(), c.Clients, "app", "data", "t1", true)
 	require.Error(t, err)
 	assert.True(t, errors.Is(err, ErrBarePod))
 	assert.Contains(t, err.Error(), "pod app/debug mounts PVC data and has no controller to scale down")
 	assert.Empty(t, done, "nothing was scaled down")
 	web, _ := c.Dynamic.Resource(Kinds[0].Resource).Namespace("app").Get(context.Background(), "web", metav1.GetOptions{})
 	assert.NotContains(t, web.GetLabels(), keys.Quiesced)
+}
+
+func TestStopUsersOfTheWholeNamespace(t *testing.T) {
+	elsewhere := testutil.Object("apps/v1", "Deployment", "shop", "front", map[string]any{"spec.replicas": int64(3)})
+	// A bare pod that does not mount the PVC is not ferry's to stop, and does not block.
+	bare := appPod("debug", "scratch", false)
+	c := testutil.NewCluster(testutil.WithDynamicObjects(append(workloads(), elsewhere)...), testutil.WithObjects(appPod("web-abc-1", "data", true), bare))
+	ctx := context.Background()
+	done, err := StopUsers(ctx, c.Clients, "app", "data", "t1", true)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"CronJob/backup", "DaemonSet/agent", "Deployment/other", "Deployment/web", "StatefulSet/db"}, done,
+		"every top-level workload of the namespace, mounting the PVC or not; the ReplicaSet goes with its Deployment")
+	other, err := c.Dynamic.Resource(Kinds[0].Resource).Namespace("app").Get(ctx, "other", metav1.GetOptions{})
+	require.NoError(t, err)
+	n, _, _ := unstructured.NestedInt64(other.Object, "spec", "replicas")
+	assert.Zero(t, n)
+	assert.Equal(t, "1", other.GetAnnotations()[keys.PreQuiesceReplicas])
+	front, err := c.Dynamic.Resource(Kinds[0].Resource).Namespace("shop").Get(ctx, "front", metav1.GetOptions{})
+	require.NoError(t, err)
+	n, _, _ = unstructured.NestedInt64(front.Object, "spec", "replicas")
+	assert.Equal(t, int64(3), n, "another namespace is not touched")
+
+	back, err := Restart(ctx, c.Clients, "app", "t1")
+	require.NoError(t, err)
+	assert.Len(t, back, len(done), "a final that did not complete brings back all it stopped")
+	other, _ = c.Dynamic.Resource(Kinds[0].Resource).Namespace("app").Get(ctx, "other", metav1.GetOptions{})
+	n, _, _ = unstructured.NestedInt64(other.Object, "spec", "replicas")
+	assert.Equal(t, int64(1), n)
 }
 
 func TestRollbackPutsBackReclaimPolicies(t *testing.T) {

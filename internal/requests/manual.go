@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/ferry-dev/ferry/internal/config"
+	"github.com/ferry-dev/ferry/internal/keys"
 	"github.com/ferry-dev/ferry/internal/kube"
 	"github.com/ferry-dev/ferry/internal/operation"
 )
@@ -32,7 +33,9 @@ type Manual struct {
 	// Overwrite lets the transfer fill a target ferry did not write (ferry-config allowOverwrite
 	// otherwise).
 	Overwrite *bool
-	Now       time.Time
+	// QuiesceScope of a final: "volumes" or "namespace"; "": ferry-config's quiesceScope.
+	QuiesceScope string
+	Now          time.Time
 }
 
 // RequestTransfer writes a signed transfer request on PVC namespace/name and returns it.
@@ -66,6 +69,11 @@ func RequestTransfer(ctx context.Context, clients *kube.Clients, namespace, name
 	if m.Verify != nil {
 		req.Verify = m.Verify
 	}
+	scope := cfg.QuiesceScope
+	if m.QuiesceScope != "" {
+		scope = m.QuiesceScope
+	}
+	req.QuiesceNamespace = req.Type == operation.Final && scope == keys.QuiesceScopeNamespace
 	if err := FinalUnderWay(pvc, req); err != nil {
 		return nil, err
 	}

@@ -36,7 +36,7 @@ func (t *job) prepare(ctx context.Context) (ctrl.Result, error) {
 		} else if err != nil {
 			return ctrl.Result{}, err
 		}
-		return ctrl.Result{}, t.enter(ctx, operation.PhaseQuiescing, "TransferQuiescing", "quiescing the workloads that use the PVC before its volume moves")
+		return ctrl.Result{}, t.enter(ctx, operation.PhaseQuiescing, "TransferQuiescing", "quiescing "+t.quiesceScope()+" before its volume moves")
 	}
 	tc, err := t.r.Target(ctx, t.cfg)
 	if err != nil {
@@ -83,7 +83,7 @@ func (t *job) prepare(ctx context.Context) (ctrl.Result, error) {
 	}
 	t.st.Endpoint = ep.address
 	if t.req.Type == operation.Final {
-		return ctrl.Result{}, t.enter(ctx, operation.PhaseQuiescing, "TransferQuiescing", "quiescing the workloads that use the PVC before the final pass")
+		return ctrl.Result{}, t.enter(ctx, operation.PhaseQuiescing, "TransferQuiescing", "quiescing "+t.quiesceScope()+" before the final pass")
 	}
 	return ctrl.Result{}, t.enter(ctx, operation.PhaseTransferring, "TransferStarted", "copying to "+t.st.Target+" through "+ep.address)
 }

@@ -281,6 +281,31 @@ func TestFinalOfAMovedVolumeOnlyQuiesces(t *testing.T) {
 	assert.Empty(t, secrets.Items, "no certificates")
 }
 
+func TestNamespaceWideQuiesce(t *testing.T) {
+	web, appPod := webUsingData(2)
+	front := testutil.Object("apps/v1", "Deployment", "app", "front", map[string]any{"spec.replicas": int64(3)})
+	elsewhere := testutil.Object("apps/v1", "Deployment", "shop", "front", map[string]any{"spec.replicas": int64(3)})
+	h := newHarness(t, clusterIP, sourcePVC(keys.TransferID, "t1", keys.TransferType, "final", keys.TransferMove, "true",
+		keys.TransferQuiesceScope, "namespace"), []runtime.Object{web, front, elsewhere, appPod})
+	st := h.run(t, 6, operation.PhaseQuiescing)
+	require.Equal(t, operation.PhaseQuiescing, st.Phase)
+	assert.Contains(t, h.events(), "quiescing every workload in namespace app before its volume moves")
+	require.NoError(t, h.source.Kube.CoreV1().Pods("app").Delete(context.Background(), "web-1", metav1.DeleteOptions{}))
+	h.reconcile(t)
+	st = h.status(t)
+	assert.Equal(t, operation.PhaseCompleted, st.Phase, st.Message)
+	assert.Equal(t, []string{"Deployment/front", "Deployment/web"}, st.Quiesced, "the front-end that mounts no volume stops too")
+	replicas := func(ns, name string) int64 {
+		got, err := h.source.Dynamic.Resource(deployments).Namespace(ns).Get(context.Background(), name, metav1.GetOptions{})
+		require.NoError(t, err)
+		n, _, _ := unstructured.NestedInt64(got.Object, "spec", "replicas")
+		return n
+	}
+	assert.Zero(t, replicas("app", "front"))
+	assert.Zero(t, replicas("app", "web"))
+	assert.Equal(t, int64(3), replicas("shop", "front"), "only the PVC's namespace")
+}
+
 // webUsingData is Deployment app/web with replicas whose pods mount PVC data, and its one
 // running pod, web-1.
 func webUsingData(replicas int64) (*unstructured.Unstructured, *corev1.Pod) {

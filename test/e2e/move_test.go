@@ -22,7 +22,9 @@ import (
 // TestFinalOfAMovedVolume: a volume on shared storage (NFS) moves with the backup instead of
 // being copied. A stage does nothing to the app; the final stops it first, so the source app
 // no longer writes to the volume when the target's starts on it; the restore binds the same
-// NFS export on the target and starts the app there with its replicas.
+// NFS export on the target and starts the app there with its replicas. The final asks for a
+// namespace-wide quiesce (ferry.dev/quiesce-scope on the Backup): the front-end that mounts no
+// volume stops with the app and comes back with it on the target.
 func TestFinalOfAMovedVolume(t *testing.T) {
 	t.Parallel() // the base ferry-config: shared with the other parallel tests (see useSidecar)
 	s := stacks.Get(t, stack.Options{OpenShift: true})
@@ -43,7 +45,7 @@ func TestFinalOfAMovedVolume(t *testing.T) {
 			_ = c.Kube.CoreV1().PersistentVolumes().Delete(context.Background(), pv.Name, metav1.DeleteOptions{})
 		})
 	}
-	create(t, ctx, src, pv, claim, deploymentUsing(ns, "web", 2, "data"))
+	create(t, ctx, src, pv, claim, deploymentUsing(ns, "web", 2, "data"), deployment(ns, "front", 3, "docker.io/library/busybox:1.36"))
 	require.Equal(t, pv.Name, boundVolume(t, ctx, src, ns, "data").Name)
 
 	// A stage of a moved volume has nothing to do: no request, the app untouched.
@@ -55,21 +57,23 @@ func TestFinalOfAMovedVolume(t *testing.T) {
 	assert.NotContains(t, live.Annotations, keys.TransferID, "a stage asks the data mover for nothing")
 	requireReplicas(t, ctx, src, ns, "web", 2, "a stage leaves the app running")
 
-	final, err := migrationBackup(t, ctx, src, "final", ns)
+	final, err := migrationBackup(t, ctx, src, "final", ns, "--annotations", keys.QuiesceScope+"="+keys.QuiesceScopeNamespace)
 	require.NoError(t, err)
 	assert.Equal(t, velerov1.BackupPhaseCompleted, final.Status.Phase)
 	st := transferStatus(t, ctx, src, ns, "data")
 	assert.Equal(t, string(final.UID), st.ID)
 	assert.Equal(t, operation.PhaseCompleted, st.Phase, st.Message)
-	assert.Equal(t, []string{"Deployment/web"}, st.Quiesced)
+	assert.Equal(t, []string{"Deployment/front", "Deployment/web"}, st.Quiesced)
 	assert.Zero(t, st.BytesSent, "nothing copied: the volume moves")
 	requireReplicas(t, ctx, src, ns, "web", 0, "the final stopped the source app before the volume moves")
+	requireReplicas(t, ctx, src, ns, "front", 0, "a namespace-wide quiesce stops the front-end too")
 
 	restoreOnTarget(t, ctx, s, final.Name, "moved")
 	moved := boundVolume(t, ctx, dst, ns, "data")
 	assert.Equal(t, pv.Name, moved.Name)
 	assert.Equal(t, pv.Spec.NFS, moved.Spec.NFS, "the target mounts the same export")
 	requireReplicas(t, ctx, dst, ns, "web", 2, "the restore starts the app on the target with its replicas")
+	requireReplicas(t, ctx, dst, ns, "front", 3, "and the front-end with its own")
 	noTransferLeftovers(t, ctx, s, ns)
 }
 
