@@ -55,72 +55,91 @@ func (a *BuildConfigAction) Execute(input *velero.RestoreItemActionExecuteInput)
 	if err != nil || !found {
 		return velero.NewRestoreItemActionExecuteOutput(u), err
 	}
-
-	// Each place holding an image reference ("from"/"to") and, beside it, a secret reference.
-	type place struct {
-		ref    map[string]any
-		secret map[string]any
-		key    string // the secret's field name in secret
+	backedUpSpec, _, _ := unstructured.NestedMap(from.Object, "spec")
+	was := map[string]map[string]any{}
+	for _, p := range buildConfigReferences(backedUpSpec) {
+		was[p.key] = p.ref
 	}
-	var places []place
-	if output, ok := spec["output"].(map[string]any); ok {
-		to, _ := output["to"].(map[string]any)
-		places = append(places, place{to, output, "pushSecret"})
-	}
-	if strategy, ok := spec["strategy"].(map[string]any); ok {
-		for _, s := range buildStrategies {
-			if st, ok := strategy[s].(map[string]any); ok {
-				f, _ := st["from"].(map[string]any)
-				places = append(places, place{f, st, "pullSecret"})
-			}
+	for _, p := range buildConfigReferences(spec) {
+		mapObjectReference(p.ref, was[p.key], rw, nsMap, log)
+		if p.secret == nil {
+			continue
 		}
-	}
-	if source, ok := spec["source"].(map[string]any); ok {
-		images, _ := source["images"].([]any)
-		for _, img := range images {
-			if im, ok := img.(map[string]any); ok {
-				f, _ := im["from"].(map[string]any)
-				places = append(places, place{f, im, "pullSecret"})
-			}
-		}
-	}
-	for _, p := range places {
-		mapObjectReference(p.ref, rw, nsMap)
-		if err := a.swapSecret(ctx, log, p.secret, p.key, targetNS); err != nil {
+		if err := a.swapSecret(ctx, log, p.secret, p.secretKey, targetNS); err != nil {
 			return nil, fmt.Errorf("BuildConfig %s/%s: %w", u.GetNamespace(), u.GetName(), err)
-		}
-	}
-	if triggers, ok := spec["triggers"].([]any); ok {
-		for _, t := range triggers {
-			ic, _ := t.(map[string]any)["imageChange"].(map[string]any)
-			if f, ok := ic["from"].(map[string]any); ok {
-				mapObjectReference(f, rw, nsMap)
-			}
 		}
 	}
 	if err := unstructured.SetNestedMap(u.Object, spec, "spec"); err != nil {
 		return nil, err
 	}
+	dropOVPRegistryStamp(u, rw)
 	dropSourceStamps(u)
 	return velero.NewRestoreItemActionExecuteOutput(u), nil
 }
 
+// buildReference is a place in a BuildConfig's spec holding an image reference ("from"/"to") and,
+// beside it, maybe a secret reference.
+type buildReference struct {
+	key       string // names the place, the same in the backed-up spec
+	ref       map[string]any
+	secret    map[string]any // holds the secret reference at secretKey (nil: none)
+	secretKey string
+}
+
+func buildConfigReferences(spec map[string]any) []buildReference {
+	var refs []buildReference
+	if output, ok := spec["output"].(map[string]any); ok {
+		to, _ := output["to"].(map[string]any)
+		refs = append(refs, buildReference{"output", to, output, "pushSecret"})
+	}
+	if strategy, ok := spec["strategy"].(map[string]any); ok {
+		for _, s := range buildStrategies {
+			if st, ok := strategy[s].(map[string]any); ok {
+				f, _ := st["from"].(map[string]any)
+				refs = append(refs, buildReference{s, f, st, "pullSecret"})
+			}
+		}
+	}
+	if source, ok := spec["source"].(map[string]any); ok {
+		images, _ := source["images"].([]any)
+		for i, img := range images {
+			if im, ok := img.(map[string]any); ok {
+				f, _ := im["from"].(map[string]any)
+				refs = append(refs, buildReference{fmt.Sprintf("source.images[%d]", i), f, im, "pullSecret"})
+			}
+		}
+	}
+	if triggers, ok := spec["triggers"].([]any); ok {
+		for i, t := range triggers {
+			tm, _ := t.(map[string]any)
+			ic, _ := tm["imageChange"].(map[string]any)
+			if f, ok := ic["from"].(map[string]any); ok {
+				refs = append(refs, buildReference{key: fmt.Sprintf("triggers[%d]", i), ref: f})
+			}
+		}
+	}
+	return refs
+}
+
 // mapObjectReference rewrites an ObjectReference of kind DockerImage (its name is an image
-// reference) or ImageStreamTag/ImageStreamImage (its namespace follows the mapping).
-func mapObjectReference(ref map[string]any, rw imageRewrite, nsMap map[string]string) {
+// reference) or ImageStreamTag/ImageStreamImage (its namespace follows the mapping), unless an
+// action before ferry's changed it from was, the same reference in the backup (see once).
+func mapObjectReference(ref, was map[string]any, rw imageRewrite, nsMap map[string]string, log logrus.FieldLogger) {
 	if ref == nil {
 		return
 	}
 	switch ref["kind"] {
 	case "DockerImage":
 		if name, ok := ref["name"].(string); ok {
-			if out, changed := rw.image(name); changed {
+			wasName, _ := was["name"].(string)
+			if out, changed := rw.once(log, name, wasName); changed {
 				ref["name"] = out
 			}
 		}
 	case "ImageStreamTag", "ImageStreamImage":
 		if ns, ok := ref["namespace"].(string); ok && ns != "" {
-			ref["namespace"] = mapNamespace(nsMap, ns)
+			wasNS, _ := was["namespace"].(string)
+			ref["namespace"] = once(ns, wasNS, func(ns string) string { return mapNamespace(nsMap, ns) })
 		}
 	}
 }

@@ -77,6 +77,9 @@ func (a *ImageStreamAction) Execute(input *velero.RestoreItemActionExecuteInput)
 	if rw.from != "" {
 		rw.to = a.registry()
 	}
+	if reg := from.GetAnnotations()[keys.OVPMigrationRegistry]; reg != "" {
+		log.Warnf("openshift-velero-plugin copied this stream's images at backup too (%s: %s): if OADP's image backup is on for this restore, its restore action copies them again and leaves the stream object out. Next to ferry turn it off (DataProtectionApplication spec.backupImages: false)", keys.OVPMigrationRegistry, reg)
+	}
 	dropSourceStamps(u)
 	dropImageCopyKeys(u)
 	if dockerRepo, _, _ := unstructured.NestedString(u.Object, "spec", "dockerImageRepository"); dockerRepo != "" {
@@ -88,6 +91,13 @@ func (a *ImageStreamAction) Execute(input *velero.RestoreItemActionExecuteInput)
 	if err != nil {
 		return nil, fmt.Errorf("ImageStream %s/%s: spec.tags: %w", sourceNS, name, err)
 	}
+	backedUpTags, _, _ := unstructured.NestedSlice(from.Object, "spec", "tags")
+	was := map[string]map[string]any{}
+	for _, t := range backedUpTags {
+		tag, _ := t.(map[string]any)
+		tagName, _ := tag["name"].(string)
+		was[tagName], _ = tag["from"].(map[string]any)
+	}
 	var referents []velero.ResourceIdentifier
 	seen := map[string]bool{}
 	for _, t := range tags {
@@ -96,7 +106,8 @@ func (a *ImageStreamAction) Execute(input *velero.RestoreItemActionExecuteInput)
 		if ref == nil {
 			continue
 		}
-		if stream := mapTagReference(ref, sourceNS, rw, log); stream != "" && stream != name && !seen[stream] {
+		tagName, _ := tag["name"].(string)
+		if stream := mapTagReference(ref, was[tagName], sourceNS, rw, log); stream != "" && stream != name && !seen[stream] {
 			seen[stream] = true
 			referents = append(referents, velero.ResourceIdentifier{GroupResource: imageStreamsGR, Namespace: sourceNS, Name: stream})
 		}
@@ -121,25 +132,32 @@ func (a *ImageStreamAction) Execute(input *velero.RestoreItemActionExecuteInput)
 	return out, nil
 }
 
-// mapTagReference maps a spec tag's from in place and returns the name of the stream of the
-// same namespace it follows ("" for none).
-func mapTagReference(ref map[string]any, sourceNS string, rw imageRewrite, log logrus.FieldLogger) string {
+// mapTagReference maps a tag's from in place and returns the name of the stream of the same
+// namespace it follows ("" for none). was is the same from in the backup: what an action before
+// ferry's changed (openshift-velero-plugin maps image stream tags' namespaces) is left as it is.
+func mapTagReference(ref, was map[string]any, sourceNS string, rw imageRewrite, log logrus.FieldLogger) string {
 	kind, _ := ref["kind"].(string)
 	refName, _ := ref["name"].(string)
 	refNS, _ := ref["namespace"].(string)
+	wasName, _ := was["name"].(string)
+	wasNS, _ := was["namespace"].(string)
 	switch kind {
 	case "ImageStreamTag", "ImageStreamImage":
 		if refNS != "" {
-			ref["namespace"] = mapNamespace(rw.nsMap, refNS)
+			ref["namespace"] = once(refNS, wasNS, func(ns string) string { return mapNamespace(rw.nsMap, ns) })
 		}
-		if refNS != "" && refNS != sourceNS {
+		followedNS := refNS // as backed up: the current one may be mapped already
+		if was != nil {
+			followedNS = wasNS
+		}
+		if followedNS != "" && followedNS != sourceNS {
 			return ""
 		}
 		stream, _, _ := strings.Cut(refName, ":")
 		stream, _, _ = strings.Cut(stream, "@")
 		return stream
 	case "DockerImage":
-		if out, changed := rw.image(refName); changed {
+		if out, changed := rw.once(log, refName, wasName); changed {
 			ref["name"] = out
 			log.Infof("spec tag image %s rewritten to %s", refName, out)
 		}

@@ -173,3 +173,21 @@ func TestReferentsExist(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, ready, "nothing to wait for")
 }
+
+func TestImageStreamActionWarnsWhenOVPCopiedImagesToo(t *testing.T) {
+	stream := backedUpStream()
+	ann := stream.GetAnnotations()
+	ann[keys.OVPMigrationRegistry] = "bsl://"
+	stream.SetAnnotations(ann)
+	log, logs := testutil.NewLogger()
+	_, err := NewImageStreamAction(log, targetWith().Clients, configOf(t, nil)).Execute(inputU(stream, restoreWith()))
+	require.NoError(t, err)
+	assert.Contains(t, logs.String(), "level=warning")
+	assert.Contains(t, logs.String(), "spec.backupImages: false")
+	assert.Contains(t, logs.String(), "name=web", "the warning names the stream")
+
+	logs.Reset()
+	_, err = NewImageStreamAction(log, targetWith().Clients, configOf(t, nil)).Execute(inputU(backedUpStream(), restoreWith()))
+	require.NoError(t, err)
+	assert.NotContains(t, logs.String(), "level=warning")
+}

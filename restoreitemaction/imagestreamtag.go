@@ -66,7 +66,8 @@ func (a *ImageStreamTagAction) Execute(input *velero.RestoreItemActionExecuteInp
 	dropSourceStamps(u)
 	kind, _ := ref["kind"].(string)
 	refName, _ := ref["name"].(string)
-	followed := mapTagReference(ref, u.GetNamespace(), rw, log)
+	was, _, _ := unstructured.NestedMap(from.Object, "tag", "from")
+	followed := mapTagReference(ref, was, u.GetNamespace(), rw, log)
 	if err := unstructured.SetNestedMap(u.Object, ref, "tag", "from"); err != nil {
 		return nil, err
 	}

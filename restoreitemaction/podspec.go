@@ -60,10 +60,15 @@ func (a *PodSpecAction) Execute(input *velero.RestoreItemActionExecuteInput) (*v
 	if err != nil {
 		return nil, err
 	}
+	backedUp, err := podSpec(from)
+	if err != nil {
+		return nil, err
+	}
 	if spec != nil {
-		forEachContainer(spec, func(c map[string]any) {
+		was := containerImages(backedUp)
+		forEachContainer(spec, func(key string, c map[string]any) {
 			img, _ := c["image"].(string)
-			if out, changed := rw.image(img); changed {
+			if out, changed := rw.once(log, img, was[key]); changed {
 				c["image"] = out
 				log.Infof("image %s rewritten to %s", img, out)
 			}
@@ -84,36 +89,46 @@ func (a *PodSpecAction) Execute(input *velero.RestoreItemActionExecuteInput) (*v
 		}
 	}
 	if u.GetKind() == "DeploymentConfig" {
-		if err := mapDeploymentConfigTriggers(u, nsMap, rw); err != nil {
+		if err := mapDeploymentConfigTriggers(u, from, nsMap, rw, log); err != nil {
 			return nil, err
 		}
 	}
 	if err := mapImageTriggerAnnotation(u, nsMap); err != nil {
 		return nil, err
 	}
+	dropOVPRegistryStamp(u, rw)
 	dropSourceStamps(u)
 	return velero.NewRestoreItemActionExecuteOutput(u), nil
 }
 
 // mapDeploymentConfigTriggers maps image-change triggers: the namespace of the image stream tag
-// they follow, and the last image they deployed.
-func mapDeploymentConfigTriggers(u *unstructured.Unstructured, nsMap map[string]string, rw imageRewrite) error {
+// they follow, and the last image they deployed. openshift-velero-plugin maps the namespace too:
+// what it changed before ferry ran is left as it is (see once).
+func mapDeploymentConfigTriggers(u, backedUp *unstructured.Unstructured, nsMap map[string]string, rw imageRewrite, log logrus.FieldLogger) error {
 	triggers, found, err := unstructured.NestedSlice(u.Object, "spec", "triggers")
 	if err != nil || !found {
 		return err
 	}
-	for _, t := range triggers {
+	was, _, _ := unstructured.NestedSlice(backedUp.Object, "spec", "triggers")
+	for i, t := range triggers {
 		params, _ := t.(map[string]any)["imageChangeParams"].(map[string]any)
 		if params == nil {
 			continue
 		}
+		var wasParams map[string]any
+		if i < len(was) {
+			w, _ := was[i].(map[string]any)
+			wasParams, _ = w["imageChangeParams"].(map[string]any)
+		}
 		if from, ok := params["from"].(map[string]any); ok {
 			if ns, ok := from["namespace"].(string); ok && ns != "" {
-				from["namespace"] = mapNamespace(nsMap, ns)
+				wasNS, _, _ := unstructured.NestedString(wasParams, "from", "namespace")
+				from["namespace"] = once(ns, wasNS, func(ns string) string { return mapNamespace(nsMap, ns) })
 			}
 		}
 		if last, ok := params["lastTriggeredImage"].(string); ok {
-			if out, changed := rw.image(last); changed {
+			wasLast, _ := wasParams["lastTriggeredImage"].(string)
+			if out, changed := rw.once(log, last, wasLast); changed {
 				params["lastTriggeredImage"] = out
 			}
 		}

@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/vmware-tanzu/velero/pkg/builder"
+	"github.com/vmware-tanzu/velero/pkg/plugin/velero"
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -272,4 +273,27 @@ func TestPodSpecActionImageTriggerAnnotation(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "Deployment app/web")
 	assert.Contains(t, err.Error(), keys.ImageTriggers)
+}
+
+func TestPodSpecActionLeavesImagesAnEarlierActionRewrote(t *testing.T) {
+	// Both clusters' registry host is the same: openshift-velero-plugin ran first and mapped
+	// app→app2; with the mapping {app: app2, app2: app} ferry must not map the result back.
+	spec := func(web string) corev1.PodSpec {
+		return corev1.PodSpec{Containers: []corev1.Container{{Name: "web", Image: web}, {Name: "side", Image: srcRegistry + "/app/side:1"}}}
+	}
+	ann := stamped(keys.OVPBackupRegistryHostname, srcRegistry)
+	backedUp := testutil.Unstructured(t, deployment("app", "web", ann, spec(srcRegistry+"/app/web:1")))
+	item := testutil.Unstructured(t, deployment("app", "web", ann, spec(srcRegistry+"/app2/web:1")))
+	target := testutil.NewCluster()
+	log, logs := testutil.NewLogger()
+	a := NewPodSpecAction(log, target.Clients, configOf(t, map[string]string{"internalRegistry": srcRegistry}))
+	o, err := a.Execute(&velero.RestoreItemActionExecuteInput{Item: item, ItemFromBackup: backedUp, Restore: restoreWith("app", "app2", "app2", "app")})
+	require.NoError(t, err)
+	var d appsv1.Deployment
+	testutil.FromUnstructured(t, out(t, o), &d)
+	assert.Equal(t, srcRegistry+"/app2/web:1", d.Spec.Template.Spec.Containers[0].Image, "left as the earlier action wrote it")
+	assert.Equal(t, srcRegistry+"/app2/side:1", d.Spec.Template.Spec.Containers[1].Image, "what is still as backed up is ferry's")
+	assert.Contains(t, logs.String(), "left as it is")
+	assert.Contains(t, logs.String(), "namespace=app")
+	assert.NotContains(t, d.Annotations, keys.OVPBackupRegistryHostname, "OVP's image swap is switched off where ferry rewrites")
 }

@@ -38,14 +38,27 @@ func setPodSpec(u *unstructured.Unstructured, spec map[string]any) error {
 // containerLists are the pod spec fields holding containers.
 var containerLists = []string{"initContainers", "containers", "ephemeralContainers"}
 
-// forEachContainer calls fn on each container map of a pod spec.
-func forEachContainer(spec map[string]any, fn func(c map[string]any)) {
+// forEachContainer calls fn on each container map of a pod spec, with a key naming it
+// ("<list>/<container name>").
+func forEachContainer(spec map[string]any, fn func(key string, c map[string]any)) {
 	for _, field := range containerLists {
 		list, _ := spec[field].([]any)
 		for _, c := range list {
 			if m, ok := c.(map[string]any); ok {
-				fn(m)
+				name, _ := m["name"].(string)
+				fn(field+"/"+name, m)
 			}
 		}
 	}
+}
+
+// containerImages returns a pod spec's images by container key (see forEachContainer). Containers
+// are matched by name, not position: Velero's own actions add init containers (restore hooks,
+// volume restores) before the plugins run.
+func containerImages(spec map[string]any) map[string]string {
+	images := map[string]string{}
+	forEachContainer(spec, func(key string, c map[string]any) {
+		images[key], _ = c["image"].(string)
+	})
+	return images
 }

@@ -28,32 +28,46 @@ func (a *RoleBindingAction) AppliesTo() (velero.ResourceSelector, error) {
 }
 
 func (a *RoleBindingAction) Execute(input *velero.RestoreItemActionExecuteInput) (*velero.RestoreItemActionExecuteOutput, error) {
-	u, ok := input.Item.(*unstructured.Unstructured)
+	u, from, ok := restoredItem(input)
 	nsMap := namespaceMapping(input)
 	if !ok || len(nsMap) == 0 {
 		return velero.NewRestoreItemActionExecuteOutput(input.Item), nil
 	}
+	// openshift-velero-plugin maps OpenShift bindings too: what it mapped before ferry ran is left
+	// as it is (see once), so each value is compared with the backed-up one.
 	openShift := u.GroupVersionKind().Group == "authorization.openshift.io"
 	changed := false
+	set := func(m map[string]any, key, was string, fn func(string) string) {
+		v, _ := m[key].(string)
+		if out := once(v, was, fn); out != v {
+			m[key], changed = out, true
+		}
+	}
+	mapNS := func(ns string) string { return mapNamespace(nsMap, ns) }
+	mapUser := func(s string) string { return mapUserName(s, nsMap) }
+	mapGroup := func(s string) string { return mapGroupName(s, nsMap) }
 	subjects, _, _ := unstructured.NestedSlice(u.Object, "subjects")
-	for _, s := range subjects {
+	backedUp, _, _ := unstructured.NestedSlice(from.Object, "subjects")
+	for i, s := range subjects {
 		sm, _ := s.(map[string]any)
-		name, _ := sm["name"].(string)
+		if sm == nil {
+			continue
+		}
+		var was map[string]any
+		if i < len(backedUp) {
+			was, _ = backedUp[i].(map[string]any)
+		}
+		wasName, _ := was["name"].(string)
 		switch sm["kind"] {
 		case "User", "SystemUser":
-			if m := mapUserName(name, nsMap); m != name {
-				sm["name"], changed = m, true
-			}
+			set(sm, "name", wasName, mapUser)
 		case "Group", "SystemGroup":
-			if m := mapGroupName(name, nsMap); m != name {
-				sm["name"], changed = m, true
-			}
+			set(sm, "name", wasName, mapGroup)
 		}
 		// rbac subjects' namespaces are Velero's; OpenShift's are ours.
-		if ns, ok := sm["namespace"].(string); ok && ns != "" && openShift {
-			if m := mapNamespace(nsMap, ns); m != ns {
-				sm["namespace"], changed = m, true
-			}
+		if ns, _ := sm["namespace"].(string); ns != "" && openShift {
+			wasNS, _ := was["namespace"].(string)
+			set(sm, "namespace", wasNS, mapNS)
 		}
 	}
 	if len(subjects) > 0 {
@@ -62,19 +76,30 @@ func (a *RoleBindingAction) Execute(input *velero.RestoreItemActionExecuteInput)
 		}
 	}
 	if openShift {
-		for field, fn := range map[string]func(string, map[string]string) string{"userNames": mapUserName, "groupNames": mapGroupName} {
-			list, found, _ := unstructured.NestedSlice(u.Object, field)
-			if found && mapNames(list, func(s string) string { return fn(s, nsMap) }) {
+		for field, fn := range map[string]func(string) string{"userNames": mapUser, "groupNames": mapGroup} {
+			list, found, _ := unstructured.NestedStringSlice(u.Object, field)
+			was, _, _ := unstructured.NestedStringSlice(from.Object, field)
+			if !found {
+				continue
+			}
+			fieldChanged := false
+			for i, v := range list {
+				if out := once(v, at(was, i), fn); out != v {
+					list[i], fieldChanged = out, true
+				}
+			}
+			if fieldChanged {
 				changed = true
-				if err := unstructured.SetNestedSlice(u.Object, list, field); err != nil {
+				if err := unstructured.SetNestedStringSlice(u.Object, list, field); err != nil {
 					return nil, err
 				}
 			}
 		}
 		if ns, _, _ := unstructured.NestedString(u.Object, "roleRef", "namespace"); ns != "" {
-			if m := mapNamespace(nsMap, ns); m != ns {
+			wasNS, _, _ := unstructured.NestedString(from.Object, "roleRef", "namespace")
+			if out := once(ns, wasNS, mapNS); out != ns {
 				changed = true
-				if err := unstructured.SetNestedField(u.Object, m, "roleRef", "namespace"); err != nil {
+				if err := unstructured.SetNestedField(u.Object, out, "roleRef", "namespace"); err != nil {
 					return nil, err
 				}
 			}

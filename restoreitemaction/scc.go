@@ -40,23 +40,26 @@ func (a *SCCAction) AppliesTo() (velero.ResourceSelector, error) {
 }
 
 func (a *SCCAction) Execute(input *velero.RestoreItemActionExecuteInput) (*velero.RestoreItemActionExecuteOutput, error) {
-	u, ok := input.Item.(*unstructured.Unstructured)
+	u, from, ok := restoredItem(input)
 	if !ok {
 		return velero.NewRestoreItemActionExecuteOutput(input.Item), nil
 	}
 	nsMap := namespaceMapping(input)
 	users, _, _ := unstructured.NestedStringSlice(u.Object, "users")
 	groups, _, _ := unstructured.NestedStringSlice(u.Object, "groups")
+	backedUpUsers, _, _ := unstructured.NestedStringSlice(from.Object, "users")
+	backedUpGroups, _, _ := unstructured.NestedStringSlice(from.Object, "groups")
 	ctx := context.Background()
 	log := a.log.WithField("name", u.GetName())
 
 	live, err := a.clients.Security.SecurityV1().SecurityContextConstraints().Get(ctx, u.GetName(), metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
+		// openshift-velero-plugin maps users too: what it mapped before ferry ran stays (see once).
 		for i := range users {
-			users[i] = mapUserName(users[i], nsMap)
+			users[i] = once(users[i], at(backedUpUsers, i), func(s string) string { return mapUserName(s, nsMap) })
 		}
 		for i := range groups {
-			groups[i] = mapGroupName(groups[i], nsMap)
+			groups[i] = once(groups[i], at(backedUpGroups, i), func(s string) string { return mapGroupName(s, nsMap) })
 		}
 		if err := setStrings(u, "users", users); err != nil {
 			return nil, err
@@ -74,8 +77,9 @@ func (a *SCCAction) Execute(input *velero.RestoreItemActionExecuteInput) (*veler
 	if err != nil {
 		return nil, err
 	}
-	addUsers := grantsFor(users, "system:serviceaccount:", scope, func(s string) string { return mapUserName(s, nsMap) })
-	addGroups := grantsFor(groups, "system:serviceaccounts:", scope, func(s string) string { return mapGroupName(s, nsMap) })
+	// The grants come from the backed-up lists: an action before ferry's may have mapped the item's.
+	addUsers := grantsFor(backedUpUsers, "system:serviceaccount:", scope, func(s string) string { return mapUserName(s, nsMap) })
+	addGroups := grantsFor(backedUpGroups, "system:serviceaccounts:", scope, func(s string) string { return mapGroupName(s, nsMap) })
 	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		cur, err := a.clients.Security.SecurityV1().SecurityContextConstraints().Get(ctx, live.Name, metav1.GetOptions{})
 		if err != nil {

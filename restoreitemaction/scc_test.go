@@ -7,6 +7,7 @@ import (
 	securityv1 "github.com/openshift/api/security/v1"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/vmware-tanzu/velero/pkg/plugin/velero"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
@@ -50,4 +51,24 @@ func TestSCCAction(t *testing.T) {
 		got, _ = target.Security.SecurityV1().SecurityContextConstraints().Get(context.Background(), "app-anyuid", metav1.GetOptions{})
 		assert.Len(t, got.Users, 2)
 	})
+}
+
+func TestSCCActionGrantsFromTheBackup(t *testing.T) {
+	// An action before ferry's (openshift-velero-plugin) mapped the users already; with the
+	// mapping {app: app2, app2: app} the grants must still be the backed-up users mapped once.
+	backedUp := testutil.Object("security.openshift.io/v1", "SecurityContextConstraints", "", "app-anyuid", map[string]any{
+		"users": []any{"system:serviceaccount:app:runner"},
+	})
+	item := backedUp.DeepCopy()
+	require.NoError(t, unstructured.SetNestedStringSlice(item.Object, []string{"system:serviceaccount:app2:runner"}, "users"))
+	live := &securityv1.SecurityContextConstraints{ObjectMeta: metav1.ObjectMeta{Name: "app-anyuid"}}
+	target := testutil.NewCluster(testutil.WithSecurityObjects(live))
+	log, _ := testutil.NewLogger()
+	restore := restoreWith("app", "app2", "app2", "app")
+	o, err := NewSCCAction(log, target.Clients).Execute(&velero.RestoreItemActionExecuteInput{Item: item, ItemFromBackup: backedUp, Restore: restore})
+	require.NoError(t, err)
+	assert.True(t, o.SkipRestore)
+	got, err := target.Security.SecurityV1().SecurityContextConstraints().Get(context.Background(), "app-anyuid", metav1.GetOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, []string{"system:serviceaccount:app2:runner"}, got.Users)
 }

@@ -25,19 +25,3 @@ func mapGroupName(name string, nsMap map[string]string) string {
 	}
 	return "system:serviceaccounts:" + mapNamespace(nsMap, ns)
 }
-
-// mapNames applies fn to each string of a []any list, reporting whether any changed.
-func mapNames(list []any, fn func(string) string) bool {
-	changed := false
-	for i, v := range list {
-		s, ok := v.(string)
-		if !ok {
-			continue
-		}
-		if m := fn(s); m != s {
-			list[i] = m
-			changed = true
-		}
-	}
-	return changed
-}

@@ -221,6 +221,13 @@ const (
 	// Deployments and friends may carry image-change triggers in this annotation (JSON).
 	ImageTriggers = "image.openshift.io/triggers"
 
+	// openshift-velero-plugin (OADP installs it next to ferry). Its common backup action stamps
+	// the source's internal registry host on workloads and BuildConfigs; its restore actions
+	// rewrite image references only while that stamp is there, so ferry removes it where it
+	// rewrites them itself. Its image-stream backup marks streams whose images it copied.
+	OVPBackupRegistryHostname = "openshift.io/backup-registry-hostname"
+	OVPMigrationRegistry      = "openshift.io/migration-registry"
+
 	// Kubernetes.
 	SelectedNode                = "volume.kubernetes.io/selected-node"
 	BetaStorageClassAnnotation  = "volume.beta.kubernetes.io/storage-class"
