@@ -253,9 +253,11 @@ func TestSymlinksExact(t *testing.T) {
 				}
 				start := time.Now()
 				srv, wait := h.serve(t, dst, form)
-				r := send(t, srv, h.base, src, nil)
+				r := send(t, srv, h.base, src, func(o *SendOptions) { o.Verify = true })
 				require.NoError(t, r.err, "pass %d", pass+1)
 				require.NoError(t, wait(), "serve, pass %d", pass+1)
+				require.NotNil(t, r.done.Verified)
+				assert.Zero(t, r.done.Verified.Mismatches, "pass %d: the verify pass sees the links as the source's", pass+1)
 				t.Logf("pass %d: %s", pass+1, time.Since(start).Round(time.Millisecond))
 
 				require.NoError(t, treediff.Equal(src, dst, treediff.All()), "pass %d", pass+1)

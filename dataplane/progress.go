@@ -68,6 +68,13 @@ type Report struct {
 	// Attempts is the number of attempts the transfer needed (done).
 	Attempts int `json:"attempts,omitempty"`
 
+	// VerifyPercent is the share of the verify pass done, above 0 only while it runs (progress;
+	// the copy's fields then stay at their totals).
+	VerifyPercent float64 `json:"verifyPercent,omitempty"`
+	// Verified is the verify pass's result (send --verify): clean in a done report, with the
+	// differences in the retry or error report of an attempt that found some.
+	Verified *Verification `json:"verified,omitempty"`
+
 	// Error is the reason of a retry or of the final failure.
 	Error string `json:"error,omitempty"`
 	// BackoffSeconds is the wait before the next attempt (retry).
@@ -112,6 +119,10 @@ func (e Report) Marshal() []byte {
 func (e Report) Human() string {
 	switch e.Type {
 	case ReportProgress:
+		if e.VerifyPercent > 0 {
+			return fmt.Sprintf("verifying: %5.1f%%  of %d files, %s on each side  %s  (attempt %d)",
+				e.VerifyPercent, e.FilesTotal, units.Bytes(e.BytesTotal), formatElapsed(e.ElapsedSeconds), e.Attempt)
+		}
 		return fmt.Sprintf("%5.1f%%  %s of %s  %s/s  %d of %d files  %s  (attempt %d)",
 			e.Percent, units.Bytes(e.BytesDone), units.Bytes(e.BytesTotal), units.Bytes(e.RateBytesPerSecond),
 			e.Files, e.FilesTotal, formatElapsed(e.ElapsedSeconds), e.Attempt)
@@ -125,6 +136,12 @@ func (e Report) Human() string {
 		}
 		if e.SkippedCount > 0 {
 			s += fmt.Sprintf(", %d device file(s) skipped: the server cannot create them", e.SkippedCount)
+		}
+		if v := e.Verified; v != nil {
+			s += fmt.Sprintf("; verified: %d files, %s compared, no difference", v.Files, units.Bytes(v.Bytes))
+			if v.Repaired > 0 {
+				s += fmt.Sprintf(" (%d found by an earlier attempt, copied again by content)", v.Repaired)
+			}
 		}
 		return s
 	case ReportError:

@@ -150,6 +150,10 @@ func TestEventHuman(t *testing.T) {
 		Report{Type: ReportDone, Files: 10, BytesTotal: 2048, FilesTransferred: 3, BytesSent: 512, Attempts: 1, ElapsedSeconds: 2, Warnings: 3,
 			Skipped: []string{"dev/null", "dev/sda"}, SkippedCount: 2}.Human())
 	assert.Equal(t, "attempt 2 failed: cut; retrying in 4s", Report{Type: ReportRetry, Attempt: 2, Error: "cut", BackoffSeconds: 4}.Human())
+	assert.Equal(t, "verifying:  42.5%  of 10 files, 2.0 GiB on each side  1m3s  (attempt 1)",
+		Report{Type: ReportProgress, Percent: 100, BytesDone: 2 << 30, BytesTotal: 2 << 30, Files: 10, FilesTotal: 10, VerifyPercent: 42.5, ElapsedSeconds: 63.4, Attempt: 1}.Human())
+	assert.Equal(t, "done: 10 files (2.0 KiB), 0 copied, 512 B sent, 1 attempt(s), 2s; verified: 10 files, 2.0 KiB compared, no difference",
+		Report{Type: ReportDone, Files: 10, BytesTotal: 2048, BytesSent: 512, Attempts: 1, ElapsedSeconds: 2, Verified: &Verification{Files: 10, Bytes: 2048}}.Human())
 }
 
 func TestProgressTracker(t *testing.T) {

@@ -47,6 +47,12 @@ func retryable(err error) bool {
 	if errors.As(err, &r) {
 		return r.Transient()
 	}
+	var v *VerifyError
+	if errors.As(err, &v) {
+		// The next attempt copies by content, which size and mtime may have hidden; after such
+		// a copy, another would find the same.
+		return !v.ContentCopy
+	}
 	// Anything else (a local I/O hiccup writing our own work files) is rare; one more try is
 	// cheap and never harmful, since rsync only moves what is missing.
 	return true

@@ -31,9 +31,14 @@ func daemonURL(module, path string) string {
 
 // rsyncOptions are the user's choices that shape every rsync process of a transfer.
 type rsyncOptions struct {
-	ACLs     bool // both sides support POSIX ACLs
-	Xattrs   bool // both sides support extended attributes
-	Checksum bool // compare file contents, not size and mtime (a verify pass)
+	ACLs   bool // both sides support POSIX ACLs
+	Xattrs bool // both sides support extended attributes
+	// Checksum: the copy compares file contents, not size and mtime (after a verify pass found
+	// differences that size and mtime do not show).
+	Checksum bool
+	// Verify: the verify pass (verify.go), a dry run that compares every file by content and
+	// lists every entry with how it differs.
+	Verify   bool
 	Compress bool
 	// Inplace writes files directly, without a temporary copy and a rename: a fifth less
 	// work per file on the receiver. Only for a first copy into an empty target: rsync writes
@@ -98,11 +103,11 @@ func (o rsyncOptions) commonArgs() []string {
 	if o.Xattrs {
 		args = append(args, xattrArgs...)
 	}
-	if o.Checksum {
-		// Opt-in verify pass: read both sides fully and compare checksums.
+	if o.Checksum || o.Verify {
+		// Read both sides fully and compare checksums, not size and mtime.
 		args = append(args, "--checksum")
 	}
-	if o.Compress {
+	if o.Compress && !o.Verify {
 		args = append(args, "--compress")
 	}
 	if o.BwLimitKBps > 0 {
@@ -126,23 +131,33 @@ func (o rsyncOptions) streamArgs(j *streamJob, filesFrom, filterFile, src string
 		"--delete",
 		"--files-from="+filesFrom,
 		"--from0",
-		// Whole-transfer progress lines and the final statistics, both parsed by progress.go.
-		"--info=progress2",
-		"--stats",
 	)
+	if o.Verify {
+		args = append(args, verifyOutputArgs...)
+	} else {
+		// Whole-transfer progress lines and the final statistics, both parsed by progress.go.
+		args = append(args, "--info=progress2", "--stats")
+	}
 	if filterFile != "" {
 		args = append(args, "--filter=merge "+filterFile)
 	}
-	if j.Sparse {
+	if j.Sparse && !o.Verify {
 		// Holes stay holes (a 100 GiB sparse disk image must not fill a 100 GiB volume).
 		// Only for streams that carry sparse files: the receiver scans every byte for zeros.
 		args = append(args, "--sparse")
 	}
-	if o.Inplace {
+	if o.Inplace && !o.Verify {
 		args = append(args, "--inplace")
 	}
 	return append(args, src+"/", daemonURL(dataModule, ""))
 }
+
+// verifyOutputArgs make an rsync the verify pass: nothing changes on the target, and every
+// entry is listed (twice -i: unchanged ones too) as "ITEMIZE SIZE NAME", the itemize string
+// saying what differs. Names are printed with rsync's escapes (a newline as \#012).
+var verifyOutputArgs = []string{"--dry-run", "--itemize-changes", "--itemize-changes", "--out-format=" + verifyOutFormat}
+
+const verifyOutFormat = "%i %l %n"
 
 // rootArgs are the arguments of the last pass: it lists the volume's top level only, deletes
 // entries the source no longer has, and (when the receiver may) sets the root directory's
@@ -155,7 +170,12 @@ func (o rsyncOptions) rootArgs(src string, setRootAttrs bool) []string {
 		"-lD",
 		"--modify-window=-1",
 		"--filter=- /lost+found/",
-		"--no-human-readable", "--stats",
+		"--no-human-readable",
+	}
+	if o.Verify {
+		args = append(args, verifyOutputArgs...)
+	} else {
+		args = append(args, "--stats")
 	}
 	if o.NoDevices {
 		args = append(args, "--no-devices")

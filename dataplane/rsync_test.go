@@ -33,6 +33,15 @@ func TestStreamArgs(t *testing.T) {
 			want: []string{"--acls", "--xattrs", "--filter=-x security.selinux", "--filter=-x system.*", "--checksum", "--compress", "--bwlimit=250",
 				"--timeout=600", "--sparse", "--filter=merge /w/filter", "--inplace"},
 		},
+		{
+			// The verify pass: the copy's options, by content, as a dry run listing every entry.
+			name: "verify",
+			opts: rsyncOptions{ACLs: true, Compress: true, Inplace: true, Verify: true},
+			job:  streamJob{Sparse: true}, filter: "/w/filter",
+			want: []string{"-lptgoD", "--hard-links", "--numeric-ids", "--acls", "--checksum", "--recursive", "--delete", "--files-from=/w/files",
+				"--filter=merge /w/filter", "--dry-run", "--itemize-changes", "--out-format=%i %l %n"},
+			notWant: []string{"--info=progress2", "--stats", "--sparse", "--inplace", "--compress"},
+		},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -62,6 +71,13 @@ func TestRootArgs(t *testing.T) {
 		assert.NotContains(t, unprivileged, w, "an unprivileged receiver must not touch the root's attributes")
 	}
 	assert.Contains(t, unprivileged, "--delete")
+
+	o.Verify = true
+	verify := o.rootArgs("/src", true)
+	for _, w := range []string{"--dirs", "--delete", "--dry-run", "--itemize-changes", "--out-format=%i %l %n", "-ptgo", "--acls"} {
+		assert.Contains(t, verify, w)
+	}
+	assert.NotContains(t, verify, "--stats")
 }
 
 func TestRsyncdConfig(t *testing.T) {
@@ -87,6 +103,9 @@ func TestRsyncdConfig(t *testing.T) {
 func TestClientUsesNoRefusedOption(t *testing.T) {
 	o := rsyncOptions{ACLs: true, Xattrs: true, Checksum: true, Compress: true, BwLimitKBps: 1, Timeout: time.Minute, Inplace: true, NoDevices: true}
 	all := append(o.streamArgs(&streamJob{Sparse: true}, "/w/files", "/w/filter", "/src"), o.rootArgs("/src", true)...)
+	o.Verify = true
+	all = append(all, o.streamArgs(&streamJob{}, "/w/files", "/w/filter", "/src")...)
+	all = append(all, o.rootArgs("/src", true)...)
 	for _, a := range all {
 		for _, r := range refusedOptions {
 			assert.False(t, a == "--"+r || strings.HasPrefix(a, "--"+r+"="), "%s is refused by the server", a)

@@ -41,8 +41,13 @@ type SendOptions struct {
 	// SNI is the TLS server name sent (OpenShift passthrough Routes route by it). Empty: the
 	// host of To when it is a name, none when it is an IP address.
 	SNI string
-	// Checksum compares every file's content instead of size and mtime (a verify pass).
+	// Checksum: the copy compares every file's content instead of size and mtime (it reads
+	// every file on both sides).
 	Checksum bool
+	// Verify: after the copy, a verify pass (verify.go) compares every file by content and
+	// fails the attempt on any difference; the next attempt copies by content. The done
+	// report's Verified says what was compared.
+	Verify bool
 	// Compress compresses file data on the wire (for slow links; off by default).
 	Compress bool
 	// BwLimitKBps limits the whole transfer to this many KiB/s (0: no limit).
@@ -65,6 +70,8 @@ type SendOptions struct {
 	Log     logrus.FieldLogger
 	// planUnitWeight: tests force fine-grained splitting.
 	planUnitWeight int64
+	// afterCopy: tests change the target between an attempt's copy and its verify pass.
+	afterCopy func(attempt int)
 }
 
 // Send copies o.Dir to the server at o.To: several rsync streams, each through its own stunnel
@@ -96,13 +103,13 @@ func Send(ctx context.Context, o SendOptions) (Report, error) {
 			if ctx.Err() == nil && retryable(err) {
 				err = fmt.Errorf("giving up after %d attempts: %w", attempt, err)
 			}
-			s.emit(Report{Type: ReportError, Attempt: attempt, Error: err.Error(), ExitCode: exitCodeOf(err)})
+			s.emit(Report{Type: ReportError, Attempt: attempt, Error: err.Error(), ExitCode: exitCodeOf(err), Verified: verified(err)})
 			s.tellServerFailed(err)
 			return Report{}, err
 		}
 		wait := bo.delay(attempt)
 		s.log.WithError(err).Warnf("attempt %d failed; retrying in %s", attempt, wait)
-		s.emit(Report{Type: ReportRetry, Attempt: attempt, Error: err.Error(), BackoffSeconds: wait.Seconds()})
+		s.emit(Report{Type: ReportRetry, Attempt: attempt, Error: err.Error(), BackoffSeconds: wait.Seconds(), Verified: verified(err)})
 		if err := sleepCtx(ctx, wait); err != nil {
 			err = fmt.Errorf("interrupted: %w", err)
 			s.emit(Report{Type: ReportError, Attempt: attempt, Error: err.Error(), ExitCode: exitCodeOf(err)})
@@ -131,6 +138,10 @@ type sender struct {
 	start       time.Time
 	out         *syncWriter
 	fetches     atomic.Int32
+	// contentCopy: a verify pass found differences, so later attempts copy by content (size
+	// and mtime did not show them); repaired counts them.
+	contentCopy bool
+	repaired    int64
 }
 
 func newSender(o SendOptions) (*sender, error) {
@@ -305,7 +316,7 @@ func (s *sender) attempt(ctx context.Context, attempt int) (Report, error) {
 		// keep them and either side has some (the target's must be removed if the source's are).
 		ACLs:     s.local.ACLs && server.ACLs && (plan.ACLs || unknownOrTrue(server.TargetACLs)),
 		Xattrs:   s.local.Xattrs && server.Xattrs && (plan.Xattrs || unknownOrTrue(server.TargetXattrs)),
-		Checksum: s.o.Checksum,
+		Checksum: s.o.Checksum || s.contentCopy,
 		Compress: s.o.Compress,
 		Inplace:  server.Empty,
 		Timeout:  s.o.Timeout,
@@ -329,7 +340,7 @@ func (s *sender) attempt(ctx context.Context, attempt int) (Report, error) {
 	}
 	log.WithFields(logrus.Fields{
 		"files": plan.Files, "bytes": plan.Bytes, "jobs": len(plan.Jobs), "streams": plan.Streams,
-		"acls": opts.ACLs, "xattrs": opts.Xattrs, "serverRoot": server.Root, "firstCopy": server.Empty,
+		"acls": opts.ACLs, "xattrs": opts.Xattrs, "serverRoot": server.Root, "firstCopy": server.Empty, "byContent": opts.Checksum,
 	}).Info("sending")
 
 	tracker := newProgressTracker(plan, attempt, s.start)
@@ -367,6 +378,17 @@ func (s *sender) attempt(ctx context.Context, attempt int) (Report, error) {
 		Attempts:         attempt,
 		ElapsedSeconds:   time.Since(s.start).Round(time.Millisecond).Seconds(),
 		Time:             time.Now().UTC(),
+	}
+	if s.o.afterCopy != nil {
+		s.o.afterCopy(attempt)
+	}
+	if s.o.Verify {
+		v, err := s.verify(ctx, attempt, opts, server.RootAttrs, done)
+		if err != nil {
+			return Report{}, err
+		}
+		done.Verified = &v
+		done.ElapsedSeconds, done.Time = time.Since(s.start).Round(time.Millisecond).Seconds(), time.Now().UTC()
 	}
 	// The report goes to the module that flushes the volume before it accepts anything: once
 	// it arrived, the data is on the target's disk and the server may exit.
@@ -423,9 +445,33 @@ func (s *sender) tellServerFailed(cause error) {
 	}
 }
 
-// runJobs runs the plan's jobs, one goroutine per stream, each stream's jobs in order. The
-// first failure stops the others.
+// runJobs runs the copy's jobs (forEachJob) and sums their statistics.
 func (s *sender) runJobs(ctx context.Context, plan *streamPlan, opts rsyncOptions, tracker *progressTracker, attempt int) (rsyncStats, int, error) {
+	var (
+		mu       sync.Mutex
+		total    rsyncStats
+		vanished int
+	)
+	err := forEachJob(ctx, plan, func(ctx context.Context, stream, i int, j *streamJob) error {
+		args, err := s.writeJobFiles(fmt.Sprintf("a%d-job%d", attempt, i), j, opts)
+		if err != nil {
+			return err
+		}
+		st, v, err := s.runRsync(ctx, args, s.log.WithFields(logrus.Fields{"attempt": attempt, "stream": stream}),
+			func(p rsyncProgress) { tracker.update(i, p) })
+		mu.Lock()
+		total.add(st)
+		vanished += v
+		mu.Unlock()
+		tracker.finish(i, st)
+		return err
+	})
+	return total, vanished, err
+}
+
+// forEachJob runs run for each of the plan's jobs, one goroutine per stream, each stream's
+// jobs in order. The first failure stops the others.
+func forEachJob(ctx context.Context, plan *streamPlan, run func(ctx context.Context, stream, i int, j *streamJob) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	byStream := map[int][]int{}
@@ -434,8 +480,6 @@ func (s *sender) runJobs(ctx context.Context, plan *streamPlan, opts rsyncOption
 	}
 	var (
 		mu       sync.Mutex
-		total    rsyncStats
-		vanished int
 		firstErr error
 		wg       sync.WaitGroup
 	)
@@ -444,20 +488,7 @@ func (s *sender) runJobs(ctx context.Context, plan *streamPlan, opts rsyncOption
 		go func() {
 			defer wg.Done()
 			for _, i := range jobs {
-				j := plan.Jobs[i]
-				args, err := s.writeJobFiles(attempt, i, j, opts)
-				if err == nil {
-					var st rsyncStats
-					var v int
-					st, v, err = s.runRsync(ctx, args, s.log.WithFields(logrus.Fields{"attempt": attempt, "stream": stream}),
-						func(p rsyncProgress) { tracker.update(i, p) })
-					mu.Lock()
-					total.add(st)
-					vanished += v
-					mu.Unlock()
-					tracker.finish(i, st)
-				}
-				if err != nil {
+				if err := run(ctx, stream, i, plan.Jobs[i]); err != nil {
 					mu.Lock()
 					if firstErr == nil {
 						firstErr = err
@@ -470,13 +501,13 @@ func (s *sender) runJobs(ctx context.Context, plan *streamPlan, opts rsyncOption
 		}()
 	}
 	wg.Wait()
-	return total, vanished, firstErr
+	return firstErr
 }
 
 // writeJobFiles writes a job's --files-from list and filter rules (NUL-separated: names may
-// hold newlines) and returns its rsync arguments.
-func (s *sender) writeJobFiles(attempt, i int, j *streamJob, opts rsyncOptions) ([]string, error) {
-	base := filepath.Join(s.work, fmt.Sprintf("a%d-job%d", attempt, i))
+// hold newlines) under the work directory as name.* and returns its rsync arguments.
+func (s *sender) writeJobFiles(name string, j *streamJob, opts rsyncOptions) ([]string, error) {
+	base := filepath.Join(s.work, name)
 	var list bytes.Buffer
 	for _, e := range j.Entries {
 		// A leading slash keeps a name starting with '#' or ';' from reading as a comment;
@@ -506,6 +537,21 @@ func (s *sender) writeJobFiles(attempt, i int, j *streamJob, opts rsyncOptions) 
 // runRsync runs one rsync through the tunnel. Exit code 24 (source files vanished) counts as
 // success with a warning (the returned count is 1).
 func (s *sender) runRsync(ctx context.Context, args []string, log logrus.FieldLogger, onProgress func(rsyncProgress)) (rsyncStats, int, error) {
+	return s.runRsyncWith(ctx, args, log, rsyncHooks{progress: onProgress})
+}
+
+// rsyncHooks follow an rsync process.
+type rsyncHooks struct {
+	// started gets the process ID once it runs.
+	started func(pid int)
+	// progress gets each --info=progress2 line.
+	progress func(rsyncProgress)
+	// line gets each other line of output, and says whether it used it (others are logged).
+	line func(string) bool
+}
+
+// runRsyncWith is runRsync, followed by hooks.
+func (s *sender) runRsyncWith(ctx context.Context, args []string, log logrus.FieldLogger, hooks rsyncHooks) (rsyncStats, int, error) {
 	var stats rsyncStats
 	cmd := childCommand(ctx, s.rsync, args...)
 	cmd.Env = rsyncEnv(s.connectProg)
@@ -520,15 +566,21 @@ func (s *sender) runRsync(ctx context.Context, args []string, log logrus.FieldLo
 	if err := cmd.Start(); err != nil {
 		return stats, 0, notRetryable{fmt.Errorf("starting rsync: %w", err)}
 	}
+	if hooks.started != nil {
+		hooks.started(cmd.Process.Pid)
+	}
 	tail := &stderrTail{}
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
 		forEachLine(stdout, func(line string) {
+			if hooks.line != nil && hooks.line(line) {
+				return
+			}
 			if p, ok := parseProgress2(line); ok {
-				if onProgress != nil {
-					onProgress(p)
+				if hooks.progress != nil {
+					hooks.progress(p)
 				}
 				return
 			}
@@ -578,7 +630,7 @@ func rsyncEnv(connectProg string) []string {
 }
 
 // reportProgress emits a progress report every interval until the returned stop is called.
-func (s *sender) reportProgress(t *progressTracker) (stop func()) {
+func (s *sender) reportProgress(t interface{ report(time.Time) Report }) (stop func()) {
 	if s.o.Progress == ProgressNone {
 		return func() {}
 	}

@@ -227,12 +227,15 @@ func TestSendRoundTrip(t *testing.T) {
 			last := r.reports[len(r.reports)-1]
 			assert.Equal(t, r.done, last)
 
-			// Again, unchanged: nothing moves, nothing changes.
+			// Again, unchanged, verified: nothing moves, nothing changes, and every file and
+			// attribute of this tree compares equal.
 			srv = startServer(t, base+"/again", dst)
-			r = send(t, srv, base+"/again", src, func(o *SendOptions) { o.Streams = 4; o.planUnitWeight = tc.unitWeight })
+			r = send(t, srv, base+"/again", src, func(o *SendOptions) { o.Streams = 4; o.planUnitWeight = tc.unitWeight; o.Verify = true })
 			require.NoError(t, r.err)
 			require.NoError(t, srv.wait(t))
 			assert.Zero(t, r.done.FilesTransferred, "an unchanged source moves no file")
+			require.NotNil(t, r.done.Verified)
+			assert.Equal(t, Verification{Files: r.done.Files, Bytes: r.done.BytesTotal}, *r.done.Verified)
 			require.NoError(t, treediff.Equal(src, dst, opts))
 		})
 	}
