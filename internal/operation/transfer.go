@@ -155,6 +155,11 @@ type TransferStatus struct {
 	Quiesced []string `json:"quiesced,omitempty"`
 	// Progressed is when the copy last moved (bytes or files): a stall counts from it.
 	Progressed *Time `json:"progressed,omitempty"`
+	// Verifying is the share (percent) of the verify pass done, while it runs.
+	Verifying float64 `json:"verifying,omitempty"`
+	// Verified is the verify pass's result: of the completed copy, or the differences that
+	// failed an attempt.
+	Verified *TransferVerification `json:"verified,omitempty"`
 	// Last is the most recent transfer of this PVC that completed (this one, once it has). It
 	// outlives the request it came from, so "when did a stage last succeed, and what did it
 	// move" stays answerable while the next one runs or after one fails.
@@ -169,6 +174,23 @@ func (st *TransferStatus) ETA() time.Duration {
 		return 0
 	}
 	return time.Duration((left+st.RateBPS-1)/st.RateBPS) * time.Second
+}
+
+// MaxVerifiedPaths is how many differing paths TransferVerification names.
+const MaxVerifiedPaths = 5
+
+// TransferVerification sums up a verify pass: after the copy, every file compared by content
+// on both sides (ferry.dev/transfer-verify).
+type TransferVerification struct {
+	// Files were compared; Bytes is their size, read in full on each side.
+	Files int64 `json:"files"`
+	Bytes int64 `json:"bytes"`
+	// Mismatches counts the entries that differ; First names up to MaxVerifiedPaths of them.
+	Mismatches int64    `json:"mismatches"`
+	First      []string `json:"first,omitempty"`
+	// Repaired counts differences an earlier attempt found, which the next copy (by
+	// content) removed.
+	Repaired int64 `json:"repaired,omitempty"`
 }
 
 // LastTransfer sums up a completed transfer.

@@ -21,6 +21,7 @@ import (
 	"github.com/ferry-dev/ferry/internal/kube"
 	"github.com/ferry-dev/ferry/internal/operation"
 	"github.com/ferry-dev/ferry/internal/quiesce"
+	"github.com/ferry-dev/ferry/internal/units"
 	"github.com/ferry-dev/ferry/sidecar"
 )
 
@@ -60,6 +61,13 @@ func (t *job) finish(ctx context.Context, phase operation.Phase, message string)
 			break
 		}
 		t.r.Recorder.Eventf(t.pvc, corev1.EventTypeNormal, "TransferCompleted", "%s transfer %s to %s completed: %d files, %d bytes sent of %d", typ, st.ID, st.Target, st.FilesSent, st.BytesSent, st.BytesTotal)
+		if v := st.Verified; v != nil {
+			repaired := ""
+			if v.Repaired > 0 {
+				repaired = fmt.Sprintf(" (after %d difference(s) that size and mtime did not show, copied again by content)", v.Repaired)
+			}
+			t.r.Recorder.Eventf(t.pvc, corev1.EventTypeNormal, "TransferVerified", "verified: %d files compared by content, %s read on each side, no difference%s", v.Files, units.Bytes(v.Bytes), repaired)
+		}
 	case operation.PhaseCancelled:
 		t.r.Recorder.Eventf(t.pvc, corev1.EventTypeNormal, "TransferCancelled", "transfer %s cancelled", st.ID)
 	case operation.PhaseRefused:

@@ -62,6 +62,7 @@ type clientRun struct {
 	phase   corev1.PodPhase
 	reports []dataplane.Report
 	message string // termination message of a failed pod
+	exit    int32  // exit code of a failed pod (default 12)
 }
 
 var t0 = time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
@@ -283,8 +284,12 @@ func (h *harness) settle(t *testing.T) {
 				run := h.client(podAttempt(&p))
 				p.Status = corev1.PodStatus{Phase: run.phase}
 				if run.phase == corev1.PodFailed {
+					exit := run.exit
+					if exit == 0 {
+						exit = 12
+					}
 					p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: SendContainer, State: corev1.ContainerState{
-						Terminated: &corev1.ContainerStateTerminated{ExitCode: 12, Message: run.message}}}}
+						Terminated: &corev1.ContainerStateTerminated{ExitCode: exit, Message: run.message}}}}
 				}
 				h.pods.setReports(p.Name, run.reports)
 			}

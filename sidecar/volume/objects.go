@@ -239,7 +239,7 @@ func serveCommand(requireEmpty bool) []string {
 func sendCommand(req *operation.TransferRequest, cfg *config.Config, ep endpoint) []string {
 	o := dataplane.NewSendOptions()
 	o.Dir, o.To, o.CertDir, o.SNI, o.Progress = DataPath, ep.address, CertsPath, ep.sni, dataplane.ProgressJSON
-	o.Streams, o.Checksum, o.BwLimitKBps = cfg.Streams, req.Verify != nil && *req.Verify, cfg.BwLimitKBps
+	o.Streams, o.Verify, o.BwLimitKBps = cfg.Streams, req.Verify != nil && *req.Verify, cfg.BwLimitKBps
 	return append([]string{binary}, o.Args()...)
 }
 

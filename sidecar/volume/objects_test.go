@@ -57,12 +57,12 @@ func TestTransferPods(t *testing.T) {
 
 	cli := clientPod(n, pvc, req, cfg, endpoint{address: "10.0.0.7:8443"}, 2, "node-a")
 	cc := cli.Spec.Containers[0]
-	assert.Equal(t, []string{"ferry-datamover", "send", "--bwlimit=2048", "--certs=/mnt/certs", "--checksum=true", "--dir=/mnt/data",
-		"--progress=json", "--streams=2", "--to=10.0.0.7:8443"}, cc.Command)
+	assert.Equal(t, []string{"ferry-datamover", "send", "--bwlimit=2048", "--certs=/mnt/certs", "--dir=/mnt/data",
+		"--progress=json", "--streams=2", "--to=10.0.0.7:8443", "--verify=true"}, cc.Command)
 	send := dataplane.NewSendOptions()
 	parse(t, send.BindFlags, cc.Command)
 	want := dataplane.NewSendOptions()
-	want.Dir, want.To, want.CertDir, want.Progress, want.Streams, want.Checksum, want.BwLimitKBps = DataPath, "10.0.0.7:8443", CertsPath, dataplane.ProgressJSON, 2, true, 2048
+	want.Dir, want.To, want.CertDir, want.Progress, want.Streams, want.Verify, want.BwLimitKBps = DataPath, "10.0.0.7:8443", CertsPath, dataplane.ProgressJSON, 2, true, 2048
 	assert.Equal(t, want, send, "the CLI reads back what the sidecar wrote")
 	assert.True(t, cli.Spec.Volumes[0].PersistentVolumeClaim.ReadOnly, "the source volume is mounted read-only")
 	assert.True(t, cc.VolumeMounts[0].ReadOnly)

@@ -2,6 +2,7 @@ package volume
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -407,6 +408,79 @@ func TestPhaseTransferringReportsProgress(t *testing.T) {
 	assert.Equal(t, int64(7), st.Files)
 	assert.Equal(t, 2, st.Attempts)
 	assert.Empty(t, st.Message)
+}
+
+// TestVerifiedTransfer: a request with ferry.dev/transfer-verify gives the client --verify; the
+// verify pass's result reaches the status and an Event. Differences that survive send's copy by
+// content fail the transfer at once (another pod would copy the same), naming the paths; while
+// the pass runs, its progress keeps the client from counting as stalled.
+func TestVerifiedTransfer(t *testing.T) {
+	verifiedPVC := func() *corev1.PersistentVolumeClaim {
+		return sourcePVC(keys.TransferID, "t1", keys.TransferType, "final", keys.TransferVerify, "true")
+	}
+	t.Run("no difference", func(t *testing.T) {
+		h := newHarness(t, clusterIP, verifiedPVC(), nil, storageClass("standard", true))
+		h.client = func(int) clientRun {
+			return clientRun{phase: corev1.PodSucceeded, reports: []dataplane.Report{
+				{Type: dataplane.ReportProgress, Attempt: 1, BytesDone: 100, BytesTotal: 100, Percent: 100, VerifyPercent: 40, FilesTotal: 1204},
+				{Type: dataplane.ReportDone, BytesTotal: 3328599654, BytesSent: 100, Files: 1204, FilesTransferred: 3, Attempts: 2,
+					Verified: &dataplane.Verification{Files: 1204, Bytes: 3328599654, Repaired: 1}},
+			}}
+		}
+		st := h.run(t, 20, operation.PhaseCompleted)
+		require.Equal(t, operation.PhaseCompleted, st.Phase, st.Message)
+		assert.Equal(t, &operation.TransferVerification{Files: 1204, Bytes: 3328599654, Repaired: 1}, st.Verified)
+		assert.Zero(t, st.Verifying)
+		events := h.events()
+		assert.Contains(t, events, "Normal TransferVerified verified: 1204 files compared by content, 3.1 GiB read on each side, no difference "+
+			"(after 1 difference(s) that size and mtime did not show, copied again by content)")
+		client := transferPods(t, h.source.Kube, RoleClient)
+		require.Empty(t, client, "cleaned up")
+	})
+	t.Run("differences fail the transfer", func(t *testing.T) {
+		h := newHarness(t, clusterIP, verifiedPVC(), nil, storageClass("standard", true))
+		v := &dataplane.Verification{Files: 42, Bytes: 2686976, Mismatches: 7}
+		for i := range 7 {
+			v.First = append(v.First, dataplane.Mismatch{Path: fmt.Sprintf("d%d/f", i), Diff: "content"})
+		}
+		msg := "verification failed: 7 difference(s) between source and target (42 files, 2686976 bytes compared): d0/f (content), …"
+		h.client = func(int) clientRun {
+			return clientRun{phase: corev1.PodFailed, exit: dataplane.ExitVerifyFailed, reports: []dataplane.Report{
+				{Type: dataplane.ReportRetry, Attempt: 1, Error: "verification failed: …; the next attempt copies by content", Verified: v},
+				{Type: dataplane.ReportError, Attempt: 2, Error: msg, ExitCode: dataplane.ExitVerifyFailed, Verified: v},
+			}}
+		}
+		h.run(t, 6, operation.PhaseTransferring)
+		cmd := transferPods(t, h.source.Kube, RoleClient)[0].Spec.Containers[0].Command
+		assert.Contains(t, cmd, "--verify=true")
+		st := h.run(t, 20, operation.PhaseFailed)
+		require.Equal(t, operation.PhaseFailed, st.Phase)
+		assert.Equal(t, msg, st.Message)
+		assert.Equal(t, &operation.TransferVerification{Files: 42, Bytes: 2686976, Mismatches: 7,
+			First: []string{"d0/f", "d1/f", "d2/f", "d3/f", "d4/f"}}, st.Verified, "five paths at most in the annotation")
+		assert.Equal(t, 2, st.Attempts)
+		events := h.events()
+		assert.Contains(t, events, "Warning TransferVerifyFailed the target differs from the source in 7 place(s) of 42 files compared: "+
+			"d0/f (content), d1/f (content), d2/f (content), d3/f (content), d4/f (content) and 2 more")
+		assert.NotContains(t, events, "TransferAttemptFailed", "no other client pod")
+		assert.Len(t, h.pods.created, 2, "one server pod and one client pod")
+	})
+	t.Run("verifying is progress", func(t *testing.T) {
+		h := newHarness(t, map[string]string{"endpointType": "ClusterIP", "stallTimeout": "1m"}, verifiedPVC(), nil, storageClass("standard", true))
+		h.client = func(int) clientRun { return clientRun{phase: corev1.PodRunning} }
+		h.run(t, 8, operation.PhaseTransferring)
+		client := transferPods(t, h.source.Kube, RoleClient)[0]
+		for i := range 30 { // 2.5 minutes of polls, the copy done, the verify pass moving
+			h.pods.setReports(client.Name, []dataplane.Report{{Type: dataplane.ReportProgress, Attempt: 1, BytesDone: 1000, BytesTotal: 1000,
+				Percent: 100, VerifyPercent: float64(i+1) / 10}})
+			h.reconcile(t)
+			h.clock.SetTime(h.clock.Now().Add(sidecar.Poll))
+		}
+		st := h.status(t)
+		assert.Equal(t, operation.PhaseTransferring, st.Phase)
+		assert.Equal(t, 3.0, st.Verifying)
+		assert.NotContains(t, h.events(), "TransferStalled")
+	})
 }
 
 // TestServerPodEndedIsReplaced: a server pod that ends before the client finished is replaced.

@@ -37,3 +37,26 @@ func TestApplyReportSkippedDevices(t *testing.T) {
 	assert.Contains(t, st.Message, "2 device file(s) not copied")
 	assert.Contains(t, st.Message, "dev/null0, disk", "names the files, so the user knows what to recreate")
 }
+
+func TestApplyReportVerify(t *testing.T) {
+	st := &operation.TransferStatus{Header: operation.Header{ID: "t1", Phase: operation.PhaseTransferring}}
+	applyReport(st, dataplane.Report{Type: dataplane.ReportProgress, Attempt: 1, BytesDone: 100, BytesTotal: 100, Percent: 100, VerifyPercent: 12.5}, 1)
+	assert.Equal(t, 12.5, st.Verifying)
+	var first []dataplane.Mismatch
+	for _, p := range []string{"a", "b", "c", "d", "e", "f"} {
+		first = append(first, dataplane.Mismatch{Path: p, Diff: "content"})
+	}
+	applyReport(st, dataplane.Report{Type: dataplane.ReportRetry, Attempt: 1, Error: "verification failed: …", BackoffSeconds: 2,
+		Verified: &dataplane.Verification{Files: 9, Bytes: 900, Mismatches: 6, First: first}}, 1)
+	assert.Zero(t, st.Verifying)
+	assert.Equal(t, &operation.TransferVerification{Files: 9, Bytes: 900, Mismatches: 6, First: []string{"a", "b", "c", "d", "e"}}, st.Verified,
+		"the annotation names five paths at most")
+	assert.Contains(t, st.Message, "verification failed")
+	applyReport(st, dataplane.Report{Type: dataplane.ReportProgress, Attempt: 2, BytesDone: 100, BytesTotal: 100, Percent: 100}, 1)
+	assert.Zero(t, st.Verifying, "the copy of the next attempt")
+	applyReport(st, dataplane.Report{Type: dataplane.ReportDone, BytesTotal: 100, Files: 9, Attempts: 2,
+		Verified: &dataplane.Verification{Files: 9, Bytes: 900, Repaired: 6}}, 1)
+	assert.Equal(t, &operation.TransferVerification{Files: 9, Bytes: 900, Repaired: 6}, st.Verified)
+	applyReport(st, dataplane.Report{Type: dataplane.ReportDone, BytesTotal: 100, Files: 9, Attempts: 1}, 1)
+	assert.Nil(t, st.Verified, "a pass without verification says nothing about one")
+}

@@ -68,7 +68,19 @@ func (t *job) sendData(ctx context.Context) (ctrl.Result, error) {
 	case latest.Status.Phase == corev1.PodFailed:
 		transferFailures.WithLabelValues(RoleClient).Inc()
 		t.observe(ctx, latest) // its retries count too
-		why = t.outcome(ctx, latest)
+		var v *dataplane.Verification
+		why, v = t.outcome(ctx, latest)
+		if (v != nil && v.Mismatches > 0) || exitCode(latest, SendContainer) == dataplane.ExitVerifyFailed {
+			// send copies by content after a verify pass found differences and failed only
+			// because the next verify pass found some again: another pod would do the same.
+			if v != nil {
+				t.r.Recorder.Eventf(t.pvc, corev1.EventTypeWarning, "TransferVerifyFailed", "the target differs from the source in %d place(s) of %d files compared: %s",
+					v.Mismatches, v.Files, v.Summary(operation.MaxVerifiedPaths))
+			} else {
+				t.r.Recorder.Eventf(t.pvc, corev1.EventTypeWarning, "TransferVerifyFailed", "the target differs from the source: %s", why)
+			}
+			return t.finish(ctx, operation.PhaseFailed, why)
+		}
 	default:
 		moved := progress(t.st)
 		t.observe(ctx, latest)
@@ -169,10 +181,10 @@ func (t *job) movedEndpoint(ctx context.Context, tc *kube.Clients) string {
 	return ep.address
 }
 
-// progress is what moves while a copy makes headway: bytes, and the share of the volume
-// checked (files compared count even when nothing needs sending).
-func progress(st *operation.TransferStatus) [2]float64 {
-	return [2]float64{float64(st.BytesDone), st.Percent}
+// progress is what moves while a copy makes headway: bytes, the share of the volume checked
+// (files compared count even when nothing needs sending), and the verify pass's share.
+func progress(st *operation.TransferStatus) [3]float64 {
+	return [3]float64{float64(st.BytesDone), st.Percent, st.Verifying}
 }
 
 func (t *job) clientPods(ctx context.Context) ([]corev1.Pod, error) {
@@ -252,15 +264,15 @@ func (t *job) observe(ctx context.Context, pod *corev1.Pod) {
 	}
 }
 
-// outcome explains how a failed client pod ended: send's error report, else the termination
-// message kubelet kept.
-func (t *job) outcome(ctx context.Context, pod *corev1.Pod) string {
+// outcome explains how a failed client pod ended: send's error report (with the verify pass's
+// differences when they were the failure), else the termination message kubelet kept.
+func (t *job) outcome(ctx context.Context, pod *corev1.Pod) (string, *dataplane.Verification) {
 	for _, r := range t.reports(ctx, pod) {
 		if r.Type == dataplane.ReportError && r.Error != "" {
-			return r.Error
+			return r.Error, r.Verified
 		}
 	}
-	return podState(pod)
+	return podState(pod), nil
 }
 
 // reports returns what the client pod reported so far, oldest first; nothing while its log
