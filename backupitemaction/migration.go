@@ -84,6 +84,21 @@ func quiesceNamespace(backup *velerov1.Backup, cfg *config.Config) (bool, error)
 	return scope == keys.QuiesceScopeNamespace, nil
 }
 
+// verifyCopy is whether a PVC's transfer verifies its copy (every file compared by content on
+// both sides after the copy): the Backup's ferry.dev/verify, for a stage too; else, for a
+// final, the PVC's ferry.dev/verify or ferry-config verify (VolumeChoice.VerifyFor).
+func verifyCopy(backup *velerov1.Backup, choice *operation.VolumeChoice, mtype operation.TransferType) (bool, error) {
+	v, ok := backup.Annotations[keys.Verify]
+	if !ok {
+		return choice.VerifyFor(mtype), nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, fmt.Errorf("backup %s: annotation %s=%q: want true or false", backup.Name, keys.Verify, v)
+	}
+	return b, nil
+}
+
 // leaseGrace is how much longer than its own duration a Lease may go unrenewed before ferry
 // says the data mover is not running: a restarting data mover takes the Lease again within
 // about its duration.

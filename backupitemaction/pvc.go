@@ -3,6 +3,7 @@ package backupitemaction
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/sirupsen/logrus"
 	velerov1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v1"
@@ -134,12 +135,16 @@ func (a *PVCAction) Execute(item runtime.Unstructured, backup *velerov1.Backup) 
 	if err != nil {
 		return nil, nil, "", nil, err
 	}
+	verify, err := verifyCopy(backup, choice, mtype)
+	if err != nil {
+		return nil, nil, "", nil, err
+	}
 	req := &operation.TransferRequest{
 		Request:          operation.Request{ID: string(backup.UID), TargetNamespace: targetNS, TargetName: pvc.Name, Backup: backup.Name, Overwrite: overwrite},
 		Type:             mtype,
 		StorageClass:     choice.StorageClass,
 		AccessModes:      choice.AccessModes,
-		Verify:           &choice.Verify,
+		Verify:           &verify,
 		QuiesceNamespace: wholeNS && mtype == operation.Final,
 	}
 	return a.request(ctx, log, &pvc, u, req)
@@ -234,6 +239,24 @@ func transferProgress(st *operation.TransferStatus, ns, name string) velero.Oper
 	return p
 }
 
+// verified sums up the verify pass of a completed transfer, or the differences that failed one.
+func verified(st *operation.TransferStatus) string {
+	v := st.Verified
+	switch {
+	case v == nil:
+		return ""
+	case st.Phase == operation.PhaseCompleted && v.Mismatches == 0:
+		s := fmt.Sprintf("verified: %d files, %s compared, no mismatch", v.Files, units.Bytes(v.Bytes))
+		if v.Repaired > 0 {
+			s += fmt.Sprintf(" (%d found after the first copy, copied again by content)", v.Repaired)
+		}
+		return s
+	case st.Phase == operation.PhaseFailed && v.Mismatches > 0:
+		return fmt.Sprintf("verification: %d mismatch(es) in %d files compared: %s", v.Mismatches, v.Files, strings.Join(v.First, ", "))
+	}
+	return ""
+}
+
 func describe(st *operation.TransferStatus) string {
 	s := string(st.Phase)
 	if st.Phase == operation.PhaseTransferring || st.Phase == operation.PhaseCompleted {
@@ -244,12 +267,18 @@ func describe(st *operation.TransferStatus) string {
 		if eta := st.ETA(); eta > 0 {
 			s += fmt.Sprintf(", about %s left", eta)
 		}
+		if st.Verifying > 0 && st.Phase == operation.PhaseTransferring {
+			s += fmt.Sprintf(", verifying %.0f%%", st.Verifying)
+		}
 	}
 	if st.Attempts > 1 {
 		s += fmt.Sprintf(" (attempt %d)", st.Attempts)
 	}
 	if st.Target != "" {
 		s += " (target " + st.Target + ")"
+	}
+	if v := verified(st); v != "" {
+		s += ", " + v
 	}
 	if st.Message != "" && !st.Phase.Terminal() {
 		s += ": " + st.Message

@@ -100,7 +100,7 @@ unless given here. Follow it with:
 	f.StringVar(&m.Target, "target", "", "target NAMESPACE/NAME (default: namespaceMapping, same name)")
 	f.StringVar(&storageClass, "storage-class", "", "storage class of a target PVC ferry creates")
 	f.StringVar(&accessModes, "access-modes", "", "access modes of a target PVC ferry creates (e.g. RWX)")
-	f.BoolVar(&verify, "verify", false, "add an rsync --checksum pass")
+	f.BoolVar(&verify, "verify", false, "compare every file by content after the copy, a difference fails the transfer (default: a final does when the PVC's ferry.dev/verify or ferry-config verify says so, a stage does not)")
 	f.BoolVar(&overwrite, "allow-overwrite", false, "fill a target that holds data ferry did not write")
 	f.StringVar(&quiesceScope, "quiesce-scope", "", "what a final stops: volumes (the PVC's users) or namespace (every workload in it); default ferry-config quiesceScope")
 	return cmd

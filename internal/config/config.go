@@ -71,7 +71,8 @@ type Config struct {
 	Streams int
 	// bwlimitKBps: per-transfer bandwidth limit in KiB/s, 0 for none.
 	BwLimitKBps int
-	// verify: "true" adds rsync --checksum to every transfer (per PVC: ferry.dev/verify).
+	// verify: "true" makes every final verify its copy, every file compared by content on both
+	// sides (per PVC: ferry.dev/verify; per Backup, also for stages: ferry.dev/verify).
 	Verify bool
 	// allowOverwrite: "true" lets transfers fill target PVCs, and image copies push into target
 	// image streams, that hold data ferry did not put there. Default false: such targets are

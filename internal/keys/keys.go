@@ -34,6 +34,8 @@ const (
 	// mount a migrated PVC) or "namespace" (every workload of each namespace with a migrated
 	// PVC). Overrides ferry-config quiesceScope.
 	QuiesceScope = prefix + "quiesce-scope"
+	// Verify (below, a per-PVC key too) on a Backup decides for all its transfers, stages
+	// included: "true" verifies each copy, "false" none.
 )
 
 // Values of QuiesceScope (and of TransferQuiesceScope).
@@ -52,7 +54,9 @@ const (
 	StorageClass = prefix + "storage-class"
 	// AccessModes is the target access modes for a copied PVC, comma-separated.
 	AccessModes = prefix + "access-modes"
-	// Verify ("true") adds an rsync --checksum pass to this PVC's transfers.
+	// Verify ("true") makes this PVC's finals verify their copy: after it, every file compared
+	// by content on both sides, a difference fails the transfer. Overrides ferry-config verify;
+	// a Backup's overrides it (and may ask a stage to verify).
 	Verify = prefix + "verify"
 )
 
@@ -77,7 +81,8 @@ const (
 	// access modes (comma-separated).
 	TransferStorageClass = prefix + "transfer-storage-class"
 	TransferAccessModes  = prefix + "transfer-access-modes"
-	// TransferVerify ("true") runs rsync with --checksum.
+	// TransferVerify ("true"): after the copy, a verify pass compares every file by content on
+	// both sides; a difference fails the transfer (the status's verified says what was compared).
 	TransferVerify = prefix + "transfer-verify"
 	// TransferMove ("true", finals only): the PV moves with the backup; the transfer copies
 	// nothing and only quiesces what uses the PVC.

@@ -16,8 +16,16 @@ type VolumeChoice struct {
 	// StorageClass of a target PVC ferry creates; nil: the target's default class.
 	StorageClass *string
 	AccessModes  []corev1.PersistentVolumeAccessMode
-	// Verify adds an rsync --checksum pass.
+	// Verify: the PVC's finals verify their copy (VerifyFor).
 	Verify bool
+}
+
+// VerifyFor is whether a transfer of type t verifies its copy (a pass that compares every file
+// by content on both sides) when its Backup or requester does not say: a final does when the
+// PVC or ferry-config asks. A stage does not: it copies a running application, and every file
+// written since its copy would be a difference.
+func (c *VolumeChoice) VerifyFor(t TransferType) bool {
+	return c.Verify && t == Final
 }
 
 // ResolveVolume decides, once for the plugin and the sidecar alike, how a PVC is copied: its
@@ -76,7 +84,8 @@ func (r *TransferRequest) Resolve(pvc *corev1.PersistentVolumeClaim, cfg *config
 		r.AccessModes = c.AccessModes
 	}
 	if r.Verify == nil {
-		r.Verify = &c.Verify
+		v := c.VerifyFor(r.Type)
+		r.Verify = &v
 	}
 	return nil
 }

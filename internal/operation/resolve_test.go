@@ -60,9 +60,16 @@ func TestResolveVolume(t *testing.T) {
 func TestResolveFillsOnlyUnsetChoices(t *testing.T) {
 	cfg, err := config.Parse(map[string]string{"storageClassMapping": "standard=fast", "verify": "true"})
 	require.NoError(t, err)
-	r := &TransferRequest{StorageClass: ptr("gold")}
+	r := &TransferRequest{Type: Final, StorageClass: ptr("gold")}
 	require.NoError(t, r.Resolve(pvc(ptr("standard")), cfg))
 	assert.Equal(t, "gold", *r.StorageClass, "the request's class is kept")
 	assert.Equal(t, []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce}, r.AccessModes)
-	assert.True(t, *r.Verify, "verify from ferry-config")
+	assert.True(t, *r.Verify, "a final verifies: ferry-config says so")
+
+	stage := &TransferRequest{Type: Stage}
+	require.NoError(t, stage.Resolve(pvc(ptr("standard"), keys.Verify, "true"), cfg))
+	assert.False(t, *stage.Verify, "a stage does not: its application still writes")
+	stage = &TransferRequest{Type: Stage, Verify: ptr(true)}
+	require.NoError(t, stage.Resolve(pvc(ptr("standard")), cfg))
+	assert.True(t, *stage.Verify, "unless its request says so")
 }

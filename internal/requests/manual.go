@@ -26,7 +26,8 @@ type Manual struct {
 	Type operation.TransferType
 	// Target "namespace/name"; "": ferry-config's namespaceMapping, same name.
 	Target string
-	// StorageClass, AccessModes, Verify override ferry-config's choice for the PVC.
+	// StorageClass, AccessModes, Verify override ferry-config's choice for the PVC (Verify
+	// also for a stage, which otherwise does not verify).
 	StorageClass *string
 	AccessModes  []corev1.PersistentVolumeAccessMode
 	Verify       *bool
@@ -56,10 +57,12 @@ func RequestTransfer(ctx context.Context, clients *kube.Clients, namespace, name
 	if err != nil {
 		return nil, err
 	}
-	req := &operation.TransferRequest{Request: base, Type: m.Type, StorageClass: choice.StorageClass, AccessModes: choice.AccessModes, Verify: &choice.Verify}
+	req := &operation.TransferRequest{Request: base, Type: m.Type, StorageClass: choice.StorageClass, AccessModes: choice.AccessModes}
 	if req.Type == "" {
 		req.Type = operation.Stage
 	}
+	verify := choice.VerifyFor(req.Type)
+	req.Verify = &verify
 	if m.StorageClass != nil {
 		req.StorageClass = m.StorageClass
 	}
