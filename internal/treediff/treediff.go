@@ -69,6 +69,9 @@ func Compare(src, dst string, o Options) ([]Difference, error) {
 	}
 	var diffs []Difference
 	add := func(p, what, s, d string) { diffs = append(diffs, Difference{p, what, s, d}) }
+	// One pair of buffers for every file: allocating them per file costs more than the reads
+	// in a tree of many small files.
+	ba, bb := make([]byte, 1<<20), make([]byte, 1<<20)
 	for _, rel := range a.order {
 		ea := a.entries[rel]
 		eb, ok := b.entries[rel]
@@ -96,7 +99,7 @@ func Compare(src, dst string, o Options) ([]Difference, error) {
 				add(rel, "size", fmt.Sprint(ea.size), fmt.Sprint(eb.size))
 				continue
 			}
-			same, err := sameContent(filepath.Join(src, rel), filepath.Join(dst, rel))
+			same, err := sameContent(filepath.Join(src, rel), filepath.Join(dst, rel), ba, bb)
 			if err != nil {
 				return nil, err
 			}
@@ -256,7 +259,8 @@ func readXattrs(p string) (map[string][]byte, error) {
 	return out, nil
 }
 
-func sameContent(a, b string) (bool, error) {
+// sameContent compares two files' bytes, reading them through the buffers ba and bb.
+func sameContent(a, b string, ba, bb []byte) (bool, error) {
 	fa, err := os.Open(a)
 	if err != nil {
 		return false, err
@@ -267,7 +271,6 @@ func sameContent(a, b string) (bool, error) {
 		return false, err
 	}
 	defer fb.Close()
-	ba, bb := make([]byte, 1<<20), make([]byte, 1<<20)
 	for {
 		na, ea := io.ReadFull(fa, ba)
 		nb, eb := io.ReadFull(fb, bb)
