@@ -50,7 +50,7 @@ func (s *Stack) startS3(ctx context.Context) error {
 	})
 }
 
-// veleroCredentials is the AWS shared-credentials file Velero's BSL points at.
+// veleroCredentials is the AWS shared-credentials file of Velero's AWS plugin.
 func (s *Stack) veleroCredentials() []byte {
 	return []byte("[default]\naws_access_key_id=" + s.S3.AccessKey + "\naws_secret_access_key=" + s.S3.SecretKey + "\n")
 }

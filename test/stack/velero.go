@@ -41,10 +41,6 @@ func (c *Cluster) veleroServerArgs() []string {
 		"--metrics-address=127.0.0.1:8085",
 		"--profiler-address=127.0.0.1:6060",
 		"--item-operation-sync-frequency=2s",
-		// Velero rewrites the BSL's credentials file for every validation, and a backup's AWS
-		// plugin reading it meanwhile can find it empty ("no EC2 IMDS role found", seen once
-		// on a loaded run): validate no more often than Velero's default.
-		"--store-validation-frequency=1m",
 		// A PVC that never binds fails the restore within minutes, not after the default 10.
 		"--resource-timeout=3m",
 		// Tests create many objects quickly; the defaults (20/30) make Velero the bottleneck.
@@ -55,7 +51,10 @@ func (c *Cluster) veleroServerArgs() []string {
 
 // createVeleroObjects creates what `velero install` would, minus the pod: the namespace, the
 // `velero` Deployment (never running), the S3 credentials and the shared BSL. (Ferry's own
-// objects come with ConfigureFerry.)
+// objects come with ConfigureFerry.) As with `velero install`, the BSL names no credential: the
+// AWS plugin reads the file AWS_SHARED_CREDENTIALS_FILE names (see startVelero). A BSL that names
+// a Secret has Velero rewrite a file from it for every use, and a plugin reading it meanwhile
+// found it empty on loaded runs ("no EC2 IMDS role found"; the BSL then turned Unavailable).
 func (c *Cluster) createVeleroObjects(ctx context.Context) error {
 	s := c.stack
 	ns := c.VeleroNamespace
@@ -91,10 +90,6 @@ func (c *Cluster) createVeleroObjects(ctx context.Context) error {
 					"s3ForcePathStyle": "true",
 					"s3Url":            s.S3.Endpoint,
 				},
-				Credential: &corev1.SecretKeySelector{
-					LocalObjectReference: corev1.LocalObjectReference{Name: credentialsSecret},
-					Key:                  "cloud",
-				},
 				BackupSyncPeriod:    &metav1.Duration{Duration: backupSyncPeriod},
 				ValidationFrequency: &metav1.Duration{Duration: 10 * time.Second},
 			},
@@ -127,6 +122,10 @@ func (c *Cluster) startVelero(ctx context.Context, plugins []string) error {
 		c.relay = r
 	}
 	tmp := filepath.Join(c.Dir, "velero", "tmp")
+	creds := filepath.Join(c.Dir, "velero", "cloud-credentials")
+	if err := os.WriteFile(creds, s.veleroCredentials(), 0o600); err != nil {
+		return err
+	}
 	p, err := s.StartProcess(ProcessSpec{
 		Name: "velero-" + c.Name,
 		Path: s.tools.velero,
@@ -134,7 +133,8 @@ func (c *Cluster) startVelero(ctx context.Context, plugins []string) error {
 		// Velero stages BSL credentials under $TMPDIR/credentials: keep the two servers apart.
 		// KUBECONFIG stands in for the in-cluster config plugins fall back to: Velero 1.18
 		// hands them its own flags, --kubeconfig too, but 1.14 only --log-level and --features.
-		Env:   []string{"TMPDIR=" + tmp, "VELERO_NAMESPACE=" + c.VeleroNamespace, "KUBECONFIG=" + c.Kubeconfig},
+		Env: []string{"TMPDIR=" + tmp, "VELERO_NAMESPACE=" + c.VeleroNamespace, "KUBECONFIG=" + c.Kubeconfig,
+			"AWS_SHARED_CREDENTIALS_FILE=" + creds},
 		NetNS: c.NetNS,
 	})
 	if err != nil {
