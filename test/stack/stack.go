@@ -255,6 +255,24 @@ func (s *Stack) StartProcess(spec ProcessSpec) (*Process, error) {
 	return p, nil
 }
 
+// Pids are the process ids of the programs the stack started (API servers, Velero, the data
+// mover, …): Velero's children are its plugins, e.g. for a test that reads their memory. The
+// pod runner's pods are children of the process that runs the stack.
+func (s *Stack) Pids() []int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []int
+	for _, p := range s.procs {
+		out = append(out, p.Pid())
+	}
+	for _, c := range s.Clusters() {
+		if c != nil && c.velero != nil {
+			out = append(out, c.velero.Pid())
+		}
+	}
+	return out
+}
+
 // Problems lists what is broken in the stack: processes that exited without being asked to,
 // and failures of the pod runners (which would otherwise only show as pods that never start).
 func (s *Stack) Problems() []string {
