@@ -15,10 +15,12 @@ import (
 	"github.com/ferry-dev/ferry/test/stack"
 )
 
-// TestDemo runs `make demo`'s migration (the same code) on the shared stack, so the demo cannot
-// rot: every check of its report must hold, and each stage must have moved what it should.
+// TestDemo runs `make demo`'s migration (the same code) on a stack of its own, as `make demo`
+// does, so the demo cannot rot: every check of its report must hold, and each stage must have
+// moved what it should.
 func TestDemo(t *testing.T) {
-	s := stacks.Get(t, stack.Options{OpenShift: true})
+	parallel(t)
+	s := stacks.Get(t, stack.Options{OpenShift: true, Name: "demo"})
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Minute)
 	defer cancel()
 	var out bytes.Buffer

@@ -54,7 +54,7 @@ type fault struct {
 func TestFaults(t *testing.T) {
 	// A stack of its own (Velero checking item operations every 5 s, for the timeout row): its
 	// slowed ferry-config would slow the tests sharing the default one, and it runs beside them.
-	t.Parallel()
+	parallel(t)
 	s := stacks.Get(t, stack.Options{OpenShift: true, VeleroArgs: []string{"--item-operation-sync-frequency=5s"}})
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Minute)
 	defer cancel()
@@ -106,7 +106,7 @@ func TestFaults(t *testing.T) {
 // the other, on a stack of their own (beside TestFaults and the rest): the target's API server
 // stopped, and the data mover gone with its Lease left behind.
 func TestStackFaults(t *testing.T) {
-	t.Parallel()
+	parallel(t)
 	s := stacks.Get(t, stack.Options{OpenShift: true, Name: "outage"})
 	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Minute)
 	defer cancel()

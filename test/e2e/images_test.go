@@ -35,7 +35,10 @@ var imageStreamGVR = schema.GroupVersionResource{Group: "image.openshift.io", Ve
 // internal registry, mapped namespace, stream, tag). ImageStreamTags cannot be CRD objects
 // (their names hold a colon); the unit tests cover their restore.
 func TestImageStreamMigration(t *testing.T) {
-	s := stacks.Get(t, stack.Options{OpenShift: true})
+	parallel(t)
+	// A stack of its own: its ferry-config (plain-HTTP registries, a namespace mapping) is not
+	// the base one the shared stack's tests use.
+	s := stacks.Get(t, stack.Options{OpenShift: true, Name: "images"})
 	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Minute)
 	defer cancel()
 	src, dst := s.Source, s.Target

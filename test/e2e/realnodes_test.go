@@ -42,7 +42,7 @@ const appUID = 1234
 // Host-path volumes ignore fsGroup, so the test hands the volumes' folders to the app's user,
 // as a CSI driver honouring fsGroup would; the target PVC is made ahead, as GitOps would.
 func TestRestrictedMigrationOnRealNodes(t *testing.T) {
-	t.Parallel() // the only test on the real-nodes stack: its ferry-config is its own
+	parallel(t) // the only test on the real-nodes stack: its ferry-config is its own
 	s := stacks.Get(t, stack.Options{RealNodes: true})
 	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Minute)
 	defer cancel()
@@ -124,7 +124,9 @@ func unschedulableClient(t *testing.T, ctx context.Context, s *stack.Stack, base
 		_, _ = dst.Kube.CoreV1().Nodes().Patch(context.Background(), dst.NodeName, types.MergePatchType, patch("null"), metav1.PatchOptions{})
 	})
 	cfg := maps.Clone(base)
-	maps.Copy(cfg, map[string]string{"transferNodeSelector": label + "=yes", "prepareTimeout": "20s", "transferRunAsRoot": "true"})
+	// Long enough for the server pod to become ready on a loaded machine (20 s was not, once).
+	const prepareTimeout = "45s"
+	maps.Copy(cfg, map[string]string{"transferNodeSelector": label + "=yes", "prepareTimeout": prepareTimeout, "transferRunAsRoot": "true"})
 	require.NoError(t, s.ConfigureFerry(ctx, cfg))
 	t.Cleanup(func() { _ = s.ConfigureFerry(context.Background(), base) })
 
@@ -139,7 +141,7 @@ func unschedulableClient(t *testing.T, ctx context.Context, s *stack.Stack, base
 	require.Error(t, err)
 	assert.Equal(t, velerov1.BackupPhasePartiallyFailed, b.Status.Phase)
 	desc := describeBackup(t, ctx, src, b.Name)
-	assert.Contains(t, desc, "did not start within 20s (prepareTimeout)")
+	assert.Contains(t, desc, "did not start within "+prepareTimeout+" (prepareTimeout)")
 	assert.Contains(t, desc, "didn't match Pod's node affinity/selector", "the scheduler's reason")
 	assert.Contains(t, eventReasons(t, ctx, src, ns, "PersistentVolumeClaim", "data"), "TransferFailed")
 	assert.Equal(t, before, treeSnapshot(t, srcDir), "the source data is untouched")

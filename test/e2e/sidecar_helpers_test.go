@@ -37,9 +37,9 @@ var baseFerryConfig = map[string]string{
 }
 
 // useSidecar configures ferry on the source (ferry-config with base plus overrides, and the
-// target kubeconfig Secret) and makes sure the sidecar runs next to the source's Velero. Tests
-// with overrides change the one ferry-config and must not run in parallel; tests with the base
-// config (nil) may: Go runs parallel tests after every serial one has ended.
+// target kubeconfig Secret) and makes sure the sidecar runs next to the source's Velero. A
+// stack has one ferry-config: tests with overrides use a stack of their own (or one shared only
+// with tests of the same overrides); tests with the base config (nil) share the default stack.
 func useSidecar(t *testing.T, ctx context.Context, s *stack.Stack, overrides map[string]string) *stack.Sidecar {
 	t.Helper()
 	data := map[string]string{}

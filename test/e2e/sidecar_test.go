@@ -38,7 +38,7 @@ import (
 // replica count. The target volume equals the source byte for byte, with owners, modes, times,
 // links and holes.
 func TestStageStageFinalRestore(t *testing.T) {
-	t.Parallel() // the base ferry-config: shared with the other parallel tests (see useSidecar)
+	parallel(t) // the base ferry-config: shared with the other parallel tests (see useSidecar)
 	s := stacks.Get(t, stack.Options{OpenShift: true})
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Minute)
 	defer cancel()
@@ -76,13 +76,18 @@ func TestStageStageFinalRestore(t *testing.T) {
 	require.NoError(t, treediff.Equal(srcDir, dstDir, full), "after stage 2")
 	assert.Contains(t, describeBackup(t, ctx, src, b2.Name), "Completed", "velero backup describe --details shows the operation")
 
-	// Final: quiesce, last delta.
+	// Final: quiesce, last delta, and a verify pass (the Backup asks for it).
 	changed = mutate(t, srcDir, 2, 2)
-	b3, err := migrationBackup(t, ctx, src, "final", ns)
+	b3, err := migrationBackup(t, ctx, src, "final", ns, "--annotations", keys.Verify+"=true")
 	require.NoError(t, err)
 	st3 := transferStatus(t, ctx, src, ns, "data")
 	assert.Equal(t, operation.PhaseCompleted, st3.Phase, st3.Message)
 	assert.Equal(t, int64(changed), st3.FilesSent)
+	if assert.NotNil(t, st3.Verified, "the final was verified") {
+		assert.Equal(t, st3.Files, st3.Verified.Files, "every file compared")
+		assert.Zero(t, st3.Verified.Mismatches)
+	}
+	assert.Contains(t, describeBackup(t, ctx, src, b3.Name), "verified: ", "velero backup describe --details says so")
 	assert.Equal(t, []string{"Deployment/web"}, st3.Quiesced)
 	web, err := src.Kube.AppsV1().Deployments(ns).Get(ctx, "web", metav1.GetOptions{})
 	require.NoError(t, err)
@@ -90,7 +95,7 @@ func TestStageStageFinalRestore(t *testing.T) {
 	assert.Equal(t, "2", web.Annotations[keys.PreQuiesceReplicas])
 	require.NoError(t, treediff.Equal(srcDir, dstDir, full), "after the final pass")
 	reasons := eventReasons(t, ctx, src, ns, "PersistentVolumeClaim", "data")
-	for _, want := range []string{"TransferAccepted", "TransferPreparing", "TransferQuiescing", "Quiesced", "TransferStarted", "TransferCompleted"} {
+	for _, want := range []string{"TransferAccepted", "TransferPreparing", "TransferQuiescing", "Quiesced", "TransferStarted", "TransferVerified", "TransferCompleted"} {
 		assert.Contains(t, reasons, want, "Events on the source PVC")
 	}
 
@@ -139,7 +144,7 @@ func checkSidecarMetrics(t *testing.T, p *stack.Sidecar) {
 // `ferry-datamover request`, and it is filled in place (it was empty, so ferry may).
 // The PVC's name is long enough that every name ferry derives from it must be shortened.
 func TestStateOnly(t *testing.T) {
-	t.Parallel() // the base ferry-config: shared with the other parallel tests (see useSidecar)
+	parallel(t) // the base ferry-config: shared with the other parallel tests (see useSidecar)
 	s := stacks.Get(t, stack.Options{OpenShift: true})
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
 	defer cancel()
@@ -182,7 +187,7 @@ func TestStateOnly(t *testing.T) {
 // TestScheduledStages runs `velero schedule create` with the stage label: each scheduled backup
 // is an incremental transfer.
 func TestScheduledStages(t *testing.T) {
-	t.Parallel() // the base ferry-config: shared with the other parallel tests (see useSidecar)
+	parallel(t) // the base ferry-config: shared with the other parallel tests (see useSidecar)
 	s := stacks.Get(t, stack.Options{OpenShift: true})
 	ctx, cancel := context.WithTimeout(t.Context(), 12*time.Minute)
 	defer cancel()
@@ -241,7 +246,7 @@ func waitScheduledBackup(t *testing.T, ctx context.Context, c *stack.Cluster, sc
 // it, and leaves no pods or Secrets behind.
 func TestSidecarKilledMidTransfer(t *testing.T) {
 	// A stack of its own: it slows ferry-config down and kills the data mover, beside the rest.
-	t.Parallel()
+	parallel(t)
 	s := stacks.Get(t, stack.Options{OpenShift: true, Name: "restart"})
 	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Minute)
 	defer cancel()
@@ -284,7 +289,7 @@ func TestSidecarKilledMidTransfer(t *testing.T) {
 // the PVC, and nothing deleted on either cluster.
 func TestBadInputFailsClearly(t *testing.T) {
 	// A stack of its own: it points ferry-config at a missing class and an unreachable target.
-	t.Parallel()
+	parallel(t)
 	s := stacks.Get(t, stack.Options{OpenShift: true, Name: "badinput"})
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
 	defer cancel()
