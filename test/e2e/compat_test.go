@@ -27,7 +27,7 @@ const olderVelero = "v1.14.0"
 // plugin protocol, the asynchronous item operations and the restore actions work with it.
 func TestMigrateWithOlderVelero(t *testing.T) {
 	parallel(t)
-	s := stacks.Get(t, stack.Options{VeleroVersion: olderVelero})
+	s := stack.StartT(t, stack.Options{VeleroVersion: olderVelero})
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
 	defer cancel()
 	src, dst := s.Source, s.Target

@@ -33,7 +33,7 @@ import (
 // README's docs/dashboard.png. Not parallel: it slows ferry-config's bandwidth limit down.
 func TestDashboard(t *testing.T) {
 	parallel(t) // on a stack of its own: its slowed ferry-config is its own
-	s := stacks.Get(t, stack.Options{OpenShift: true, Name: "dashboard"})
+	s := stack.StartT(t, stack.Options{OpenShift: true, Name: "dashboard"})
 	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Minute)
 	defer cancel()
 	src := s.Source

@@ -20,7 +20,7 @@ import (
 // moved what it should.
 func TestDemo(t *testing.T) {
 	parallel(t)
-	s := stacks.Get(t, stack.Options{OpenShift: true, Name: "demo"})
+	s := stack.StartT(t, stack.Options{OpenShift: true, Name: "demo"})
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Minute)
 	defer cancel()
 	var out bytes.Buffer

@@ -55,7 +55,7 @@ func TestFaults(t *testing.T) {
 	// A stack of its own (Velero checking item operations every 5 s, for the timeout row): its
 	// slowed ferry-config would slow the tests sharing the default one, and it runs beside them.
 	parallel(t)
-	s := stacks.Get(t, stack.Options{OpenShift: true, VeleroArgs: []string{"--item-operation-sync-frequency=5s"}})
+	s := stack.StartT(t, stack.Options{OpenShift: true, VeleroArgs: []string{"--item-operation-sync-frequency=5s"}})
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Minute)
 	defer cancel()
 	src, dst := s.Source, s.Target
@@ -107,7 +107,7 @@ func TestFaults(t *testing.T) {
 // stopped, and the data mover gone with its Lease left behind.
 func TestStackFaults(t *testing.T) {
 	parallel(t)
-	s := stacks.Get(t, stack.Options{OpenShift: true, Name: "outage"})
+	s := stack.StartT(t, stack.Options{OpenShift: true, Name: "outage"})
 	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Minute)
 	defer cancel()
 	slow := map[string]string{"bwlimitKBps": "2048"}

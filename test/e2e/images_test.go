@@ -38,7 +38,7 @@ func TestImageStreamMigration(t *testing.T) {
 	parallel(t)
 	// A stack of its own: its ferry-config (plain-HTTP registries, a namespace mapping) is not
 	// the base one the shared stack's tests use.
-	s := stacks.Get(t, stack.Options{OpenShift: true, Name: "images"})
+	s := stack.StartT(t, stack.Options{OpenShift: true, Name: "images"})
 	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Minute)
 	defer cancel()
 	src, dst := s.Source, s.Target

@@ -43,7 +43,7 @@ const appUID = 1234
 // as a CSI driver honouring fsGroup would; the target PVC is made ahead, as GitOps would.
 func TestRestrictedMigrationOnRealNodes(t *testing.T) {
 	parallel(t) // the only test on the real-nodes stack: its ferry-config is its own
-	s := stacks.Get(t, stack.Options{RealNodes: true})
+	s := stack.StartT(t, stack.Options{RealNodes: true})
 	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Minute)
 	defer cancel()
 	src, dst := s.Source, s.Target

@@ -247,7 +247,7 @@ func waitScheduledBackup(t *testing.T, ctx context.Context, c *stack.Cluster, sc
 func TestSidecarKilledMidTransfer(t *testing.T) {
 	// A stack of its own: it slows ferry-config down and kills the data mover, beside the rest.
 	parallel(t)
-	s := stacks.Get(t, stack.Options{OpenShift: true, Name: "restart"})
+	s := stack.StartT(t, stack.Options{OpenShift: true, Name: "restart"})
 	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Minute)
 	defer cancel()
 	src, dst := s.Source, s.Target
@@ -290,7 +290,7 @@ func TestSidecarKilledMidTransfer(t *testing.T) {
 func TestBadInputFailsClearly(t *testing.T) {
 	// A stack of its own: it points ferry-config at a missing class and an unreachable target.
 	parallel(t)
-	s := stacks.Get(t, stack.Options{OpenShift: true, Name: "badinput"})
+	s := stack.StartT(t, stack.Options{OpenShift: true, Name: "badinput"})
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
 	defer cancel()
 	src, dst := s.Source, s.Target
