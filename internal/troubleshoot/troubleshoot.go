@@ -81,7 +81,7 @@ var Table = []Entry{
 	},
 	{
 		See: "`kubectl -n shop describe pvc data`",
-		Fix: "Every phase of a transfer is an Event on the source PVC: TransferAccepted, TransferPreparing, TargetPVCCreated, Quiesced, TransferStarted, TransferAttemptFailed, TransferCompleted/TransferFailed.",
+		Fix: "Every phase of a transfer is an Event on the source PVC: TransferAccepted, TransferPreparing, TargetPVCCreated, Quiesced, TransferStarted, TransferAttemptFailed, TransferCompleted/TransferFailed, and with a verify pass TransferVerified/TransferVerifyFailed.",
 	},
 }
 
