@@ -15,12 +15,11 @@ import (
 	"github.com/ferry-dev/ferry/test/stack"
 )
 
-// TestDemo runs `make demo`'s migration (the same code) on a stack of its own, as `make demo`
-// does, so the demo cannot rot: every check of its report must hold, and each stage must have
-// moved what it should.
+// TestDemo runs `make demo`'s migration (the same code) on the shared stack, so the demo cannot
+// rot: every check of its report must hold, and each stage must have moved what it should.
+// Serial: it sets the shared ferry-config (and it runs while the unit tests still do).
 func TestDemo(t *testing.T) {
-	parallel(t)
-	s := stack.StartT(t, stack.Options{OpenShift: true, Name: "demo"})
+	s := stacks.Get(t, stack.Options{OpenShift: true})
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Minute)
 	defer cancel()
 	var out bytes.Buffer

@@ -35,10 +35,9 @@ var imageStreamGVR = schema.GroupVersionResource{Group: "image.openshift.io", Ve
 // internal registry, mapped namespace, stream, tag). ImageStreamTags cannot be CRD objects
 // (their names hold a colon); the unit tests cover their restore.
 func TestImageStreamMigration(t *testing.T) {
-	parallel(t)
-	// A stack of its own: its ferry-config (plain-HTTP registries, a namespace mapping) is not
-	// the base one the shared stack's tests use.
-	s := stack.StartT(t, stack.Options{OpenShift: true, Name: "images"})
+	// Serial on the shared stack: its ferry-config (plain-HTTP registries, a namespace mapping)
+	// is not the base one the parallel tests use.
+	s := stacks.Get(t, stack.Options{OpenShift: true})
 	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Minute)
 	defer cancel()
 	src, dst := s.Source, s.Target
