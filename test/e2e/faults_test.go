@@ -81,9 +81,10 @@ func TestFaults(t *testing.T) {
 		{name: "network between the clusters cut for 20 s", when: "mid-transfer (final)", final: true, inject: cutNetwork(20 * time.Second), completes: true},
 		{name: "Backup deleted", when: "mid-transfer (stage)", want: "cancelled", inject: deleteBackup},
 		{name: "Backup deleted", when: "mid-transfer (final)", final: true, want: "cancelled", inject: deleteBackup},
-		// Long enough to reach Transferring on a loaded machine (a cold CI run took over 20 s).
-		{name: "item-operation timeout", when: "mid-transfer (final, `--item-operation-timeout 60s`)", final: true,
-			backupArgs: []string{"--item-operation-timeout", "60s"}, mib: 96, want: "cancelled"},
+		// Long enough to reach Transferring on a loaded machine (a cold CI run took over 20 s, a
+		// loaded warm one over 60 s); the volume outlasts it at the slowed rate.
+		{name: "item-operation timeout", when: "mid-transfer (final, `--item-operation-timeout 90s`)", final: true,
+			backupArgs: []string{"--item-operation-timeout", "90s"}, mib: 128, want: "cancelled"},
 	}
 	var (
 		mu    sync.Mutex

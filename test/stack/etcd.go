@@ -26,6 +26,10 @@ func (s *Stack) startEtcd(ctx context.Context) error {
 			// The stack is disposable: fewer snapshots and a larger quota keep 5,000-object
 			// namespaces quick.
 			"--snapshot-count=50000", "--quota-backend-bytes=8589934592",
+			// One member, so no election to win: a long election timeout only lengthens etcd's
+			// request timeout (5 s + 2 × it). At 1 s, writes timed out ("etcdserver: request
+			// timed out") while a test wrote gigabytes to the same disk and fsyncs queued.
+			"--heartbeat-interval=500", "--election-timeout=5000",
 			"--log-level=warn",
 		},
 	})
