@@ -55,8 +55,8 @@ test-unit: ## Unit, contract and data-plane tests (real rsync/stunnel/registries
 # E2E_FLAGS: extra `go test` flags for test-e2e, e.g. E2E_FLAGS="-run 'TestPodRunner|TestDemo'".
 # A failed run ends with a summary of its failures (hack/test-summary.sh); the whole log is _output/e2e.log.
 E2E_FLAGS ?=
-# The e2e tests mostly wait on their clusters, so more of them run at once than there are cores;
-# they start longest first (test/e2e/schedule_test.go takes -parallel as its number of slots).
+# The parallel e2e tests mostly wait on their clusters, so more of them run at once than there are
+# cores (go test's default -parallel is GOMAXPROCS: 2 here).
 E2E_PARALLEL ?= 6
 
 .PHONY: test-e2e

@@ -32,7 +32,7 @@ import (
 // _output/dashboard.png is written every run; FERRY_UPDATE_SCREENSHOT=1 also rewrites the
 // README's docs/dashboard.png. Not parallel: it slows ferry-config's bandwidth limit down.
 func TestDashboard(t *testing.T) {
-	parallel(t) // on a stack of its own: its slowed ferry-config is its own
+	t.Parallel() // on a stack of its own: its slowed ferry-config is its own
 	s := stack.StartT(t, stack.Options{OpenShift: true, Name: "dashboard"})
 	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Minute)
 	defer cancel()

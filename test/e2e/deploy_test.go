@@ -25,7 +25,7 @@ import (
 // `velero install`, the OpenShift SCC component, the target-cluster identity, and the Helm values'
 // containers.
 func TestDeployManifests(t *testing.T) {
-	parallel(t)
+	t.Parallel()
 	s := stacks.Get(t, stack.Options{OpenShift: true})
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()

@@ -54,7 +54,7 @@ type fault struct {
 func TestFaults(t *testing.T) {
 	// A stack of its own (Velero checking item operations every 5 s, for the timeout row): its
 	// slowed ferry-config would slow the tests sharing the default one, and it runs beside them.
-	parallel(t)
+	t.Parallel()
 	s := stack.StartT(t, stack.Options{OpenShift: true, VeleroArgs: []string{"--item-operation-sync-frequency=5s"}})
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Minute)
 	defer cancel()
@@ -91,16 +91,12 @@ func TestFaults(t *testing.T) {
 		table []string
 	)
 	report := func(row string) { mu.Lock(); table = append(table, row); mu.Unlock() }
-	// The rows run side by side, each in its own namespace, three at a time: Velero runs one
-	// backup at a time, and on a loaded machine the sixth row's backup started too late to
-	// reach Transferring before its own deadlines. The group ends when all have.
-	rows := make(chan struct{}, 3)
+	// The rows run side by side (as many as go test's -parallel lets), each in its own
+	// namespace; the group ends when all have.
 	t.Run("matrix", func(t *testing.T) {
 		for _, f := range faults {
 			t.Run(f.name+" "+f.when, func(t *testing.T) {
 				t.Parallel()
-				rows <- struct{}{}
-				defer func() { <-rows }()
 				runFault(t, ctx, s, f, report)
 			})
 		}
@@ -112,7 +108,7 @@ func TestFaults(t *testing.T) {
 // the other, on a stack of their own (beside TestFaults and the rest): the target's API server
 // stopped, and the data mover gone with its Lease left behind.
 func TestStackFaults(t *testing.T) {
-	parallel(t)
+	t.Parallel()
 	s := stack.StartT(t, stack.Options{OpenShift: true, Name: "outage"})
 	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Minute)
 	defer cancel()

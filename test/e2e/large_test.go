@@ -49,7 +49,7 @@ var memoryBound = map[string]int64{
 // and no ferry process (data mover, send, serve, plugins) goes past its memory bound. Its row in
 // the README's reliability table gives the peaks.
 func TestLargeVolume(t *testing.T) {
-	parallel(t)
+	t.Parallel()
 	// The shared stack: send and serve are this test's own transfer pods; the data mover's and
 	// the plugins' peaks are over their whole life, other tests' work included.
 	s := stacks.Get(t, stack.Options{OpenShift: true})

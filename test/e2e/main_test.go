@@ -6,7 +6,6 @@
 package e2e
 
 import (
-	"flag"
 	"fmt"
 	"os"
 	"testing"
@@ -22,8 +21,6 @@ func TestMain(m *testing.M) {
 	if servePluginsIfAsked() {
 		return
 	}
-	flag.Parse()
-	useSlots()
 	code := m.Run()
 	if err := stacks.Close(); err != nil {
 		fmt.Fprintln(os.Stderr, err)

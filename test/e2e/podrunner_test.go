@@ -58,7 +58,7 @@ func transferPod(ns, name string, restart corev1.RestartPolicy, script string, m
 }
 
 func TestPodRunner(t *testing.T) {
-	parallel(t)
+	t.Parallel()
 	s := stacks.Get(t, stack.Options{})
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()

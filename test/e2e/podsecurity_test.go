@@ -21,7 +21,7 @@ import (
 // did). "restricted" with transferRunAsRoot: false needs a node that runs pods as their user
 // (the pod runner runs them as root): TestRestrictedMigrationOnRealNodes.
 func TestPodSecurityNamespaces(t *testing.T) {
-	parallel(t) // the base ferry-config: shared with the other parallel tests (see useSidecar)
+	t.Parallel() // the base ferry-config: shared with the other parallel tests (see useSidecar)
 	s := stacks.Get(t, stack.Options{OpenShift: true})
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()

@@ -42,7 +42,7 @@ const appUID = 1234
 // Host-path volumes ignore fsGroup, so the test hands the volumes' folders to the app's user,
 // as a CSI driver honouring fsGroup would; the target PVC is made ahead, as GitOps would.
 func TestRestrictedMigrationOnRealNodes(t *testing.T) {
-	parallel(t) // the only test on the real-nodes stack: its ferry-config is its own
+	t.Parallel() // the only test on the real-nodes stack: its ferry-config is its own
 	s := stack.StartT(t, stack.Options{RealNodes: true})
 	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Minute)
 	defer cancel()

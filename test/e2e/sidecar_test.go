@@ -38,7 +38,7 @@ import (
 // replica count. The target volume equals the source byte for byte, with owners, modes, times,
 // links and holes.
 func TestStageStageFinalRestore(t *testing.T) {
-	parallel(t) // the base ferry-config: shared with the other parallel tests (see useSidecar)
+	t.Parallel() // the base ferry-config: shared with the other parallel tests (see useSidecar)
 	s := stacks.Get(t, stack.Options{OpenShift: true})
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Minute)
 	defer cancel()
@@ -144,7 +144,7 @@ func checkSidecarMetrics(t *testing.T, p *stack.Sidecar) {
 // `ferry-datamover request`, and it is filled in place (it was empty, so ferry may).
 // The PVC's name is long enough that every name ferry derives from it must be shortened.
 func TestStateOnly(t *testing.T) {
-	parallel(t) // the base ferry-config: shared with the other parallel tests (see useSidecar)
+	t.Parallel() // the base ferry-config: shared with the other parallel tests (see useSidecar)
 	s := stacks.Get(t, stack.Options{OpenShift: true})
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
 	defer cancel()
@@ -187,7 +187,7 @@ func TestStateOnly(t *testing.T) {
 // TestScheduledStages runs `velero schedule create` with the stage label: each scheduled backup
 // is an incremental transfer.
 func TestScheduledStages(t *testing.T) {
-	parallel(t) // the base ferry-config: shared with the other parallel tests (see useSidecar)
+	t.Parallel() // the base ferry-config: shared with the other parallel tests (see useSidecar)
 	s := stacks.Get(t, stack.Options{OpenShift: true})
 	ctx, cancel := context.WithTimeout(t.Context(), 12*time.Minute)
 	defer cancel()
@@ -246,7 +246,7 @@ func waitScheduledBackup(t *testing.T, ctx context.Context, c *stack.Cluster, sc
 // it, and leaves no pods or Secrets behind.
 func TestSidecarKilledMidTransfer(t *testing.T) {
 	// A stack of its own: it slows ferry-config down and kills the data mover, beside the rest.
-	parallel(t)
+	t.Parallel()
 	s := stack.StartT(t, stack.Options{OpenShift: true, Name: "restart"})
 	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Minute)
 	defer cancel()
@@ -289,7 +289,7 @@ func TestSidecarKilledMidTransfer(t *testing.T) {
 // the PVC, and nothing deleted on either cluster.
 func TestBadInputFailsClearly(t *testing.T) {
 	// A stack of its own: it points ferry-config at a missing class and an unreachable target.
-	parallel(t)
+	t.Parallel()
 	s := stack.StartT(t, stack.Options{OpenShift: true, Name: "badinput"})
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
 	defer cancel()
