@@ -32,6 +32,12 @@ func ProcessAlive(pid int) bool {
 	return ok && state != "Z"
 }
 
+// Parent is the parent pid of pid, 0 when it cannot be read.
+func Parent(pid int) int {
+	_, _, ppid, _ := procStat(pid)
+	return ppid
+}
+
 // procStat reads a process's command name, state and parent from /proc/PID/stat; the name is
 // in parentheses and may itself hold blanks or parentheses.
 func procStat(pid int) (comm, state string, ppid int, ok bool) {

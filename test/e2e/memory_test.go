@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/ferry-dev/ferry/internal/proctest"
 )
 
 // peakMemory follows ferry's processes while a test runs and keeps the highest peak resident
@@ -75,7 +77,7 @@ func (m *peakMemory) sample() {
 		kind := ""
 		switch filepath.Base(argv[0]) {
 		case "ferry-plugins":
-			if roots[parent(dir)] {
+			if roots[proctest.Parent(pid)] {
 				kind = "ferry-plugins"
 			}
 		case "ferry-datamover":
@@ -100,21 +102,6 @@ func (m *peakMemory) sample() {
 			m.mu.Unlock()
 		}
 	}
-}
-
-// parent is the parent pid of the process at /proc/<pid>.
-func parent(dir string) int {
-	stat, err := os.ReadFile(filepath.Join(dir, "stat"))
-	if err != nil {
-		return 0
-	}
-	// pid (comm) state ppid …: comm may hold spaces and parentheses.
-	fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
-	if len(fields) < 2 {
-		return 0
-	}
-	p, _ := strconv.Atoi(fields[1])
-	return p
 }
 
 func environ(dir, name string) string {
