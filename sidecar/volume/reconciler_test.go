@@ -1014,7 +1014,7 @@ func TestRetryFollowsAMovedEndpoint(t *testing.T) {
 }
 
 // moveEndpoint gives the transfer's one LoadBalancer Service another address, as a replaced
-// server behind it would.
+// server behind it would ("": none yet).
 func (h *harness) moveEndpoint(t *testing.T, ip string) {
 	t.Helper()
 	ctx := context.Background()
@@ -1022,7 +1022,10 @@ func (h *harness) moveEndpoint(t *testing.T, ip string) {
 	require.NoError(t, err)
 	require.Len(t, svcs.Items, 1)
 	svc := svcs.Items[0]
-	svc.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: ip}}
+	svc.Status.LoadBalancer.Ingress = nil
+	if ip != "" {
+		svc.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: ip}}
+	}
 	_, err = h.target.Kube.CoreV1().Services("app").Update(ctx, &svc, metav1.UpdateOptions{})
 	require.NoError(t, err)
 }
@@ -1046,4 +1049,55 @@ func TestRunningClientFollowsAMovedEndpoint(t *testing.T) {
 	assert.Equal(t, "2", clients[0].Labels[keys.TransferAttempt])
 	assert.Contains(t, clients[0].Spec.Containers[0].Command, "--to=192.0.2.77:8443")
 	assert.Contains(t, h.events(), "attempt 1 failed: the endpoint moved from 192.0.2.10:8443 to 192.0.2.77:8443")
+}
+
+// TestNextClientWaitsForAReplacedServer: when the server pod ends and the client fails with it,
+// the next client starts only once the new server is ready and the endpoint has its new
+// address; started sooner, it would spend an attempt on connections that cannot work.
+func TestNextClientWaitsForAReplacedServer(t *testing.T) {
+	h := newHarness(t, map[string]string{"endpointType": "LoadBalancer"}, sourcePVC(keys.TransferID, "t1"), nil, storageClass("standard", true))
+	h.client = func(int) clientRun { return clientRun{phase: corev1.PodRunning} }
+	st := h.run(t, 3, operation.PhaseTransferring)
+	require.Equal(t, "192.0.2.10:8443", st.Endpoint)
+	require.Len(t, transferPods(t, h.source.Kube, RoleClient), 1)
+
+	ctx := context.Background()
+	servers := transferPods(t, h.target.Kube, RoleServer)
+	require.Len(t, servers, 1)
+	servers[0].Status = corev1.PodStatus{Phase: corev1.PodFailed}
+	_, err := h.target.Kube.CoreV1().Pods(servers[0].Namespace).UpdateStatus(ctx, &servers[0], metav1.UpdateOptions{})
+	require.NoError(t, err)
+	client := transferPods(t, h.source.Kube, RoleClient)[0]
+	client.Status = corev1.PodStatus{Phase: corev1.PodFailed, ContainerStatuses: []corev1.ContainerStatus{{Name: SendContainer,
+		State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 12, Message: "connection refused"}}}}}
+	_, err = h.source.Kube.CoreV1().Pods(client.Namespace).UpdateStatus(ctx, &client, metav1.UpdateOptions{})
+	require.NoError(t, err)
+	h.moveEndpoint(t, "")
+	h.server = func(*corev1.Pod) corev1.PodStatus { return corev1.PodStatus{Phase: corev1.PodPending} }
+
+	st = h.run(t, 4, operation.PhaseFailed)
+	assert.Equal(t, operation.PhaseTransferring, st.Phase)
+	assert.Contains(t, st.Message, "waiting for server pod")
+	require.Len(t, transferPods(t, h.source.Kube, RoleClient), 1, "no client while the new server is not ready")
+
+	servers = transferPods(t, h.target.Kube, RoleServer)
+	require.Len(t, servers, 1)
+	servers[0].Status = runningReady()
+	_, err = h.target.Kube.CoreV1().Pods(servers[0].Namespace).UpdateStatus(ctx, &servers[0], metav1.UpdateOptions{})
+	require.NoError(t, err)
+	st = h.run(t, 2, operation.PhaseFailed)
+	assert.Contains(t, st.Message, "waiting for LoadBalancer Service", "no client while the endpoint has no address")
+	require.Len(t, transferPods(t, h.source.Kube, RoleClient), 1)
+
+	h.moveEndpoint(t, "192.0.2.77")
+	h.run(t, 2, operation.PhaseFailed)
+	clients := transferPods(t, h.source.Kube, RoleClient)
+	require.Len(t, clients, 2)
+	for _, p := range clients {
+		if p.Labels[keys.TransferAttempt] == "2" {
+			assert.Contains(t, p.Spec.Containers[0].Command, "--to=192.0.2.77:8443")
+		}
+	}
+	assert.Equal(t, 2, h.status(t).Attempts)
+	assert.Contains(t, h.events(), "attempt 1 failed")
 }

@@ -49,8 +49,20 @@ func (t *job) sendData(ctx context.Context) (ctrl.Result, error) {
 	if latest != nil && (latest.Status.Phase == corev1.PodRunning || latest.Status.Phase == corev1.PodPending) {
 		running = latest
 	}
-	if _, err := t.ensureServer(ctx, tc, running); err != nil {
+	server, err := t.ensureServer(ctx, tc, running)
+	if err != nil {
 		return ctrl.Result{}, err
+	}
+	if running == nil && (latest == nil || latest.Status.Phase == corev1.PodFailed) {
+		// The next client needs a server that answers where the endpoint says: started
+		// sooner (a server pod replaced, its address not published yet), it would only spend
+		// an attempt on connections that cannot work. The ended one is judged after.
+		if waiting, err := t.serverWaiting(ctx, tc, server); err != nil || waiting != "" {
+			if err != nil {
+				return ctrl.Result{}, err
+			}
+			return t.waitForServer(ctx, server, waiting)
+		}
 	}
 	if running != nil {
 		// The running client cannot reach a moved endpoint any more; the next one can.
@@ -168,6 +180,27 @@ func (t *job) endPass(ctx context.Context, tc *kube.Clients, client *corev1.Pod,
 		}
 	}
 	return t.retry(ctx, tc, client, attempt, why)
+}
+
+// serverWaiting says why no client can start yet: the server pod is not ready, or the
+// endpoint has no address. "" when both are.
+func (t *job) serverWaiting(ctx context.Context, tc *kube.Clients, server *corev1.Pod) (string, error) {
+	if !podReady(server) {
+		return fmt.Sprintf("waiting for server pod %s/%s: %s", server.Namespace, server.Name, podState(server)), nil
+	}
+	_, waiting, err := ensureEndpoint(ctx, tc, t.cfg, t.req.TargetNamespace, t.names, t.req.ID)
+	return waiting, err
+}
+
+// waitForServer waits for a replaced server as Preparing waits for the first one, up to
+// prepareTimeout from the server pod's creation.
+func (t *job) waitForServer(ctx context.Context, server *corev1.Pod, why string) (ctrl.Result, error) {
+	if waited := t.r.Clock.Now().Sub(server.CreationTimestamp.Time); !server.CreationTimestamp.IsZero() && waited > t.cfg.PrepareTimeout {
+		return t.finish(ctx, operation.PhaseFailed, fmt.Sprintf("server pod %s/%s was not serving within %s (prepareTimeout): %s", server.Namespace, server.Name, t.cfg.PrepareTimeout, why))
+	}
+	t.st.Message = why
+	t.st.Progressed = operation.NewTime(t.r.Clock.Now())
+	return ctrl.Result{RequeueAfter: sidecar.Poll}, t.writeStatus(ctx)
 }
 
 // movedEndpoint asks for the endpoint again and returns its address when it is no longer the

@@ -17,10 +17,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	velerov1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v1"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/ferry-dev/ferry/internal/keys"
 	"github.com/ferry-dev/ferry/internal/operation"
@@ -311,33 +309,40 @@ func targetAPIServerStopped(t *testing.T, ctx context.Context, s *stack.Stack, r
 	report(preparing.end(t, ctx, s))
 }
 
-// killedWhileQuiescing holds one of the app's pods in Terminating (a finalizer) so a final
-// waits in Quiescing, SIGKILLs the data mover there and starts another: once the pod is gone
-// the new one goes on from what the status and the workloads' annotations say, copies, and the
-// app stays quiesced as a completed final leaves it.
+// killedWhileQuiescing adds a workload whose pod does not stop: it is bound to the node, where
+// no kubelet runs it (the pod runner runs ferry's pods only), so once deleted it stays
+// Terminating, as pods on a node that stopped answering do. A final waits in Quiescing; the
+// test SIGKILLs the data mover there and starts another; once the pod is gone the new one goes
+// on from what the status and the workloads' annotations say, copies, and the app stays
+// quiesced as a completed final leaves it. (A pod held by a finalizer would not do: the pod
+// garbage collector marks an unscheduled terminating pod Failed, and a failed pod no longer
+// uses the volume.)
 func killedWhileQuiescing(t *testing.T, ctx context.Context, s *stack.Stack) string {
-	const hold = "e2e.ferry.dev/hold"
-	var heldNS, heldPod string
+	var heldNS string
 	release := func() {
-		if heldPod != "" {
-			patch := []byte(`{"metadata":{"finalizers":null}}`)
-			_, _ = s.Source.Kube.CoreV1().Pods(heldNS).Patch(context.Background(), heldPod, types.MergePatchType, patch, metav1.PatchOptions{})
+		if heldNS == "" {
+			return
+		}
+		pods, err := s.Source.Kube.CoreV1().Pods(heldNS).List(context.Background(), metav1.ListOptions{LabelSelector: appLabel + "=stuck"})
+		if err != nil {
+			return
+		}
+		for _, p := range pods.Items {
+			_ = s.Source.Kube.CoreV1().Pods(heldNS).Delete(context.Background(), p.Name, metav1.DeleteOptions{GracePeriodSeconds: new(int64)})
 		}
 	}
 	t.Cleanup(release)
 	f := fault{name: "data mover SIGKILLed", when: "during Quiescing (final)", final: true, mib: 4, completes: true,
 		setup: func(t *testing.T, ctx context.Context, s *stack.Stack, ns string) {
-			var pods *corev1.PodList
+			stuck := deploymentUsing(ns, "stuck", 1, "data")
+			stuck.Spec.Template.Spec.NodeName = s.Source.NodeName
+			create(t, ctx, s.Source, stuck)
 			require.EventuallyWithT(t, func(ct *assert.CollectT) {
-				var err error
-				pods, err = s.Source.Kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: appLabel + "=web"})
+				pods, err := s.Source.Kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: appLabel + "=stuck"})
 				require.NoError(ct, err)
-				require.NotEmpty(ct, pods.Items)
+				require.Len(ct, pods.Items, 1)
 			}, time.Minute, 250*time.Millisecond)
-			p := pods.Items[0]
-			_, err := s.Source.Kube.CoreV1().Pods(ns).Patch(ctx, p.Name, types.MergePatchType, []byte(`{"metadata":{"finalizers":["`+hold+`"]}}`), metav1.PatchOptions{})
-			require.NoError(t, err)
-			heldNS, heldPod = ns, p.Name
+			heldNS = ns
 		}}
 	m := startMigration(t, ctx, s, f)
 	require.EventuallyWithT(t, func(ct *assert.CollectT) {
@@ -352,6 +357,7 @@ func killedWhileQuiescing(t *testing.T, ctx context.Context, s *stack.Stack) str
 	_, err = s.EnsureSidecar(ctx)
 	require.NoError(t, err)
 	requireReplicas(t, ctx, s.Source, m.ns, "web", 0, "the app stays scaled down while the new data mover waits")
+	requireReplicas(t, ctx, s.Source, m.ns, "stuck", 0, "the app stays scaled down while the new data mover waits")
 	release()
 	return m.end(t, ctx, s)
 }
