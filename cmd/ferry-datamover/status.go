@@ -140,9 +140,9 @@ func printStatus(w io.Writer, format string, rows []view.Row, now time.Time) err
 		return err
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 3, ' ', 0)
-	fmt.Fprintln(tw, "NAMESPACE\tKIND\tNAME\tBACKUP\tPHASE\tPERCENT\tRATE\tETA\tLAST SUCCESS")
+	fmt.Fprintln(tw, "NAMESPACE\tKIND\tNAME\tBACKUP\tPHASE\tPERCENT\tRATE\tETA\tLAST SUCCESS\tVERIFIED")
 	for _, r := range rows {
-		rate, eta, last := "-", "-", "-"
+		rate, eta, last, verified := "-", "-", "-", "-"
 		if r.RateBPS > 0 {
 			rate = units.Bytes(r.RateBPS) + "/s"
 		}
@@ -152,11 +152,14 @@ func printStatus(w io.Writer, format string, rows []view.Row, now time.Time) err
 		if r.LastSuccess != nil {
 			last = now.Sub(*r.LastSuccess).Round(time.Second).String() + " ago"
 		}
+		if r.Verified != "" {
+			verified = r.Verified
+		}
 		backup := r.Backup
 		if backup == "" {
 			backup = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%.0f%%\t%s\t%s\t%s\n", r.Namespace, r.Kind, r.Name, backup, r.Phase, r.Percent, rate, eta, last)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%.0f%%\t%s\t%s\t%s\t%s\n", r.Namespace, r.Kind, r.Name, backup, r.Phase, r.Percent, rate, eta, last, verified)
 	}
 	return tw.Flush()
 }

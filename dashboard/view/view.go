@@ -6,6 +6,7 @@ package view
 
 import (
 	"cmp"
+	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -89,6 +90,9 @@ type Row struct {
 	ETASeconds int64 `json:"eta,omitempty"`
 	// LastSuccess is when the most recent transfer of this item completed.
 	LastSuccess *time.Time `json:"lastSuccess,omitempty"`
+	// Verified is what the PVC transfer's verify pass found, in short ("" when it has none):
+	// "verifying 40%", "identical (1200 files)" or "3 differ".
+	Verified string `json:"verified,omitempty"`
 }
 
 // Item is a row with everything the page shows under it.
@@ -104,6 +108,10 @@ type Item struct {
 	Files      int64  `json:"files,omitempty"`
 	FilesSent  int64  `json:"filesSent,omitempty"`
 	Attempts   int    `json:"attempts,omitempty"`
+	// VerifiedBytes is what the verify pass read on each side; Differ names the first paths
+	// that differ.
+	VerifiedBytes int64    `json:"verifiedBytes,omitempty"`
+	Differ        []string `json:"differ,omitempty"`
 	// LastBytesSent and LastFilesSent are what the last completed transfer moved.
 	LastBytesSent int64  `json:"lastBytesSent,omitempty"`
 	LastFilesSent int64  `json:"lastFilesSent,omitempty"`
@@ -291,10 +299,31 @@ func PVCItem(p *corev1.PersistentVolumeClaim, now time.Time) (Item, bool) {
 		it.Percent = 100
 	}
 	it.ETASeconds = int64(st.ETA() / time.Second)
+	it.setVerified(st)
 	it.setLast(st.Last)
 	it.fail(st.Phase)
 	it.Cancellable = !st.Phase.Terminal()
 	return it, true
+}
+
+// setVerified says what the verify pass found: while it runs, its share; after, whether the
+// target matched. A result from an earlier attempt stays until the next pass has one.
+func (it *Item) setVerified(st *operation.TransferStatus) {
+	v := st.Verified
+	switch {
+	case st.Verifying > 0 && !st.Phase.Terminal():
+		it.Verified = fmt.Sprintf("verifying %.0f%%", clampPercent(st.Verifying))
+	case v == nil:
+		return
+	case v.Mismatches > 0:
+		it.Verified = fmt.Sprintf("%d differ", v.Mismatches)
+		it.Differ = v.First
+	default:
+		it.Verified = fmt.Sprintf("identical (%d files)", v.Files)
+	}
+	if v != nil {
+		it.VerifiedBytes = v.Bytes
+	}
 }
 
 func (it *Item) setLast(l *operation.LastTransfer) {

@@ -107,6 +107,23 @@ func TestPVCItem(t *testing.T) {
 			})),
 			want: Item{Row: Row{Namespace: "app", Kind: KindPVC, Name: "data", Backup: "s1", Phase: "Failed"}, ID: "uid-s1", Type: "stage",
 				Message: `storage class "gold" does not exist on the target cluster (it has: standard)`, Failed: true, Fix: troubleshoot.Table[2].Fix}},
+		{name: "verify pass running", ok: true,
+			pvc: claim("app", "data", "f1", transfer("uid-f1", operation.PhaseTransferring, func(s *operation.TransferStatus) { s.Percent, s.Verifying = 100, 42.4 })),
+			want: Item{Row: Row{Namespace: "app", Kind: KindPVC, Name: "data", Backup: "f1", Phase: "Transferring", Percent: 100, Verified: "verifying 42%"},
+				ID: "uid-f1", Type: "stage", Cancellable: true}},
+		{name: "verified identical", ok: true,
+			pvc: claim("app", "data", "f1", transfer("uid-f1", operation.PhaseCompleted, func(s *operation.TransferStatus) {
+				s.Verified = &operation.TransferVerification{Files: 1200, Bytes: 5 << 20}
+			})),
+			want: Item{Row: Row{Namespace: "app", Kind: KindPVC, Name: "data", Backup: "f1", Phase: "Completed", Percent: 100, Verified: "identical (1200 files)"},
+				ID: "uid-f1", Type: "stage", VerifiedBytes: 5 << 20}},
+		{name: "verify found differences: the first are named", ok: true,
+			pvc: claim("app", "data", "f1", transfer("uid-f1", operation.PhaseFailed, func(s *operation.TransferStatus) {
+				s.Message = "the target differs"
+				s.Verified = &operation.TransferVerification{Files: 10, Bytes: 100, Mismatches: 2, First: []string{"a", "b/c"}}
+			})),
+			want: Item{Row: Row{Namespace: "app", Kind: KindPVC, Name: "data", Backup: "f1", Phase: "Failed", Verified: "2 differ"},
+				ID: "uid-f1", Type: "stage", VerifiedBytes: 100, Differ: []string{"a", "b/c"}, Message: "the target differs", Failed: true, Fix: troubleshoot.Fix("the target differs")}},
 		{name: "a newer request over an older status keeps the last success", ok: true,
 			pvc: claim("app", "data", "s2", transfer("uid-s1", operation.PhaseCompleted, func(s *operation.TransferStatus) {
 				s.Completed = done

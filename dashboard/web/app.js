@@ -73,6 +73,9 @@ function renderItem(it, now) {
       fact("Target PVC", it.target || "–"),
       fact("Last success", it.lastSuccess ? when(it.lastSuccess, now) + " · " + (it.lastType || "") + " moved " + bytes(it.lastBytesSent) + ", " + (it.lastFilesSent || 0) + " files" : "never"),
     );
+    if (it.verified) {
+      facts.append(fact("Verified", it.verified + (it.differ ? ": " + it.differ.join(", ") : "") + (it.verifiedBytes ? " · " + bytes(it.verifiedBytes) + " compared" : "")));
+    }
   } else {
     facts.append(
       fact("Images", (it.imagesDone || 0) + " of " + (it.images || 0)),

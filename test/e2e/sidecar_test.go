@@ -5,11 +5,13 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -99,11 +101,13 @@ func TestStageStageFinalRestore(t *testing.T) {
 		assert.Contains(t, reasons, want, "Events on the source PVC")
 	}
 
-	// `ferry-datamover status` (kubectl ferry status) lists the PVC with its last success.
+	// `ferry-datamover status` (kubectl ferry status) lists the PVC with its last success and
+	// what the verify pass found.
+	require.NotNil(t, st3.Verified)
 	statusOut, err := exec.CommandContext(ctx, filepath.Join(s.FerryBinDir, "ferry-datamover"), "status", "-A", "--kubeconfig", src.Kubeconfig).Output()
 	require.NoError(t, err)
 	t.Logf("ferry-datamover status -A:\n%s", statusOut)
-	assert.Regexp(t, `(?m)^`+ns+`\s+PVC\s+data\s+`+b3.Name+`\s+Completed\s+100%\s+.*\s+\S+ ago$`, string(statusOut))
+	assert.Regexp(t, `(?m)^`+ns+`\s+PVC\s+data\s+`+b3.Name+`\s+Completed\s+100%\s+.*\s+\S+ ago\s+identical \(`+strconv.FormatInt(st3.Verified.Files, 10)+` files\)$`, string(statusOut))
 	statusJSON, err := exec.CommandContext(ctx, filepath.Join(s.FerryBinDir, "ferry-datamover"), "status", "-n", ns, "-o", "json", "--kubeconfig", src.Kubeconfig).Output()
 	require.NoError(t, err)
 	var listed struct{ Items []view.Row }
@@ -112,6 +116,7 @@ func TestStageStageFinalRestore(t *testing.T) {
 	assert.Equal(t, "data", listed.Items[0].Name)
 	require.NotNil(t, listed.Items[0].LastSuccess)
 	assert.WithinDuration(t, st3.Completed.Time, *listed.Items[0].LastSuccess, time.Second)
+	assert.Equal(t, fmt.Sprintf("identical (%d files)", st3.Verified.Files), listed.Items[0].Verified)
 
 	// Restore on the target: the app comes back with its replica count, the data stays.
 	restoreOnTarget(t, ctx, s, b3.Name, "final")

@@ -2,11 +2,14 @@ package podrunner
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	utilwait "k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/util/retry"
 )
 
@@ -136,40 +139,56 @@ func (w *podWorker) writeStatus(ctx context.Context) {
 		return
 	}
 	pods := w.r.client.CoreV1().Pods(w.namespace)
-	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		pod, err := pods.Get(ctx, w.name, metav1.GetOptions{})
-		if err != nil {
-			return err
-		}
-		if pod.UID != w.uid {
-			return nil
-		}
-		w.mu.Lock()
-		st := w.statusLocked()
-		w.mu.Unlock()
-		mine := map[corev1.PodConditionType]bool{}
-		for i, c := range st.Conditions {
-			mine[c.Type] = true
-			for _, old := range pod.Status.Conditions {
-				if old.Type == c.Type && old.Status == c.Status {
-					st.Conditions[i].LastTransitionTime = old.LastTransitionTime
+	// As kubelet does, a write the API server could not take (stopped by a fault test, or too
+	// loaded to finish a TLS handshake) is tried again; only an answer that says the status
+	// itself is wrong is a problem of the stack.
+	err := retry.OnError(statusBackoff, transient, func() error {
+		return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			pod, err := pods.Get(ctx, w.name, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			if pod.UID != w.uid {
+				return nil
+			}
+			w.mu.Lock()
+			st := w.statusLocked()
+			w.mu.Unlock()
+			mine := map[corev1.PodConditionType]bool{}
+			for i, c := range st.Conditions {
+				mine[c.Type] = true
+				for _, old := range pod.Status.Conditions {
+					if old.Type == c.Type && old.Status == c.Status {
+						st.Conditions[i].LastTransitionTime = old.LastTransitionTime
+					}
 				}
 			}
-		}
-		for _, old := range pod.Status.Conditions {
-			if !mine[old.Type] {
-				st.Conditions = append(st.Conditions, old)
+			for _, old := range pod.Status.Conditions {
+				if !mine[old.Type] {
+					st.Conditions = append(st.Conditions, old)
+				}
 			}
-		}
-		// The API server sets the QoS class at creation and never lets it change.
-		st.QOSClass = pod.Status.QOSClass
-		pod.Status = st
-		_, err = pods.UpdateStatus(ctx, pod, metav1.UpdateOptions{})
-		return err
+			// The API server sets the QoS class at creation and never lets it change.
+			st.QOSClass = pod.Status.QOSClass
+			pod.Status = st
+			_, err = pods.UpdateStatus(ctx, pod, metav1.UpdateOptions{})
+			return err
+		})
 	})
 	if err != nil && !apierrors.IsNotFound(err) && ctx.Err() == nil {
 		w.log.Error(err, "writing pod status")
 		w.r.reportError(fmt.Errorf("writing the status of pod %s/%s: %w", w.namespace, w.name, err))
 	}
 	w.r.queue.Add(servicesKeyPrefix + w.namespace)
+}
+
+// statusBackoff spaces the tries of a status write over about two minutes: longer than the
+// API server outages the fault tests cause.
+var statusBackoff = utilwait.Backoff{Duration: time.Second, Factor: 1.5, Cap: 10 * time.Second, Steps: 18}
+
+// transient reports whether a failed write may succeed later: anything but an answer about the
+// object itself.
+func transient(err error) bool {
+	return !apierrors.IsNotFound(err) && !apierrors.IsInvalid(err) && !apierrors.IsForbidden(err) && !apierrors.IsBadRequest(err) &&
+		!errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
 }
