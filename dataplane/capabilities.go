@@ -44,6 +44,11 @@ type capabilities struct {
 	// it tried). A client whose server cannot leaves them out (--no-devices) and reports them
 	// as skipped: rsync alone would lose them with no more than a line in the server's log.
 	Devices bool `json:"devices"`
+	// Device and DeviceSize: the server writes into a block device (serve --device), named
+	// Device in the data module, of DeviceSize bytes; empty for a server of a directory. A
+	// block client needs one, a directory client refuses one.
+	Device     string `json:"device,omitempty"`
+	DeviceSize int64  `json:"deviceSize,omitempty"`
 }
 
 const capabilitiesFormat = 1

@@ -20,6 +20,7 @@ func NewSendOptions() SendOptions {
 // BindFlags defines send's flags on f, with o's values as defaults.
 func (o *SendOptions) BindFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.Dir, "dir", o.Dir, "source directory to copy (only read)")
+	f.StringVar(&o.Device, "device", o.Device, "source block device to copy instead of a directory (only read)")
 	f.StringVar(&o.To, "to", o.To, "server address, HOST:PORT")
 	f.StringVar(&o.CertDir, "certs", o.CertDir, "directory with the client's ca.crt, tls.crt and tls.key")
 	f.StringVar(&o.SNI, "sni", o.SNI, "TLS server name to send (default: the host of --to when it is a name)")
@@ -36,8 +37,10 @@ func (o *SendOptions) BindFlags(f *pflag.FlagSet) {
 // Validate checks options read from a command line.
 func (o *SendOptions) Validate() error {
 	switch {
-	case o.Dir == "" || o.To == "" || o.CertDir == "":
-		return fmt.Errorf("--dir, --to and --certs are required")
+	case o.Dir != "" && o.Device != "":
+		return fmt.Errorf("--dir and --device exclude each other: send a directory or a block device")
+	case (o.Dir == "" && o.Device == "") || o.To == "" || o.CertDir == "":
+		return fmt.Errorf("--dir (or --device), --to and --certs are required")
 	case o.Streams < 1 || o.BwLimitKBps < 0 || o.MaxAttempts < 1:
 		return fmt.Errorf("--streams and --max-attempts must be at least 1, --bwlimit not negative")
 	}
@@ -59,16 +62,20 @@ func NewServeOptions() ServeOptions {
 // BindFlags defines serve's flags on f, with o's values as defaults.
 func (o *ServeOptions) BindFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.Dir, "dir", o.Dir, "target directory to write into")
+	f.StringVar(&o.Device, "device", o.Device, "target block device to write into instead of a directory")
 	f.StringVar(&o.Listen, "listen", o.Listen, "TLS address to listen on, HOST:PORT")
 	f.StringVar(&o.CertDir, "certs", o.CertDir, "directory with the server's ca.crt, tls.crt and tls.key")
 	f.StringVar(&o.ReadyFile, "ready-file", o.ReadyFile, "file created once TLS is accepted on --listen (removed on exit)")
-	f.BoolVar(&o.RequireEmpty, "require-empty", o.RequireEmpty, "refuse (exit 3) when the target holds anything but lost+found")
+	f.BoolVar(&o.RequireEmpty, "require-empty", o.RequireEmpty, "refuse (exit 3) when the target holds anything but lost+found (a --device: anything but zeros in its first MiB)")
 }
 
 // Validate checks options read from a command line.
 func (o *ServeOptions) Validate() error {
-	if o.Dir == "" || o.CertDir == "" {
-		return fmt.Errorf("--dir and --certs are required")
+	switch {
+	case o.Dir != "" && o.Device != "":
+		return fmt.Errorf("--dir and --device exclude each other: serve into a directory or a block device")
+	case (o.Dir == "" && o.Device == "") || o.CertDir == "":
+		return fmt.Errorf("--dir (or --device) and --certs are required")
 	}
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -207,16 +208,50 @@ type rsyncdConfig struct {
 	// rsync's default for a root daemon would be to drop to "nobody". Otherwise the data
 	// module munges symlinks (see links.go) and serve restores their targets after the pass.
 	Root bool
+	// Device: block mode (block.go). DataDir is the device's directory and Device its name
+	// there; the data module takes nothing but data written into that device in place.
+	Device string
 }
 
 // refusedOptions are client options the daemon refuses: each names a path of its own on the
 // server (which could lie outside the volume) or reaches through links or devices. ferry's
-// own client uses none of them (rsyncOptions).
+// own client uses none of them (rsyncOptions). write-devices is refused by rsync's default
+// too; it is named here so that no version's default matters.
 var refusedOptions = []string{
 	"keep-dirlinks", "copy-unsafe-links", "copy-dirlinks", "copy-links", "write-devices",
 	"compare-dest", "copy-dest", "link-dest", "backup-dir", "partial-dir", "temp-dir",
 	"log-file", "log-file-format", "only-write-batch", "read-batch", "write-batch",
 }
+
+// blockRefusedOptions are refused by a block-mode data module on top of refusedOptions (less
+// write-devices, which it needs): the block client copies one device into one existing
+// device and needs no directories, links, device files, specials or deletions. Refused,
+// none of them can replace the device node or add an entry beside it.
+var blockRefusedOptions = []string{
+	"recursive", "dirs", "links", "hard-links", "devices", "specials", "delete*", "remove-source-files",
+	"backup", "suffix", "mkpath", "relative",
+}
+
+// blockRefuseOptions is the refuse list of a block-mode data module. "!write-devices" accepts
+// what rsync refuses by default.
+func blockRefuseOptions() string {
+	var opts []string
+	for _, o := range refusedOptions {
+		if o != "write-devices" {
+			opts = append(opts, o)
+		}
+	}
+	return strings.Join(append(append(opts, blockRefusedOptions...), "!write-devices"), " ")
+}
+
+// blockWriteCheck is a block-mode data module's pre-xfer exec: it lets a transfer start only
+// when the client asked for --write-devices (rsync then opens the existing device and writes
+// into it; without it, rsync would write a regular file under a temporary name and rename it
+// over the device node). rsync passes the client's server-side arguments as RSYNC_ARG1… up
+// to ".", after which the paths follow. Only sh built-ins: a chrooted daemon may run it.
+const blockWriteCheck = `i=1; while eval "test -n \"\${RSYNC_ARG$i+x}\""; do eval "a=\$RSYNC_ARG$i"; ` +
+	`test "$a" = . && break; test "$a" = --write-devices && exit 0; i=$((i+1)); done; ` +
+	`echo "ferry: this server only writes into its block device, in place (rsync --write-devices)"; exit 1`
 
 func (c rsyncdConfig) render() string {
 	var b strings.Builder
@@ -240,7 +275,23 @@ func (c rsyncdConfig) render() string {
 	// The client only ever pushes: it never needs to read the target's files.
 	b.WriteString("write only = yes\n")
 	b.WriteString("list = no\n")
-	if c.Root {
+	if c.Device != "" {
+		// Block mode: the device's directory, of which only the device may be written (the
+		// daemon filter skips every other name with an error, and never deletes anything),
+		// only in place (the pre-xfer check), and no option that creates anything else (a
+		// directory, a link, a device file) is accepted. (No "- /NAME/" rule for a directory
+		// of the device's name: rsync checks the destination name as a directory, so it would
+		// exclude the device itself; -r and -d are refused instead.)
+		fmt.Fprintf(&b, "filter = + /%s - *\n", c.Device)
+		fmt.Fprintf(&b, "refuse options = %s\n", blockRefuseOptions())
+		fmt.Fprintf(&b, "pre-xfer exec = %s\n", blockWriteCheck)
+		if c.Root {
+			b.WriteString("use chroot = yes\n")
+		} else {
+			b.WriteString("use chroot = no\n")
+		}
+		b.WriteString("munge symlinks = yes\n")
+	} else if c.Root {
 		// Symlinks are data: stored exactly as the source has them. In the chroot no link
 		// leads out of the volume.
 		b.WriteString("use chroot = yes\nmunge symlinks = no\n")
@@ -256,7 +307,14 @@ func (c rsyncdConfig) render() string {
 	fmt.Fprintf(&b, "\n[%s]\npath = %s\nread only = yes\nlist = no\nuse chroot = no\nmunge symlinks = yes\n", controlModule, c.ControlDir)
 	fmt.Fprintf(&b, "\n[%s]\npath = %s\nread only = no\nwrite only = yes\nlist = no\nuse chroot = no\nmunge symlinks = yes\n", doneModule, c.ControlDir)
 	// Run through sh by rsync; the paths passed checkConfigValue, the quotes keep blanks.
-	fmt.Fprintf(&b, "pre-xfer exec = %s -f %s\n", shellQuote(c.Sync), shellQuote(c.DataDir))
+	if c.Device != "" {
+		// fsync(2) of the device itself: its page cache to the device and a cache flush of the
+		// device. `sync -f` would sync the filesystem holding the device node (/dev's tmpfs),
+		// which leaves the device's written pages in memory.
+		fmt.Fprintf(&b, "pre-xfer exec = %s %s\n", shellQuote(c.Sync), shellQuote(filepath.Join(c.DataDir, c.Device)))
+	} else {
+		fmt.Fprintf(&b, "pre-xfer exec = %s -f %s\n", shellQuote(c.Sync), shellQuote(c.DataDir))
+	}
 	return b.String()
 }
 

@@ -34,6 +34,9 @@ const DefaultStreams = 4
 type SendOptions struct {
 	// Dir is the source directory (the volume). It is only read.
 	Dir string
+	// Device is the source block device, copied instead of a directory (block.go). It is only
+	// read. Exactly one of Dir and Device is set.
+	Device string
 	// To is the server's host:port.
 	To string
 	// CertDir holds the client bundle: ca.crt, tls.crt, tls.key.
@@ -131,6 +134,7 @@ type sender struct {
 	o           SendOptions
 	log         logrus.FieldLogger
 	src         string
+	device      bool // src is a block device (block.go)
 	rsync       string
 	connectProg string // RSYNC_CONNECT_PROG: the stunnel client, one per rsync process
 	work        string
@@ -182,8 +186,24 @@ func newSender(o SendOptions) (*sender, error) {
 		return s, notRetryable{fmt.Errorf("--bwlimit must not be negative")}
 	}
 	var err error
-	if s.src, err = checkDir("source directory", o.Dir); err != nil {
-		return s, notRetryable{err}
+	localDir := ""
+	switch {
+	case o.Dir != "" && o.Device != "":
+		return s, notRetryable{fmt.Errorf("--dir and --device exclude each other: send a directory or a block device")}
+	case o.Device != "":
+		s.device = true
+		if s.src, _, err = checkDevice("source device", o.Device); err != nil {
+			return s, notRetryable{err}
+		}
+		localDir = filepath.Dir(s.src)
+	default:
+		if o.Dir == "" {
+			return s, notRetryable{fmt.Errorf("a source is required: --dir (a directory) or --device (a block device)")}
+		}
+		if s.src, err = checkDir("source directory", o.Dir); err != nil {
+			return s, notRetryable{err}
+		}
+		localDir = s.src
 	}
 	host, port, err := net.SplitHostPort(o.To)
 	if err != nil || host == "" || port == "" {
@@ -220,7 +240,7 @@ func newSender(o SendOptions) (*sender, error) {
 	if err != nil {
 		return s, notRetryable{err}
 	}
-	if s.local, err = probeCapabilities(s.src, rs); err != nil {
+	if s.local, err = probeCapabilities(localDir, rs); err != nil {
 		return s, notRetryable{err}
 	}
 	if s.work, err = os.MkdirTemp(o.WorkDir, "ferry-send-"); err != nil {
@@ -262,6 +282,9 @@ func (s *sender) emit(e Report) {
 
 // attempt runs the whole transfer once.
 func (s *sender) attempt(ctx context.Context, attempt int) (Report, error) {
+	if s.device {
+		return s.attemptDevice(ctx, attempt)
+	}
 	log := s.log.WithField("attempt", attempt)
 	streams := s.o.Streams
 	phase := time.Now()
@@ -289,6 +312,9 @@ func (s *sender) attempt(ctx context.Context, attempt int) (Report, error) {
 		return Report{}, f.err
 	}
 	server := f.caps
+	if server.Device != "" {
+		return Report{}, errModeMismatch(server, false)
+	}
 	log.WithField("seconds", time.Since(phase).Seconds()).Debug("walked the source")
 	// Whether the target already has ACLs or xattrs (the server looks while the client walks):
 	// if the answer is still out and matters, wait for it, since copying ACLs and xattrs

@@ -21,6 +21,9 @@ import (
 type ServeOptions struct {
 	// Dir is the target directory (the volume) the client's tree is written into.
 	Dir string
+	// Device is the target block device the client's device is written into (block.go),
+	// instead of a directory. Exactly one of Dir and Device is set.
+	Device string
 	// Listen is the TLS address, host:port.
 	Listen string
 	// CertDir holds the server bundle: ca.crt, tls.crt, tls.key.
@@ -28,8 +31,9 @@ type ServeOptions struct {
 	// WorkDir is where the private configuration goes (default: $TMPDIR). Nothing secret is
 	// written there: the configuration refers to the key file by path.
 	WorkDir string
-	// RequireEmpty refuses to serve into a directory that holds anything but lost+found: a
-	// volume ferry has not filled before must not lose what someone else put there.
+	// RequireEmpty refuses to serve into a directory that holds anything but lost+found, or
+	// into a device whose first MiB holds anything but zeros (blockIsBlank): a volume ferry
+	// has not filled before must not lose what someone else put there.
 	RequireEmpty bool
 	// ReadyFile, if set, is created once the server accepts connections and removed when Serve
 	// returns: a pod's exec readiness probe tests for it (a TCP probe would be a TLS handshake
@@ -54,9 +58,27 @@ func Serve(ctx context.Context, o ServeOptions) (retErr error) {
 	if log == nil {
 		log = logrus.StandardLogger()
 	}
-	dir, err := checkDir("target directory", o.Dir)
-	if err != nil {
-		return err
+	// Block mode (block.go): dir is the device's directory, the data module's path.
+	var (
+		dir, device string
+		deviceBytes int64
+		err         error
+	)
+	switch {
+	case o.Dir != "" && o.Device != "":
+		return fmt.Errorf("--dir and --device exclude each other: serve into a directory or a block device")
+	case o.Device != "":
+		if device, deviceBytes, err = checkDevice("target device", o.Device); err != nil {
+			return err
+		}
+		dir = filepath.Dir(device)
+	default:
+		if o.Dir == "" {
+			return fmt.Errorf("a target is required: --dir (a directory) or --device (a block device)")
+		}
+		if dir, err = checkDir("target directory", o.Dir); err != nil {
+			return err
+		}
 	}
 	certDir, err := filepath.Abs(o.CertDir)
 	if err != nil {
@@ -118,25 +140,40 @@ func Serve(ctx context.Context, o ServeOptions) (retErr error) {
 	if err := os.Mkdir(control, 0o700); err != nil {
 		return err
 	}
-	empty, err := isEmptyVolume(dir)
-	if err != nil {
-		return err
+	var empty bool
+	if device != "" {
+		if empty, err = blockIsBlank(device); err != nil {
+			return err
+		}
+		if o.RequireEmpty && !empty {
+			log.WithField("device", device).Errorf("the first %d bytes of the target device are not all zeros: it holds a partition table, a file system or data", blankProbeSize)
+			return ErrTargetNotEmpty
+		}
+		// Nothing in the directory but the device is written: no ACLs, xattrs, links or
+		// device files to speak of.
+		caps.Device, caps.DeviceSize, caps.Empty = filepath.Base(device), deviceBytes, empty
+		caps.ACLs, caps.Xattrs = false, false
+	} else {
+		if empty, err = isEmptyVolume(dir); err != nil {
+			return err
+		}
+		if o.RequireEmpty && !empty {
+			return ErrTargetNotEmpty
+		}
+		caps.Empty = empty
+		if empty {
+			no := false
+			caps.TargetACLs, caps.TargetXattrs = &no, &no
+		}
+		// Probed in the volume itself. A root without CAP_MKNOD (a pod that does not add it)
+		// would otherwise lose device files with one line in its own log: rsync's mknod fails
+		// on the server, and the client still exits 0.
+		caps.Devices = canMknod(dir)
 	}
-	if o.RequireEmpty && !empty {
-		return ErrTargetNotEmpty
-	}
-	caps.Empty = empty
-	if empty {
-		no := false
-		caps.TargetACLs, caps.TargetXattrs = &no, &no
-	}
-	// Probed in the volume itself. A root without CAP_MKNOD (a pod that does not add it)
-	// would otherwise lose device files with one line in its own log: rsync's mknod fails on
-	// the server, and the client still exits 0.
-	caps.Devices = canMknod(dir)
 	// Without chroot the daemon munges the links it stores; serve munges those already there
-	// first and restores them all once the pass is over (links.go).
-	munge := !caps.Root
+	// first and restores them all once the pass is over (links.go). A block-mode daemon
+	// stores no links.
+	munge := !caps.Root && device == ""
 	var passStart unix.Timespec
 	if munge {
 		if passStart, err = passClock(); err != nil {
@@ -164,7 +201,7 @@ func Serve(ctx context.Context, o ServeOptions) (retErr error) {
 	files := map[string][]byte{
 		filepath.Join(control, capabilitiesFile): caps.marshal(),
 		filepath.Join(work, "rsyncd.conf"): []byte(rsyncdConfig{
-			DataDir: dir, ControlDir: control, Sync: syncBin, Root: caps.Root,
+			DataDir: dir, ControlDir: control, Sync: syncBin, Root: caps.Root, Device: caps.Device,
 		}.render()),
 	}
 	files[filepath.Join(work, "stunnel.conf")] = []byte(stunnelServerConfig{
@@ -206,7 +243,7 @@ func Serve(ctx context.Context, o ServeOptions) (retErr error) {
 			}
 		}()
 	}
-	log.WithFields(logrus.Fields{"dir": dir, "listen": o.Listen, "root": caps.Root, "acls": caps.ACLs, "xattrs": caps.Xattrs, "devices": caps.Devices}).
+	log.WithFields(logrus.Fields{"dir": dir, "device": device, "deviceBytes": deviceBytes, "listen": o.Listen, "root": caps.Root, "acls": caps.ACLs, "xattrs": caps.Xattrs, "devices": caps.Devices}).
 		Info("serving: waiting for the client")
 	if o.ReadyFile != "" {
 		if err := os.WriteFile(o.ReadyFile, nil, 0o600); err != nil {

@@ -102,8 +102,8 @@ func TestUsageErrors(t *testing.T) {
 	}{
 		{[]string{"certs"}, "--out is required"},
 		{[]string{"certs", "--out", t.TempDir(), "--validity", "-1h"}, "validity must be positive"},
-		{[]string{"serve", "--dir", "/tmp"}, "--dir and --certs are required"},
-		{[]string{"send", "--dir", "/tmp", "--certs", "/tmp"}, "--dir, --to and --certs are required"},
+		{[]string{"serve", "--dir", "/tmp"}, "--dir (or --device) and --certs are required"},
+		{[]string{"send", "--dir", "/tmp", "--certs", "/tmp"}, "--dir (or --device), --to and --certs are required"},
 		{[]string{"send", "--dir", "/tmp", "--to", "x:1", "--certs", "/tmp", "--progress=xml"}, "--progress must be human, json or none"},
 		{[]string{"send", "--dir", "/tmp", "--to", "x:1", "--certs", "/tmp", "--streams", "0"}, "--streams"},
 		{[]string{"send", "--no-such-flag"}, "unknown flag"},
