@@ -13,5 +13,8 @@
 // Reports (one JSON object per line) that the sidecar reads from the client pod's log with
 // ParseReport.
 //
+// A volume with volumeMode Block is copied the same way with `--device` on both sides
+// (block.go): one rsync of the source device into the target device, in place, by delta.
+//
 // The command lines of `ferry-datamover send` and `serve` are defined once, in flags.go.
 package dataplane
