@@ -2,9 +2,10 @@
 // binary, as the transfer pods run it) against `tar | tar` through a loopback TCP connection,
 // plain `rsync -a` to an rsync daemon, a single rsync through stunnel the way the existing
 // migration tools run it, and restic backup + restore. Datasets: 4 × 1 GiB files and 100,000 ×
-// 4 KiB files; then a re-stage after 1 % of the files changed, and the peak memory of send and
-// serve for a million files. Speed is reported as tar's time divided by the tool's (1.00 = as
-// fast as tar). `make bench` runs it through hack/bench.sh.
+// 4 KiB files; then a re-stage after 1 % of the files changed, the peak memory of send and
+// serve for a million files, and a 1 GiB block device (block.go) against dd through stunnel.
+// Speed is reported as tar's time divided by the tool's (1.00 = as fast as tar). `make bench`
+// runs it through hack/bench.sh.
 //
 // Every copy goes into a fresh filesystem (filesystems.go) and ends with the data on disk: each
 // tool's time includes a `sync -f` of the target after it exits (ferry's serve flushes the
@@ -32,7 +33,7 @@ func main() {
 		bin     = flag.String("bin", "", "ferry-datamover binary (default $FERRY_BIN_DIR/ferry-datamover)")
 		repeat  = flag.Int("repeat", envInt("FERRY_BENCH_REPEAT", 3), "runs per measurement; the median is reported")
 		streams = flag.String("streams", "2,4", "stream counts of ferry to measure (send's default is 4)")
-		only    = flag.String("only", os.Getenv("FERRY_BENCH_ONLY"), "comma-separated parts: large,small,restage,memory (default all)")
+		only    = flag.String("only", os.Getenv("FERRY_BENCH_ONLY"), "comma-separated parts: large,small,restage,memory,block (default all)")
 		million = flag.Int("rss-files", 1_000_000, "files of the memory measurement")
 	)
 	flag.Parse()
@@ -117,6 +118,11 @@ func run(ctx context.Context, c config) error {
 			if err := b.restage(ctx, src); err != nil {
 				return err
 			}
+		}
+	}
+	if c.wants("block") {
+		if err := b.blockCopies(ctx); err != nil {
+			return err
 		}
 	}
 	if c.wants("memory") {
