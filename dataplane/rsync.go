@@ -248,7 +248,8 @@ func blockRefuseOptions() string {
 // when the client asked for --write-devices (rsync then opens the existing device and writes
 // into it; without it, rsync would write a regular file under a temporary name and rename it
 // over the device node). rsync passes the client's server-side arguments as RSYNC_ARG1… up
-// to ".", after which the paths follow. Only sh built-ins: a chrooted daemon may run it.
+// to ".", after which the paths follow. rsync runs it through sh before it chroots; it uses
+// only sh's built-ins.
 const blockWriteCheck = `i=1; while eval "test -n \"\${RSYNC_ARG$i+x}\""; do eval "a=\$RSYNC_ARG$i"; ` +
 	`test "$a" = . && break; test "$a" = --write-devices && exit 0; i=$((i+1)); done; ` +
 	`echo "ferry: this server only writes into its block device, in place (rsync --write-devices)"; exit 1`
