@@ -111,9 +111,6 @@ func (a *PVCAction) Execute(item runtime.Unstructured, backup *velerov1.Backup) 
 		return a.request(ctx, log, &pvc, u, req)
 	}
 
-	if pvc.Spec.VolumeMode != nil && *pvc.Spec.VolumeMode == corev1.PersistentVolumeBlock {
-		return nil, nil, "", nil, fmt.Errorf("PVC %s/%s is a block volume; ferry copies filesystem volumes only (use %s=move on shared storage, or exclude it)", pvc.Namespace, pvc.Name, keys.PVAction)
-	}
 	if !bound {
 		log.Info("PVC is not bound: there is no data to copy; the restore creates it empty")
 		return u, nil, "", nil, nil

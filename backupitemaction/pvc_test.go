@@ -338,7 +338,7 @@ func TestPVCActionExecute(t *testing.T) {
 			wantErr: []string{"PVC app/data", "ferry-datamover sidecar is not running", "velero/ferry-datamover"},
 		},
 		{
-			name: "block volumes cannot be copied",
+			name: "a block volume is copied like any other",
 			pvc: func() *corev1.PersistentVolumeClaim {
 				p := boundPVC()
 				m := corev1.PersistentVolumeBlock
@@ -347,7 +347,8 @@ func TestPVCActionExecute(t *testing.T) {
 			}(),
 			pv:      hostPathPV(),
 			backup:  migrationBackup("stage"),
-			wantErr: []string{"PVC app/data is a block volume"},
+			wantAnn: map[string]string{keys.PVAction: "copy", keys.TransferID: backupUID},
+			wantOp:  true,
 		},
 		{
 			name:    "finalizing backups start no operation",

@@ -24,6 +24,9 @@ const (
 	// TmpPath is scratch space (stunnel and rsync configuration, pid files): the root file
 	// system of transfer containers is read-only.
 	TmpPath = "/mnt/tmp"
+	// DevicePath is where a block-mode volume appears in transfer pods: alone in its folder,
+	// which is the rsync daemon's module (it holds nothing else a client could write).
+	DevicePath = "/dev/ferry/volume"
 	// readyFile is created by serve once stunnel listens: the server pod's readiness.
 	readyFile = TmpPath + "/ready"
 	// TransferServiceAccount runs the transfer pods in each namespace ferry uses; on OpenShift it
@@ -181,7 +184,7 @@ func place(spec *corev1.PodSpec, cfg *config.Config, node string) {
 }
 
 // serverPod runs `ferry-datamover serve` on the target PVC, listening on the pod's own IP.
-func serverPod(n transferNames, namespace, pvc, id string, cfg *config.Config, requireEmpty bool) *corev1.Pod {
+func serverPod(n transferNames, namespace, pvc, id string, cfg *config.Config, requireEmpty, block bool) *corev1.Pod {
 	podSC, sc := podSecurity(cfg, RoleServer)
 	no := false
 	p := &corev1.Pod{
@@ -194,7 +197,7 @@ func serverPod(n transferNames, namespace, pvc, id string, cfg *config.Config, r
 			Containers: []corev1.Container{{
 				Name:    ServeContainer,
 				Image:   cfg.TransferImage,
-				Command: serveCommand(requireEmpty),
+				Command: serveCommand(requireEmpty, block),
 				Env: append([]corev1.EnvVar{{Name: "POD_IP", ValueFrom: &corev1.EnvVarSource{
 					FieldRef: &corev1.ObjectFieldSelector{FieldPath: "status.podIP"},
 				}}}, tmpEnv),
@@ -219,26 +222,48 @@ func serverPod(n transferNames, namespace, pvc, id string, cfg *config.Config, r
 			},
 		},
 	}
+	if block {
+		asDevice(&p.Spec.Containers[0])
+	}
 	place(&p.Spec, cfg, "")
 	return p
+}
+
+// asDevice hands a container its "data" volume as the block device at DevicePath instead of a
+// mounted file system.
+func asDevice(c *corev1.Container) {
+	c.VolumeMounts = slices.DeleteFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool { return m.Name == "data" })
+	c.VolumeDevices = []corev1.VolumeDevice{{Name: "data", DevicePath: DevicePath}}
+}
+
+// isBlock says whether a PVC is a raw block volume (volumeMode: Block).
+func isBlock(pvc *corev1.PersistentVolumeClaim) bool {
+	return pvc.Spec.VolumeMode != nil && *pvc.Spec.VolumeMode == corev1.PersistentVolumeBlock
 }
 
 // binary is the data mover in transfer images (deploy/Dockerfile.datamover).
 const binary = "ferry-datamover"
 
 // serveCommand runs `serve` on the target PVC, listening on the pod's own IP; requireEmpty
-// refuses a volume that holds data.
-func serveCommand(requireEmpty bool) []string {
+// refuses a volume that holds data; block writes into the device instead of a file system.
+func serveCommand(requireEmpty, block bool) []string {
 	o := dataplane.NewServeOptions()
 	o.Dir, o.Listen, o.CertDir, o.ReadyFile = DataPath, "$(POD_IP):"+strconv.Itoa(dataplane.DefaultPort), CertsPath, readyFile
+	if block {
+		o.Dir, o.Device = "", DevicePath
+	}
 	o.RequireEmpty = requireEmpty
 	return append([]string{binary}, o.Args()...)
 }
 
-// sendCommand runs `send` for a transfer, reporting progress as JSON lines for the sidecar.
-func sendCommand(req *operation.TransferRequest, cfg *config.Config, ep endpoint) []string {
+// sendCommand runs `send` for a transfer, reporting progress as JSON lines for the sidecar;
+// block reads the device instead of a file system.
+func sendCommand(req *operation.TransferRequest, cfg *config.Config, ep endpoint, block bool) []string {
 	o := dataplane.NewSendOptions()
 	o.Dir, o.To, o.CertDir, o.SNI, o.Progress = DataPath, ep.address, CertsPath, ep.sni, dataplane.ProgressJSON
+	if block {
+		o.Dir, o.Device = "", DevicePath
+	}
 	o.Streams, o.Verify, o.BwLimitKBps = cfg.Streams, req.Verify != nil && *req.Verify, cfg.BwLimitKBps
 	return append([]string{binary}, o.Args()...)
 }
@@ -266,7 +291,7 @@ func clientPod(n transferNames, pvc *corev1.PersistentVolumeClaim, req *operatio
 			Containers: []corev1.Container{{
 				Name:    SendContainer,
 				Image:   cfg.TransferImage,
-				Command: sendCommand(req, cfg, ep),
+				Command: sendCommand(req, cfg, ep, isBlock(pvc)),
 				VolumeMounts: []corev1.VolumeMount{
 					{Name: "data", MountPath: DataPath, ReadOnly: true},
 					{Name: "certs", MountPath: CertsPath, ReadOnly: true},
@@ -283,6 +308,10 @@ func clientPod(n transferNames, pvc *corev1.PersistentVolumeClaim, req *operatio
 				tmpVolume,
 			},
 		},
+	}
+	if isBlock(pvc) {
+		// Opened read-only by send; the claim is mounted read-only as well.
+		asDevice(&p.Spec.Containers[0])
 	}
 	place(&p.Spec, cfg, node)
 	return p

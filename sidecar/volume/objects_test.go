@@ -42,7 +42,7 @@ func TestTransferPods(t *testing.T) {
 	yes := true
 	req := &operation.TransferRequest{Request: operation.Request{ID: "t1", TargetNamespace: "app2", TargetName: "data"}, Type: operation.Stage, Verify: &yes}
 
-	srv := serverPod(n, "app2", "data", "t1", cfg, false)
+	srv := serverPod(n, "app2", "data", "t1", cfg, false, false)
 	c := srv.Spec.Containers[0]
 	assert.Equal(t, []string{"ferry-datamover", "serve", "--certs=/mnt/certs", "--dir=/mnt/data", "--listen=$(POD_IP):8443",
 		"--ready-file=/mnt/tmp/ready"}, c.Command)
@@ -71,7 +71,7 @@ func TestTransferPods(t *testing.T) {
 	assert.Equal(t, "app/data", cli.Annotations[keys.SourcePVC])
 
 	nonRoot := cfgWith(t, map[string]string{"transferRunAsRoot": "false", "transferRunAsUser": "1000"})
-	c = serverPod(n, "app2", "data", "t1", nonRoot, true).Spec.Containers[0]
+	c = serverPod(n, "app2", "data", "t1", nonRoot, true, false).Spec.Containers[0]
 	assert.Contains(t, c.Command, "--require-empty=true", "a target ferry has not filled must be empty")
 	assert.Equal(t, int64(1000), *c.SecurityContext.RunAsUser)
 	assert.True(t, *c.SecurityContext.RunAsNonRoot)
@@ -91,11 +91,45 @@ func TestTransferPods(t *testing.T) {
 	nonRootClient := clientPod(n, pvc, req, nonRoot, endpoint{address: "10.0.0.7:8443"}, 1, "")
 	assert.Nil(t, nonRootClient.Spec.SecurityContext.FSGroup, "the app's volume keeps its owners")
 	assert.Equal(t, int32(0o444), certMode(nonRootClient))
-	nonRootServer := serverPod(n, "app2", "data", "t1", nonRoot, true)
+	nonRootServer := serverPod(n, "app2", "data", "t1", nonRoot, true, false)
 	assert.Equal(t, int64(1000), *nonRootServer.Spec.SecurityContext.FSGroup)
 	assert.Equal(t, int32(0o400), certMode(nonRootServer))
 	assert.Equal(t, int32(0o400), certMode(cli), "a root client's are root's alone")
 	assert.Equal(t, int32(0o400), certMode(srv))
+}
+
+// TestBlockTransferPods: a block volume reaches both transfer pods as the device at DevicePath,
+// alone in its folder (the server's rsync module), and send and serve are told to copy it.
+func TestBlockTransferPods(t *testing.T) {
+	cfg := cfgWith(t, nil)
+	n := namesFor("app", "disk")
+	pvc := sourcePVC()
+	block := corev1.PersistentVolumeBlock
+	pvc.Spec.VolumeMode = &block
+	req := &operation.TransferRequest{Request: operation.Request{ID: "t1", TargetNamespace: "app2", TargetName: "disk"}, Type: operation.Stage}
+	deviceOnly := func(t *testing.T, c corev1.Container) {
+		t.Helper()
+		assert.Equal(t, []corev1.VolumeDevice{{Name: "data", DevicePath: "/dev/ferry/volume"}}, c.VolumeDevices)
+		for _, m := range c.VolumeMounts {
+			assert.NotEqual(t, "data", m.Name, "the volume is a device, not a mount")
+		}
+	}
+
+	srv := serverPod(n, "app2", "disk", "t1", cfg, true, true)
+	c := srv.Spec.Containers[0]
+	deviceOnly(t, c)
+	serve := dataplane.NewServeOptions()
+	parse(t, serve.BindFlags, c.Command)
+	assert.Equal(t, dataplane.ServeOptions{Device: DevicePath, Listen: "$(POD_IP):8443", CertDir: CertsPath, ReadyFile: readyFile, RequireEmpty: true}, serve)
+
+	cli := clientPod(n, pvc, req, cfg, endpoint{address: "10.0.0.7:8443"}, 1, "")
+	cc := cli.Spec.Containers[0]
+	deviceOnly(t, cc)
+	assert.True(t, cli.Spec.Volumes[0].PersistentVolumeClaim.ReadOnly, "the source claim is read-only")
+	send := dataplane.NewSendOptions()
+	parse(t, send.BindFlags, cc.Command)
+	assert.Equal(t, DevicePath, send.Device)
+	assert.Empty(t, send.Dir)
 }
 
 // parse reads a pod command's flags the way cmd/ferry-datamover does.
@@ -124,10 +158,10 @@ func TestTransferPodsMeetPodSecurity(t *testing.T) {
 		level psapi.Level
 		want  bool
 	}{
-		{"root server within baseline", serverPod(n, "app2", "data", "t1", root, false), psapi.LevelBaseline, true},
+		{"root server within baseline", serverPod(n, "app2", "data", "t1", root, false, false), psapi.LevelBaseline, true},
 		{"root client within baseline", clientPod(n, sourcePVC(), req, root, endpoint{address: "10.0.0.7:8443"}, 1, ""), psapi.LevelBaseline, true},
-		{"root server not within restricted", serverPod(n, "app2", "data", "t1", root, false), psapi.LevelRestricted, false},
-		{"non-root server within restricted", serverPod(n, "app2", "data", "t1", nonRoot, true), psapi.LevelRestricted, true},
+		{"root server not within restricted", serverPod(n, "app2", "data", "t1", root, false, false), psapi.LevelRestricted, false},
+		{"non-root server within restricted", serverPod(n, "app2", "data", "t1", nonRoot, true, false), psapi.LevelRestricted, true},
 		{"non-root client within restricted", clientPod(n, sourcePVC(), req, nonRoot, endpoint{address: "10.0.0.7:8443"}, 1, ""), psapi.LevelRestricted, true},
 	}
 	for _, tc := range tests {
@@ -177,7 +211,7 @@ func TestTransferPodPlacement(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := cfgWith(t, tc.config)
-			pod := serverPod(n, "app2", "data", "t1", cfg, false)
+			pod := serverPod(n, "app2", "data", "t1", cfg, false, false)
 			if tc.client {
 				pod = clientPod(n, sourcePVC(), req, cfg, endpoint{address: "10.0.0.7:8443"}, 1, tc.node)
 			}

@@ -50,6 +50,10 @@ func (t *job) prepare(ctx context.Context) (ctrl.Result, error) {
 			return ctrl.Result{}, err
 		}
 	}
+	if isBlock(t.pvc) && !t.cfg.TransferRunAsRoot {
+		return ctrl.Result{}, sidecar.Permanent(fmt.Errorf("PVC %s/%s is a block volume: its transfer pods open the device as root (ferry-config transferRunAsRoot: true); without root ferry copies file systems only",
+			t.pvc.Namespace, t.pvc.Name))
+	}
 	cur, err := t.checkTarget(ctx, tc)
 	if err != nil {
 		return ctrl.Result{}, err
@@ -120,7 +124,10 @@ func (t *job) ensureTargetPVC(ctx context.Context, tc *kube.Clients, cur *corev1
 	}
 	sc := t.req.StorageClass
 	modes := t.req.AccessModes
-	fs := corev1.PersistentVolumeFilesystem
+	mode := corev1.PersistentVolumeFilesystem
+	if isBlock(t.pvc) {
+		mode = corev1.PersistentVolumeBlock
+	}
 	lbls := map[string]string{}
 	for k, v := range t.pvc.Labels {
 		if !strings.HasPrefix(k, "ferry.dev/") {
@@ -134,7 +141,7 @@ func (t *job) ensureTargetPVC(ctx context.Context, tc *kube.Clients, cur *corev1
 		Spec: corev1.PersistentVolumeClaimSpec{
 			AccessModes:      modes,
 			StorageClassName: sc,
-			VolumeMode:       &fs,
+			VolumeMode:       &mode,
 			Resources:        corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: requestedSize(t.pvc)}},
 		},
 	}
@@ -155,6 +162,14 @@ func (t *job) ensureTargetPVC(ctx context.Context, tc *kube.Clients, cur *corev1
 	}
 	t.r.Recorder.Eventf(t.pvc, corev1.EventTypeNormal, "TargetPVCCreated", "created target PVC %s with storage class %s", t.st.Target, scName)
 	return created, nil
+}
+
+// volumeModeOf is a PVC's volume mode; unset means Filesystem.
+func volumeModeOf(pvc *corev1.PersistentVolumeClaim) corev1.PersistentVolumeMode {
+	if pvc.Spec.VolumeMode == nil {
+		return corev1.PersistentVolumeFilesystem
+	}
+	return *pvc.Spec.VolumeMode
 }
 
 // requestedSize is the larger of the source PVC's request and its bound capacity.
@@ -306,6 +321,9 @@ func (t *job) checkTarget(ctx context.Context, tc *kube.Clients) (*corev1.Persis
 	}
 	if cur.DeletionTimestamp != nil {
 		return nil, fmt.Errorf("target PVC %s is being deleted", t.st.Target)
+	}
+	if want, have := volumeModeOf(t.pvc), volumeModeOf(cur); want != have {
+		return nil, sidecar.Permanent(fmt.Errorf("target PVC %s has volumeMode %s, the source %s: a %s volume cannot be copied into it", t.st.Target, have, want, want))
 	}
 	switch paired := cur.Annotations[keys.PairedWith]; {
 	case paired == string(t.pvc.UID):

@@ -77,6 +77,19 @@ func TestReconcileBadInput(t *testing.T) {
 			wantEvent: "TransferFailed",
 		},
 		{
+			name: "block volume with non-root transfer pods",
+			pvc: func() *corev1.PersistentVolumeClaim {
+				p := sourcePVC(keys.TransferID, "t1")
+				block := corev1.PersistentVolumeBlock
+				p.Spec.VolumeMode = &block
+				return p
+			}(),
+			config:    map[string]string{"endpointType": "ClusterIP", "transferRunAsRoot": "false"},
+			target:    []runtime.Object{storageClass("standard", true)},
+			wantMsg:   []string{"PVC app/data is a block volume", "transferRunAsRoot: true"},
+			wantEvent: "TransferFailed",
+		},
+		{
 			name:      "malformed per-PVC choice of a hand-written request",
 			pvc:       sourcePVC(keys.TransferID, "t1", keys.Verify, "perhaps"),
 			config:    clusterIP,
@@ -195,6 +208,37 @@ func TestPhasePreparing(t *testing.T) {
 	st = h.status(t)
 	assert.Equal(t, operation.PhaseTransferring, st.Phase)
 	assert.Equal(t, "10.96.0.10:8443", st.Endpoint)
+}
+
+// TestBlockVolumeTarget: a block volume's target PVC is made in Block mode, and an existing
+// target PVC of the other mode is refused before anything is made on the target.
+func TestBlockVolumeTarget(t *testing.T) {
+	ctx := context.Background()
+	block := corev1.PersistentVolumeBlock
+	blockPVC := func() *corev1.PersistentVolumeClaim {
+		p := sourcePVC(keys.TransferID, "t1", keys.TransferTarget, "app2/data")
+		p.Spec.VolumeMode = &block
+		return p
+	}
+	h := newHarness(t, clusterIP, blockPVC(), nil, storageClass("standard", true))
+	h.server = func(*corev1.Pod) corev1.PodStatus { return corev1.PodStatus{Phase: corev1.PodPending} }
+	h.run(t, 4, "")
+	pvc, err := h.target.Kube.CoreV1().PersistentVolumeClaims("app2").Get(ctx, "data", metav1.GetOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, block, *pvc.Spec.VolumeMode)
+	servers := transferPods(t, h.target.Kube, RoleServer)
+	require.Len(t, servers, 1)
+	assert.Equal(t, DevicePath, servers[0].Spec.Containers[0].VolumeDevices[0].DevicePath)
+
+	fs := corev1.PersistentVolumeFilesystem
+	existing := &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Namespace: "app2", Name: "data"},
+		Spec: corev1.PersistentVolumeClaimSpec{VolumeMode: &fs}}
+	h = newHarness(t, clusterIP, blockPVC(), nil, storageClass("standard", true), existing)
+	st := h.run(t, 10, operation.PhaseFailed)
+	require.NotNil(t, st)
+	assert.Equal(t, operation.PhaseFailed, st.Phase)
+	assert.Contains(t, st.Message, "target PVC app2/data has volumeMode Filesystem, the source Block")
+	assert.Empty(t, transferPods(t, h.target.Kube, RoleServer), "nothing started on the target")
 }
 
 // TestPhasePreparingTimesOut: a target that stays unreachable fails the transfer after

@@ -102,7 +102,7 @@ func (t *job) ensureServer(ctx context.Context, tc *kube.Clients, running *corev
 	if err := ensureTransferServiceAccount(ctx, tc.Kube, tc.APIs, t.req.TargetNamespace); err != nil {
 		return nil, err
 	}
-	created, err := t.r.Pods.Create(ctx, tc.Kube, serverPod(t.names, t.req.TargetNamespace, t.req.TargetName, t.req.ID, t.cfg, t.requireEmpty))
+	created, err := t.r.Pods.Create(ctx, tc.Kube, serverPod(t.names, t.req.TargetNamespace, t.req.TargetName, t.req.ID, t.cfg, t.requireEmpty, isBlock(t.pvc)))
 	if err != nil {
 		if apierrors.IsForbidden(err) || apierrors.IsInvalid(err) {
 			return nil, sidecar.Permanent(fmt.Errorf("creating the server pod on the target: %w", err))

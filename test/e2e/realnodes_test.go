@@ -106,6 +106,7 @@ func TestRestrictedMigrationOnRealNodes(t *testing.T) {
 	var row string
 	t.Run("client pod cannot be scheduled", func(t *testing.T) { row = unschedulableClient(t, ctx, s, cfg) })
 	checkReliabilityTable(t, []string{row})
+	t.Run("block volume", func(t *testing.T) { blockVolumes(t, ctx, s, cfg) })
 }
 
 // unschedulableClient: transfer pods may only run on nodes labelled as ferry-config's

@@ -69,8 +69,11 @@ func TestContainerProcess(t *testing.T) {
 func TestContainerStop(t *testing.T) {
 	requireRoot(t)
 	t.Run("SIGTERM reaches a PID 1 that handles it", func(t *testing.T) {
-		p, _ := runPod(t, t.TempDir(), "/bin/sh", "-c", `trap 'exit 7' TERM; echo ready; while true; do sleep 0.05; done`)
+		p, logPath := runPod(t, t.TempDir(), "/bin/sh", "-c", `trap 'exit 7' TERM; echo ready; while true; do sleep 0.05; done`)
 		waitForPID1(t, p)
+		// The trap is set once "ready" is out: a SIGTERM before it would be ignored (PID 1 has no
+		// default action), as a loaded machine showed.
+		require.Eventually(t, func() bool { return strings.Contains(lastLogLines(logPath, 5, 4096), "ready") }, 10*time.Second, 10*time.Millisecond)
 		p.stop(func() time.Duration { return 10 * time.Second })
 		assert.Equal(t, int32(7), p.code)
 	})
