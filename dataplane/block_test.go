@@ -8,7 +8,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -17,33 +16,17 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
+
+	"github.com/ferry-dev/ferry/internal/testblock"
 )
 
 // The block tests run on loop devices over sparse files: they must run as root (CI does).
 
 // loopDevice is a loop device over a sparse backing file.
-type loopDevice struct {
-	dev, backing string
-	size         int64
-}
+type loopDevice struct{ testblock.Device }
 
-// newLoop makes a sparse file of size bytes under dir and attaches it to a loop device, which
-// the test's cleanup detaches (also when it fails).
 func newLoop(t *testing.T, dir, name string, size int64) loopDevice {
-	t.Helper()
-	require.Equal(t, 0, os.Geteuid(), "the block tests attach loop devices and must run as root (CI runs as root)")
-	backing := filepath.Join(dir, name+".img")
-	require.NoError(t, os.WriteFile(backing, nil, 0o600))
-	require.NoError(t, os.Truncate(backing, size))
-	out, err := exec.Command("losetup", "-f", "--show", backing).CombinedOutput()
-	require.NoError(t, err, "losetup: %s", out)
-	dev := strings.TrimSpace(string(out))
-	t.Cleanup(func() {
-		if out, err := exec.Command("losetup", "-d", dev).CombinedOutput(); err != nil {
-			t.Errorf("losetup -d %s: %v: %s", dev, err, out)
-		}
-	})
-	return loopDevice{dev: dev, backing: backing, size: size}
+	return loopDevice{testblock.New(t, dir, name, size)}
 }
 
 // podNode makes dir/volume, a device node of l's device in a directory of its own: the target
@@ -51,31 +34,12 @@ func newLoop(t *testing.T, dir, name string, size int64) loopDevice {
 func (l loopDevice) podNode(t *testing.T, dir string) string {
 	t.Helper()
 	var st unix.Stat_t
-	require.NoError(t, unix.Stat(l.dev, &st))
-	nodeDir := filepath.Join(dir, "dev-"+filepath.Base(l.dev))
+	require.NoError(t, unix.Stat(l.Path, &st))
+	nodeDir := filepath.Join(dir, "dev-"+filepath.Base(l.Path))
 	require.NoError(t, os.Mkdir(nodeDir, 0o755))
 	node := filepath.Join(nodeDir, "volume")
 	require.NoError(t, unix.Mknod(node, unix.S_IFBLK|0o600, int(st.Rdev)))
 	return node
-}
-
-// allocated is the space the backing file takes on disk.
-func (l loopDevice) allocated(t *testing.T) int64 {
-	t.Helper()
-	var st unix.Stat_t
-	require.NoError(t, unix.Stat(l.backing, &st))
-	return st.Blocks * 512
-}
-
-// writeAt writes p into the device at off and flushes it.
-func writeDevice(t *testing.T, dev string, off int64, p []byte) {
-	t.Helper()
-	f, err := os.OpenFile(dev, os.O_WRONLY, 0)
-	require.NoError(t, err)
-	defer f.Close()
-	_, err = f.WriteAt(p, off)
-	require.NoError(t, err)
-	require.NoError(t, f.Sync())
 }
 
 // fillWithZeroRuns writes random data to dev with long zero runs: every other MiB stays
@@ -93,7 +57,7 @@ func fillWithZeroRuns(t *testing.T, dev string, size int64, seed uint64) {
 			clear(buf[r[0] : r[0]+r[1]])
 		}
 	}
-	writeDevice(t, dev, 0, buf)
+	testblock.Write(t, dev, 0, buf)
 }
 
 // fillRandom writes random data over the whole device.
@@ -101,7 +65,7 @@ func fillRandom(t *testing.T, dev string, size int64, seed uint64) {
 	t.Helper()
 	buf := make([]byte, size)
 	_, _ = rand.NewChaCha8([32]byte{byte(seed), 0xb2}).Read(buf)
-	writeDevice(t, dev, 0, buf)
+	testblock.Write(t, dev, 0, buf)
 }
 
 // requireSameBlocks checks that the first n bytes of both devices are equal.
@@ -160,11 +124,11 @@ func TestBlockRoundTrip(t *testing.T) {
 	src := newLoop(t, base, "src", size)
 	dst := newLoop(t, base, "dst", size)
 	node := dst.podNode(t, base)
-	fillWithZeroRuns(t, src.dev, size, 1)
+	fillWithZeroRuns(t, src.Path, size, 1)
 
-	r := sendDevice(t, base, node, src.dev, func(o *SendOptions) { o.Verify = true })
+	r := sendDevice(t, base, node, src.Path, func(o *SendOptions) { o.Verify = true })
 	require.NoError(t, r.err)
-	requireSameBlocks(t, src.dev, node, size)
+	requireSameBlocks(t, src.Path, node, size)
 	d := r.done
 	assert.Equal(t, int64(size), d.BytesTotal)
 	assert.Equal(t, int64(1), d.Files)
@@ -173,7 +137,7 @@ func TestBlockRoundTrip(t *testing.T) {
 	require.NotNil(t, d.Verified)
 	assert.Equal(t, Verification{Files: 1, Bytes: size}, *d.Verified, "the copy's own whole-device checksum is the verification")
 	assert.Greater(t, r.count(ReportProgress), 0)
-	srcAlloc, dstAlloc := src.allocated(t), dst.allocated(t)
+	srcAlloc, dstAlloc := src.Allocated(t), dst.Allocated(t)
 	t.Logf("first copy: %d bytes sent; allocated: source %d, target %d of %d", d.BytesSent, srcAlloc, dstAlloc, size)
 	assert.Less(t, d.BytesSent, int64(size), "the source's zero regions match the fresh target's and are not sent")
 	assert.LessOrEqual(t, dstAlloc, srcAlloc+2<<20, "the zero regions stay unallocated on the target")
@@ -189,20 +153,20 @@ func TestBlockRoundTrip(t *testing.T) {
 	for c := range picked {
 		p := make([]byte, chunk)
 		_, _ = rand.NewChaCha8([32]byte{byte(c), byte(c >> 8), 9}).Read(p)
-		writeDevice(t, src.dev, c*chunk, p)
+		testblock.Write(t, src.Path, c*chunk, p)
 		changed += chunk
 	}
-	r = sendDevice(t, base, node, src.dev, nil)
+	r = sendDevice(t, base, node, src.Path, nil)
 	require.NoError(t, r.err)
-	requireSameBlocks(t, src.dev, node, size)
+	requireSameBlocks(t, src.Path, node, size)
 	bound := 4*changed + checksumBound(size)
 	t.Logf("re-stage after %d blocks of 64 KiB changed (%d bytes): %d bytes sent (bound %d)", len(picked), changed, r.done.BytesSent, bound)
 	assert.Less(t, r.done.BytesSent, bound)
 	assert.Equal(t, int64(1), r.done.FilesTransferred)
 
-	r = sendDevice(t, base, node, src.dev, nil)
+	r = sendDevice(t, base, node, src.Path, nil)
 	require.NoError(t, r.err)
-	requireSameBlocks(t, src.dev, node, size)
+	requireSameBlocks(t, src.Path, node, size)
 	t.Logf("re-stage of an unchanged device: %d bytes sent (bound %d)", r.done.BytesSent, checksumBound(size))
 	assert.Less(t, r.done.BytesSent, checksumBound(size))
 	assert.Equal(t, int64(0), r.done.FilesTransferred, "nothing differed")
@@ -217,9 +181,9 @@ func TestBlockStaleTarget(t *testing.T) {
 	src := newLoop(t, base, "src", size)
 	dst := newLoop(t, base, "dst", size+8<<20)
 	node := dst.podNode(t, base)
-	fillRandom(t, dst.dev, dst.size, 7)
+	fillRandom(t, dst.Path, dst.Size, 7)
 	tail := make([]byte, 8<<20)
-	f, err := os.Open(dst.dev)
+	f, err := os.Open(dst.Path)
 	require.NoError(t, err)
 	_, err = f.ReadAt(tail, size)
 	f.Close()
@@ -227,11 +191,11 @@ func TestBlockStaleTarget(t *testing.T) {
 	// Mostly zeros: a few MiB of data, one run at an odd offset.
 	p := make([]byte, 3<<20)
 	_, _ = rand.NewChaCha8([32]byte{5}).Read(p)
-	writeDevice(t, src.dev, 5<<20+777, p)
+	testblock.Write(t, src.Path, 5<<20+777, p)
 
-	r := sendDevice(t, base, node, src.dev, nil)
+	r := sendDevice(t, base, node, src.Path, nil)
 	require.NoError(t, r.err)
-	requireSameBlocks(t, src.dev, node, size)
+	requireSameBlocks(t, src.Path, node, size)
 	got := make([]byte, 8<<20)
 	f, err = os.Open(node)
 	require.NoError(t, err)
@@ -247,7 +211,7 @@ func TestBlockTargetTooSmall(t *testing.T) {
 	base := t.TempDir()
 	src := newLoop(t, base, "src", 16<<20)
 	dst := newLoop(t, base, "dst", 8<<20)
-	r := sendDevice(t, base, dst.podNode(t, base), src.dev, nil)
+	r := sendDevice(t, base, dst.podNode(t, base), src.Path, nil)
 	require.Error(t, r.err)
 	assert.False(t, retryable(r.err))
 	assert.Contains(t, r.err.Error(), fmt.Sprintf("is %d bytes, the target device %d bytes", 16<<20, 8<<20))
@@ -284,7 +248,7 @@ func TestBlockRequireEmpty(t *testing.T) {
 		}
 	}
 	require.NoError(t, serve(), "a zeroed device is empty")
-	writeDevice(t, dev.dev, 1024, []byte{0x53, 0xef}) // where an ext4 superblock would be
+	testblock.Write(t, dev.Path, 1024, []byte{0x53, 0xef}) // where an ext4 superblock would be
 	err = serve()
 	require.ErrorIs(t, err, ErrTargetNotEmpty)
 	var c interface{ ExitCode() int }
@@ -301,7 +265,7 @@ func TestBlockModeMismatch(t *testing.T) {
 	require.NoError(t, os.Mkdir(dir, 0o755))
 
 	srv := startServer(t, filepath.Join(base, "a"), dir)
-	r := send(t, srv, filepath.Join(base, "a"), "", func(o *SendOptions) { o.Dir, o.Device = "", src.dev })
+	r := send(t, srv, filepath.Join(base, "a"), "", func(o *SendOptions) { o.Dir, o.Device = "", src.Path })
 	require.Error(t, r.err)
 	assert.False(t, retryable(r.err))
 	assert.Contains(t, r.err.Error(), "the server writes into a directory (serve --dir), but this client sends a block device")

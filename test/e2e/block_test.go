@@ -12,8 +12,6 @@ import (
 	"maps"
 	"math/rand/v2"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -29,6 +27,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/ferry-dev/ferry/internal/operation"
+	"github.com/ferry-dev/ferry/internal/testblock"
 	"github.com/ferry-dev/ferry/test/images"
 	"github.com/ferry-dev/ferry/test/stack"
 )
@@ -54,7 +53,7 @@ func blockVolumes(t *testing.T, ctx context.Context, s *stack.Stack, base map[st
 	ns := stack.UniqueName("block")
 	devices := map[*stack.Cluster]string{}
 	for _, c := range s.Clusters() {
-		devices[c] = loopDevice(t, size)
+		devices[c] = testblock.New(t, t.TempDir(), c.Name, size).Path
 		localBlockPV(t, ctx, c, class, ns, "disk", devices[c], size)
 	}
 	require.NoError(t, src.CreateNamespace(ctx, ns, nil))
@@ -75,7 +74,7 @@ func blockVolumes(t *testing.T, ctx context.Context, s *stack.Stack, base map[st
 	for i := range data {
 		data[i] = byte(rng.Uint32())
 	}
-	writeDevice(t, devices[src], 0, data)
+	testblock.Write(t, devices[src], 0, data)
 	create(t, ctx, src, blockApp(ns, src.Image(images.AppName)))
 	appPod := waitAppRunning(t, ctx, src, ns)
 
@@ -96,7 +95,7 @@ func blockVolumes(t *testing.T, ctx context.Context, s *stack.Stack, base map[st
 		for i := range block {
 			block[i] = byte(rng.Uint32())
 		}
-		writeDevice(t, devices[src], int64(rng.IntN(size/chunk))*chunk, block)
+		testblock.Write(t, devices[src], int64(rng.IntN(size/chunk))*chunk, block)
 	}
 	_, err = migrationBackup(t, ctx, src, "stage", ns)
 	require.NoError(t, err)
@@ -109,7 +108,7 @@ func blockVolumes(t *testing.T, ctx context.Context, s *stack.Stack, base map[st
 	assert.Equal(t, deviceSum(t, devices[src], size), deviceSum(t, devices[dst], size), "after the second stage")
 
 	// The final stops the app, then sends what changed last.
-	writeDevice(t, devices[src], size-chunk, bytes.Repeat([]byte("final"), chunk/5))
+	testblock.Write(t, devices[src], size-chunk, bytes.Repeat([]byte("final"), chunk/5))
 	b3, err := migrationBackup(t, ctx, src, "final", ns)
 	require.NoError(t, err)
 	st = transferStatus(t, ctx, src, ns, "disk")
@@ -127,26 +126,6 @@ func blockVolumes(t *testing.T, ctx context.Context, s *stack.Stack, base map[st
 	require.NoError(t, err)
 	assert.Equal(t, want, strings.Fields(out)[0], "the target's app reads the source's device")
 	noTransferLeftovers(t, ctx, s, ns)
-}
-
-// loopDevice attaches a sparse file of size bytes as a loop device and returns its path; it is
-// detached when the test ends.
-func loopDevice(t *testing.T, size int64) string {
-	t.Helper()
-	file := filepath.Join(t.TempDir(), "disk.img")
-	f, err := os.Create(file)
-	require.NoError(t, err)
-	require.NoError(t, f.Truncate(size))
-	require.NoError(t, f.Close())
-	out, err := exec.Command("losetup", "--find", "--show", file).CombinedOutput()
-	require.NoError(t, err, "losetup: %s", out)
-	dev := strings.TrimSpace(string(out))
-	t.Cleanup(func() {
-		if out, err := exec.Command("losetup", "--detach", dev).CombinedOutput(); err != nil {
-			t.Logf("losetup --detach %s: %v: %s", dev, err, out)
-		}
-	})
-	return dev
 }
 
 // localBlockPV makes a local PV of the cluster's node in Block mode on device, reserved for the
@@ -194,17 +173,6 @@ func blockApp(ns, image string) *appsv1.Deployment {
 	c.VolumeDevices = []corev1.VolumeDevice{{Name: "data", DevicePath: "/dev/xvda"}}
 	c.SecurityContext = &corev1.SecurityContext{RunAsUser: ptr.To[int64](0)}
 	return d
-}
-
-// writeDevice writes b at offset into a block device and flushes it.
-func writeDevice(t *testing.T, device string, offset int64, b []byte) {
-	t.Helper()
-	f, err := os.OpenFile(device, os.O_WRONLY, 0)
-	require.NoError(t, err)
-	defer f.Close()
-	_, err = f.WriteAt(b, offset)
-	require.NoError(t, err)
-	require.NoError(t, f.Sync())
 }
 
 // deviceSum is the MD5 of a block device's first size bytes, as md5sum prints it.
