@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -219,23 +220,33 @@ func TestScheduledStages(t *testing.T) {
 	st2 := transferStatus(t, ctx, src, ns, "data")
 	require.Equal(t, string(second.UID), st2.ID)
 	require.Equal(t, operation.PhaseCompleted, st2.Phase, st2.Message)
-	assert.Equal(t, int64(changed), st2.FilesSent)
+	// At most what changed: a scheduled backup replaced meanwhile may have sent some of it.
+	assert.LessOrEqual(t, st2.FilesSent, int64(changed))
 	require.NoError(t, treediff.Equal(srcDir, boundVolumeDir(t, ctx, dst, ns, "data"), treediff.All()))
 }
 
 // waitScheduledBackup waits for a Completed backup of the schedule other than after (and newer).
+// A scheduled stage that outlasts the schedule's period is replaced by the next one (the
+// older backup is PartiallyFailed, saying so): that is skipped, any other failure is not.
 func waitScheduledBackup(t *testing.T, ctx context.Context, c *stack.Cluster, schedule, after string) *velerov1.Backup {
 	t.Helper()
 	var found *velerov1.Backup
+	replaced := map[string]bool{}
 	require.EventuallyWithT(t, func(ct *assert.CollectT) {
 		var list velerov1.BackupList
 		require.NoError(ct, c.Client.List(ctx, &list))
+		slices.SortFunc(list.Items, func(a, b velerov1.Backup) int { return strings.Compare(a.Name, b.Name) })
 		for i := range list.Items {
 			b := &list.Items[i]
-			if b.Labels[velerov1.ScheduleNameLabel] != schedule || b.Name <= after {
+			if b.Labels[velerov1.ScheduleNameLabel] != schedule || b.Name <= after || replaced[b.Name] {
 				continue
 			}
-			require.NotEqual(ct, velerov1.BackupPhasePartiallyFailed, b.Status.Phase, "scheduled backup %s: %s", b.Name, b.Status.FailureReason)
+			if b.Status.Phase == velerov1.BackupPhasePartiallyFailed {
+				desc := describeBackup(t, ctx, c, b.Name)
+				require.Contains(ct, desc, "was replaced by", "scheduled backup %s: %s", b.Name, b.Status.FailureReason)
+				replaced[b.Name] = true
+				continue
+			}
 			require.Equal(ct, velerov1.BackupPhaseCompleted, b.Status.Phase, "scheduled backup %s", b.Name)
 			require.Equal(ct, "stage", b.Labels[keys.Migration], "the schedule's label reaches its backups")
 			found = b
