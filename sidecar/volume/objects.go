@@ -238,7 +238,7 @@ func asDevice(c *corev1.Container) {
 
 // isBlock says whether a PVC is a raw block volume (volumeMode: Block).
 func isBlock(pvc *corev1.PersistentVolumeClaim) bool {
-	return pvc.Spec.VolumeMode != nil && *pvc.Spec.VolumeMode == corev1.PersistentVolumeBlock
+	return volumeModeOf(pvc) == corev1.PersistentVolumeBlock
 }
 
 // binary is the data mover in transfer images (deploy/Dockerfile.datamover).

@@ -7,7 +7,6 @@ import (
 	"context"
 	"crypto/md5"
 	"encoding/hex"
-	"fmt"
 	"io"
 	"maps"
 	"math/rand/v2"
@@ -192,17 +191,6 @@ func deviceSum(t *testing.T, device string, size int64) string {
 func waitAppRunning(t *testing.T, ctx context.Context, c *stack.Cluster, ns string) string {
 	t.Helper()
 	var pod string
-	require.EventuallyWithT(t, func(ct *assert.CollectT) {
-		pods, err := c.Kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: appLabel + "=app"})
-		require.NoError(ct, err)
-		var running []string
-		for _, p := range pods.Items {
-			if p.Status.Phase == corev1.PodRunning && p.DeletionTimestamp == nil {
-				running = append(running, p.Name)
-			}
-		}
-		require.Len(ct, running, 1, "running app pods on the %s cluster: %s", c.Name, fmt.Sprint(names(pods.Items)))
-		pod = running[0]
-	}, 3*time.Minute, time.Second)
+	require.EventuallyWithT(t, func(ct *assert.CollectT) { pod = runningPod(ct, ctx, c, ns, "app") }, 3*time.Minute, time.Second)
 	return pod
 }

@@ -176,21 +176,27 @@ func waitServing(t *testing.T, ctx context.Context, c *stack.Cluster, ns, want s
 	t.Helper()
 	var pod string
 	require.EventuallyWithT(t, func(ct *assert.CollectT) {
-		pods, err := c.Kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: appLabel + "=web"})
-		require.NoError(ct, err)
-		var running []string
-		for _, p := range pods.Items {
-			if p.Status.Phase == corev1.PodRunning && p.DeletionTimestamp == nil {
-				running = append(running, p.Name)
-			}
-		}
-		require.Len(ct, running, 1, "running app pods on the %s cluster", c.Name)
-		out, err := c.Kubectl(ctx, "-n", ns, "exec", running[0], "--", "wget", "-q", "-O-", "http://127.0.0.1:8080/index.html")
+		running := runningPod(ct, ctx, c, ns, "web")
+		out, err := c.Kubectl(ctx, "-n", ns, "exec", running, "--", "wget", "-q", "-O-", "http://127.0.0.1:8080/index.html")
 		require.NoError(ct, err)
 		require.Equal(ct, want+"\n", out)
-		pod = running[0]
+		pod = running
 	}, 3*time.Minute, time.Second)
 	return pod
+}
+
+// runningPod is the name of app's one running pod on c (none or several fail ct).
+func runningPod(ct *assert.CollectT, ctx context.Context, c *stack.Cluster, ns, app string) string {
+	pods, err := c.Kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: appLabel + "=" + app})
+	require.NoError(ct, err)
+	var running []string
+	for _, p := range pods.Items {
+		if p.Status.Phase == corev1.PodRunning && p.DeletionTimestamp == nil {
+			running = append(running, p.Name)
+		}
+	}
+	require.Len(ct, running, 1, "running %s pods on the %s cluster: %v", app, c.Name, names(pods.Items))
+	return running[0]
 }
 
 // writeAs writes files (and their folders) under dir owned by uid.
