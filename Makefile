@@ -52,7 +52,7 @@ test: deps tools build vet ## Everything: unit, contract, data plane, e2e, the s
 test-unit: ## Unit, contract and data-plane tests (real rsync/stunnel/registries; no cluster)
 	$(GO) test -count=1 -timeout 20m ./...
 
-# E2E_FLAGS: extra `go test` flags for test-e2e, e.g. E2E_FLAGS="-run 'TestPodRunner|TestDemo'".
+# E2E_FLAGS: extra `go test` flags for test-e2e, e.g. E2E_FLAGS="-run 'TestDemo|TestRestrictedMigrationOnRealNodes'".
 # A failed run ends with a summary of its failures (hack/test-summary.sh); the whole log is _output/e2e.log.
 E2E_FLAGS ?=
 # The parallel e2e tests mostly wait on their clusters, so more of them run at once than there are

@@ -45,7 +45,7 @@ kube_lane() {
   build kube-apiserver kube ./kube-apiserver v1.33.13 "$kube_ldflags"
   build kube-controller-manager kube ./kube-controller-manager v1.33.13 "$kube_ldflags"
   build kubectl kube ./kubectl v1.33.13 "$kube_ldflags"
-  # a real node per cluster (Options.RealNodes): kubelet, kube-proxy and the scheduler that binds pods to it
+  # a real node per cluster: kubelet, kube-proxy and the scheduler that binds pods to it
   build kube-scheduler kube ./kube-scheduler v1.33.13 "$kube_ldflags"
   build kube-proxy kube ./kube-proxy v1.33.13 "$kube_ldflags"
   build kubelet kube ./kubelet v1.33.13 "$kube_ldflags"

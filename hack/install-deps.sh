@@ -17,7 +17,7 @@ declare -A want=(
   [util-linux]=/usr/bin/unshare
   # promtool: the unit tests of deploy/monitoring's alert rules
   [prometheus]=/usr/bin/promtool
-  # the stack's real nodes (Options.RealNodes): container runtime, CNI plugins, kube-proxy's tools
+  # the stack's real nodes: container runtime, CNI plugins, kube-proxy's tools
   [containerd]=/usr/bin/containerd
   [runc]=/usr/sbin/runc
   [containernetworking-plugins]=/usr/lib/cni/bridge

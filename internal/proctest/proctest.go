@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 )
 
 // ChildPIDs lists the live children of process parent whose command name is comm, as /proc
@@ -53,4 +54,45 @@ func procStat(pid int) (comm, state string, ppid int, ok bool) {
 		return "", "", 0, false
 	}
 	return string(stat[i+1 : j]), state, ppid, true
+}
+
+// PodPIDs lists the processes of a Kubernetes pod on this machine (see PodUID).
+func PodPIDs(uid string) []int {
+	if uid == "" {
+		return nil
+	}
+	var pids []int
+	procs, _ := os.ReadDir("/proc")
+	for _, p := range procs {
+		if pid, err := strconv.Atoi(p.Name()); err == nil && PodUID(pid) == uid {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// Args is the command line of pid, nil when it cannot be read (or it is a kernel thread).
+func Args(pid int) []string {
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil || len(cmdline) == 0 {
+		return nil
+	}
+	return strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00")
+}
+
+// PodUID is the uid of the Kubernetes pod pid runs in ("" for a process outside pods), read from
+// kubelet's pod<uid> element of its cgroup path.
+func PodUID(pid int) string {
+	cg, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if err != nil {
+		return ""
+	}
+	for _, line := range strings.Split(string(cg), "\n") {
+		for _, elem := range strings.Split(line, "/") {
+			if uid, ok := strings.CutPrefix(elem, "pod"); ok && len(uid) == 36 {
+				return uid
+			}
+		}
+	}
+	return ""
 }

@@ -17,7 +17,7 @@ import (
 	"github.com/ferry-dev/ferry/internal/operation"
 )
 
-// Paths inside transfer pods. The test stack's pod runner bind-mounts volumes only under /mnt.
+// Paths inside transfer pods: everything ferry mounts is under /mnt, apart from the image.
 const (
 	DataPath  = "/mnt/data"
 	CertsPath = "/mnt/certs"

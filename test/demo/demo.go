@@ -4,9 +4,9 @@
 // keeps running, cut over with a final backup, and restored on the target, then the target is
 // compared with the source. `make demo` runs it on a fresh stack; an e2e test runs the same code.
 //
-// The stack has no kubelet for the app (only ferry's transfer pods run), so "uploading files"
-// writes them into the PVC's volume folder, and the app's pods stay Pending: the data, the
-// objects and the images are real, the app's processes are not.
+// The app is busybox httpd serving its volume (the stack's app image, pushed to the source's
+// registry as the app's image); "uploading files" writes them into the PVC's volume folder, and
+// the check at the end fetches them over HTTP from the app's pod on the target.
 package demo
 
 import (
@@ -35,6 +35,7 @@ import (
 	"github.com/ferry-dev/ferry/internal/operation"
 	"github.com/ferry-dev/ferry/internal/treediff"
 	"github.com/ferry-dev/ferry/internal/units"
+	"github.com/ferry-dev/ferry/test/images"
 	"github.com/ferry-dev/ferry/test/stack"
 )
 
@@ -170,7 +171,7 @@ func (d *runner) deploy(ctx context.Context) (string, error) {
 	if err := src.CreateNamespace(ctx, ns, nil); err != nil {
 		return "", err
 	}
-	digest, err := registrytest.At(src.RegistryHost).PushImage(ns+"/"+appName+":1.0", 3, 2<<20)
+	digest, err := src.PushImage(ctx, images.AppName, ns+"/"+appName+":1.0")
 	if err != nil {
 		return "", fmt.Errorf("pushing the app's image to the source registry: %w", err)
 	}
@@ -210,6 +211,7 @@ func (d *runner) deploy(ctx context.Context) (string, error) {
 				Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: corev1.PodSpec{
 					Containers: []corev1.Container{{
 						Name: "uploader", Image: repo + "@" + digest,
+						Command:      images.Serve("/srv", 8080, ""),
 						Ports:        []corev1.ContainerPort{{ContainerPort: 8080}},
 						EnvFrom:      []corev1.EnvFromSource{{SecretRef: &corev1.SecretEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: "uploader-credentials"}}}},
 						VolumeMounts: []corev1.VolumeMount{{Name: "uploads", MountPath: "/srv/uploads"}},
@@ -276,13 +278,17 @@ func (d *runner) upload(n, count int) (string, error) {
 	return msg, nil
 }
 
+// FerryConfig is the demo's ferry-config (the e2e tests' base configuration too).
+var FerryConfig = map[string]string{
+	"endpointType":        "LoadBalancer", // the stack's LoadBalancer stand-in gives them addresses
+	"storageClassMapping": "standard=fast",
+	"registryInsecure":    "true", // the stack's registries speak plain HTTP
+	"prepareTimeout":      "3m",
+	"quiesceTimeout":      "3m",
+}
+
 func (d *runner) setUpFerry(ctx context.Context) (string, error) {
-	cfg := map[string]string{
-		"endpointType":        "LoadBalancer", // the stack's pod runner publishes LoadBalancer addresses
-		"storageClassMapping": "standard=fast",
-		"registryInsecure":    "true", // the stack's registries speak plain HTTP
-	}
-	if err := d.s.ConfigureFerry(ctx, cfg); err != nil {
+	if err := d.s.ConfigureFerry(ctx, FerryConfig); err != nil {
 		return "", err
 	}
 	// The target publishes where its registry is reachable from outside, as OpenShift 4 does.
@@ -434,7 +440,7 @@ func (d *runner) verify(ctx context.Context) (string, error) {
 	}
 	check("the target volume equals the source byte for byte (and by owner, mode, mtime, links)", err)
 
-	got, err := registrytest.At(dst.RegistryHost).Digest(ns + "/" + appName + ":1.0")
+	got, err := registrytest.At(dst.RegistryFromHost).Digest(ns + "/" + appName + ":1.0")
 	if err == nil && got != d.image {
 		err = fmt.Errorf("target digest %s, source %s", got, d.image)
 	}
@@ -448,6 +454,8 @@ func (d *runner) verify(ctx context.Context) (string, error) {
 		err = fmt.Errorf("image %s", dep.Spec.Template.Spec.Containers[0].Image)
 	}
 	check("the Deployment is back with 2 replicas, pulling from the target registry", err)
+
+	check("the target's app pods run and serve the uploads over HTTP, the source's bytes", d.serving(ctx, dst, ns))
 
 	srcDep, err := src.Kube.AppsV1().Deployments(ns).Get(ctx, appName, metav1.GetOptions{})
 	if err == nil && (srcDep.Spec.Replicas == nil || *srcDep.Spec.Replicas != 0) {
@@ -482,6 +490,56 @@ func (d *runner) verify(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("%d of %d checks failed", failed, len(d.r.Checks))
 	}
 	return fmt.Sprintf("%d checks passed", len(d.r.Checks)), nil
+}
+
+// serving waits (up to 3 minutes) until the app's 2 pods on c run and each serves index.txt and
+// the first upload with the bytes of the source's volume, fetched over HTTP inside the pod.
+func (d *runner) serving(ctx context.Context, c *stack.Cluster, ns string) error {
+	files := []string{"index.txt"}
+	if uploads, _ := filepath.Glob(filepath.Join(d.srcDir, "*", "upload-000.bin")); len(uploads) == 1 {
+		rel, _ := filepath.Rel(d.srcDir, uploads[0])
+		files = append(files, rel)
+	}
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		err := d.serves(ctx, c, ns, files)
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(2 * time.Second)
+	}
+}
+
+func (d *runner) serves(ctx context.Context, c *stack.Cluster, ns string, files []string) error {
+	pods, err := c.Kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=" + appName})
+	if err != nil {
+		return err
+	}
+	var running []string
+	for _, p := range pods.Items {
+		if p.Status.Phase == corev1.PodRunning && p.DeletionTimestamp == nil {
+			running = append(running, p.Name)
+		}
+	}
+	if len(running) != 2 {
+		return fmt.Errorf("%d running pods of %s, want 2", len(running), appName)
+	}
+	for _, pod := range running {
+		for _, f := range files {
+			want, err := os.ReadFile(filepath.Join(d.srcDir, f))
+			if err != nil {
+				return err
+			}
+			got, err := c.Kubectl(ctx, "-n", ns, "exec", pod, "--", "wget", "-q", "-O-", "http://127.0.0.1:8080/uploads/"+f)
+			if err != nil {
+				return fmt.Errorf("pod %s: GET /uploads/%s: %w", pod, f, err)
+			}
+			if got != string(want) {
+				return fmt.Errorf("pod %s serves /uploads/%s with %d bytes that differ from the source's %d", pod, f, len(got), len(want))
+			}
+		}
+	}
+	return nil
 }
 
 func (d *runner) volumeDir(ctx context.Context, c *stack.Cluster, ns string) (string, error) {

@@ -164,7 +164,7 @@ func localBlockPV(t *testing.T, ctx context.Context, c *stack.Cluster, class, ns
 // blockApp is a Deployment whose pod has the claim "disk" as the device /dev/xvda (root: the
 // node's device files are root's).
 func blockApp(ns, image string) *appsv1.Deployment {
-	d := deploymentUsing(ns, "app", 1, "disk")
+	d := deploymentUsing(ns, "app", 1, "disk", image)
 	c := &d.Spec.Template.Spec.Containers[0]
 	c.Image = image
 	c.Command = []string{"sleep", "86400"}

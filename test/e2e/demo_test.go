@@ -17,8 +17,9 @@ import (
 
 // TestDemo runs `make demo`'s migration (the same code) on the shared stack, so the demo cannot
 // rot: every check of its report must hold, and each stage must have moved what it should.
-// Serial: it sets the shared ferry-config (and it runs while the unit tests still do).
+// Its ferry-config is the base one (demo.FerryConfig), so it runs beside the other tests.
 func TestDemo(t *testing.T) {
+	t.Parallel()
 	s := stacks.Get(t, stack.Options{OpenShift: true})
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Minute)
 	defer cancel()

@@ -19,6 +19,7 @@ import (
 	velerov1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/utils/ptr"
 
 	"github.com/ferry-dev/ferry/internal/keys"
 	"github.com/ferry-dev/ferry/internal/operation"
@@ -270,7 +271,7 @@ func targetAPIServerStopped(t *testing.T, ctx context.Context, s *stack.Stack, r
 	// Not useSidecar: it would write ferry-config to the target, which is down.
 	sidecar, err := s.EnsureSidecar(ctx)
 	require.NoError(t, err)
-	require.NoError(t, sidecar.Kill())
+	require.NoError(t, sidecar.Kill(ctx))
 	_, err = s.EnsureSidecar(ctx)
 	require.NoError(t, err)
 	time.Sleep(time.Until(down.Add(outage))) // at least the outage, however long Velero took
@@ -309,14 +310,12 @@ func targetAPIServerStopped(t *testing.T, ctx context.Context, s *stack.Stack, r
 	report(preparing.end(t, ctx, s))
 }
 
-// killedWhileQuiescing adds a workload whose pod does not stop: it is bound to the node, where
-// no kubelet runs it (the pod runner runs ferry's pods only), so once deleted it stays
-// Terminating, as pods on a node that stopped answering do. A final waits in Quiescing; the
-// test SIGKILLs the data mover there and starts another; once the pod is gone the new one goes
-// on from what the status and the workloads' annotations say, copies, and the app stays
-// quiesced as a completed final leaves it. (A pod held by a finalizer would not do: the pod
-// garbage collector marks an unscheduled terminating pod Failed, and a failed pod no longer
-// uses the volume.)
+// killedWhileQuiescing adds a workload whose pod does not stop: it ignores SIGTERM and has ten
+// minutes to go, so once deleted it stays Terminating, as a pod slow to shut down does. A final
+// waits in Quiescing; the test SIGKILLs the data mover there, and kubelet starts it again; once
+// the pod is gone (the test force-deletes it) the new process goes on from what the status and
+// the workloads' annotations say, copies, and the app stays quiesced as a completed final
+// leaves it.
 func killedWhileQuiescing(t *testing.T, ctx context.Context, s *stack.Stack) string {
 	var heldNS string
 	release := func() {
@@ -334,14 +333,13 @@ func killedWhileQuiescing(t *testing.T, ctx context.Context, s *stack.Stack) str
 	t.Cleanup(release)
 	f := fault{name: "data mover SIGKILLed", when: "during Quiescing (final)", final: true, mib: 4, completes: true,
 		setup: func(t *testing.T, ctx context.Context, s *stack.Stack, ns string) {
-			stuck := deploymentUsing(ns, "stuck", 1, "data")
-			stuck.Spec.Template.Spec.NodeName = s.Source.NodeName
+			stuck := deploymentUsing(ns, "stuck", 1, "data", appImage(s))
+			stuck.Spec.Template.Spec.Containers[0].Command = []string{"sh", "-c", `trap "" TERM; while true; do sleep 1; done`}
+			stuck.Spec.Template.Spec.TerminationGracePeriodSeconds = ptr.To[int64](600)
 			create(t, ctx, s.Source, stuck)
 			require.EventuallyWithT(t, func(ct *assert.CollectT) {
-				pods, err := s.Source.Kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: appLabel + "=stuck"})
-				require.NoError(ct, err)
-				require.Len(ct, pods.Items, 1)
-			}, time.Minute, 250*time.Millisecond)
+				runningPod(ct, ctx, s.Source, ns, "stuck")
+			}, 2*time.Minute, 250*time.Millisecond)
 			heldNS = ns
 		}}
 	m := startMigration(t, ctx, s, f)
@@ -353,7 +351,7 @@ func killedWhileQuiescing(t *testing.T, ctx context.Context, s *stack.Stack) str
 	}, 2*time.Minute, 250*time.Millisecond)
 	sidecar, err := s.EnsureSidecar(ctx)
 	require.NoError(t, err)
-	require.NoError(t, sidecar.Kill())
+	require.NoError(t, sidecar.Kill(ctx))
 	_, err = s.EnsureSidecar(ctx)
 	require.NoError(t, err)
 	requireReplicas(t, ctx, s.Source, m.ns, "web", 0, "the app stays scaled down while the new data mover waits")
@@ -362,12 +360,13 @@ func killedWhileQuiescing(t *testing.T, ctx context.Context, s *stack.Stack) str
 	return m.end(t, ctx, s)
 }
 
-// staleLease stops the data mover without a goodbye: once its Lease is older than its duration
-// (plus the plugins' grace), a migration backup fails at once saying the data mover is not
-// running, instead of waiting for the item-operation timeout; ordinary data stays untouched.
+// staleLease stops the data mover (its Deployment scaled to zero): once its Lease is older than
+// its duration (plus the plugins' grace), a migration backup fails at once saying the data mover
+// is not running, instead of waiting for the item-operation timeout; ordinary data stays
+// untouched.
 func staleLease(t *testing.T, ctx context.Context, s *stack.Stack, cfg map[string]string) string {
-	sidecar := useSidecar(t, ctx, s, cfg)
-	require.NoError(t, sidecar.Kill())
+	useSidecar(t, ctx, s, cfg)
+	require.NoError(t, s.StopSidecar(ctx))
 	t.Cleanup(func() { useSidecar(t, context.Background(), s, cfg) })
 	m := &migration{f: fault{name: "stale Lease (data mover stopped)", when: "at backup (final)", final: true}}
 	m.ns, m.srcDir = appWithData(t, ctx, s, "fault", 2, 1)

@@ -35,8 +35,7 @@ var imageStreamGVR = schema.GroupVersionResource{Group: "image.openshift.io", Ve
 // internal registry, mapped namespace, stream, tag). ImageStreamTags cannot be CRD objects
 // (their names hold a colon); the unit tests cover their restore.
 func TestImageStreamMigration(t *testing.T) {
-	// Serial on the shared stack: its ferry-config (plain-HTTP registries, a namespace mapping)
-	// is not the base one the parallel tests use.
+	t.Parallel() // the base ferry-config; the namespace mapping is the backups' own
 	s := stacks.Get(t, stack.Options{OpenShift: true})
 	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Minute)
 	defer cancel()
@@ -45,14 +44,14 @@ func TestImageStreamMigration(t *testing.T) {
 	ns := s.Namespace(t, "images")
 	mapped := ns + "-new"
 	t.Cleanup(func() { _ = dst.DeleteNamespace(context.Background(), mapped) })
-	// The stack's registries speak plain HTTP: ferry needs the explicit opt-in.
-	useSidecar(t, ctx, s, map[string]string{"registryInsecure": "true", "namespaceMapping": ns + "=" + mapped})
+	useSidecar(t, ctx, s, nil)
+	mapping := []string{"--annotations", keys.NamespaceMapping + "=" + ns + ":" + mapped}
 	// The target publishes its registry's external name, where the source pushes (OpenShift 4's
 	// images.config.openshift.io status; discovery, not configuration).
 	publishExternalRegistry(t, ctx, dst)
 
 	// Pushed images: v1 twice (so it has history), and a manifest list.
-	srcRegistry, dstRegistry := registrytest.At(src.RegistryHost), registrytest.At(dst.RegistryHost)
+	srcRegistry, dstRegistry := registrytest.At(src.RegistryFromHost), registrytest.At(dst.RegistryFromHost)
 	v1Old, err := srcRegistry.PushImage(ns+"/web:v1", 2, 256<<10)
 	require.NoError(t, err)
 	v1, err := srcRegistry.PushImage(ns+"/web:v1", 3, 256<<10)
@@ -76,7 +75,7 @@ func TestImageStreamMigration(t *testing.T) {
 	create(t, ctx, src, deployment(ns, "web", 0, repo+"@"+v1))
 
 	// Stage: the images go.
-	stage, err := migrationBackup(t, ctx, src, "stage", ns)
+	stage, err := migrationBackup(t, ctx, src, "stage", ns, mapping...)
 	require.NoError(t, err)
 	st := imageCopyStatus(t, ctx, src, ns, "web")
 	assert.Equal(t, string(stage.UID), st.ID)
@@ -95,7 +94,7 @@ func TestImageStreamMigration(t *testing.T) {
 	t.Logf("stage: %d images, %d blobs sent (%d bytes), %d skipped", st.Images, st.BlobsSent, st.BytesSent, st.BlobsSkipped)
 
 	// Final: nothing changed, nothing is sent.
-	final, err := migrationBackup(t, ctx, src, "final", ns)
+	final, err := migrationBackup(t, ctx, src, "final", ns, mapping...)
 	require.NoError(t, err)
 	again := imageCopyStatus(t, ctx, src, ns, "web")
 	assert.Equal(t, string(final.UID), again.ID)
@@ -119,7 +118,7 @@ func TestImageStreamMigration(t *testing.T) {
 	// Where OpenShift resolves a pushed tag: the target's internal registry, the mapped namespace.
 	internal := dst.RegistryHost
 	for tag, want := range map[string]string{"v1": v1, "multi": multi} {
-		got, err := registrytest.At(internal).Digest(mapped + "/web:" + tag)
+		got, err := dstRegistry.Digest(mapped + "/web:" + tag)
 		require.NoError(t, err)
 		assert.Equal(t, want, got, "the target stream's tag %s resolves by the same digest", tag)
 	}
@@ -132,7 +131,7 @@ func TestImageStreamMigration(t *testing.T) {
 	d := requireWorkload(t, ctx, dst, mapped, "web", 0)
 	img := d.Spec.Template.Spec.Containers[0].Image
 	assert.Equal(t, internal+"/"+mapped+"/web@"+v1, img, "the Deployment pulls from the target registry")
-	got, err := registrytest.At(internal).Digest(mapped + "/web@" + v1)
+	got, err := dstRegistry.Digest(mapped + "/web@" + v1)
 	require.NoError(t, err)
 	assert.Equal(t, v1, got)
 }

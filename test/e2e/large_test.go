@@ -56,7 +56,7 @@ func TestLargeVolume(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Minute)
 	defer cancel()
 	src, dst := s.Source, s.Target
-	useSidecar(t, ctx, s, nil)
+	sidecar := useSidecar(t, ctx, s, nil)
 
 	ns := s.Namespace(t, "large")
 	create(t, ctx, src, pvc(ns, "data"))
@@ -66,17 +66,17 @@ func TestLargeVolume(t *testing.T) {
 	t.Logf("wrote %d files, %.2f GiB in %s", files, float64(size)/(1<<30), time.Since(start).Round(time.Second))
 	require.GreaterOrEqual(t, size, int64(3<<30))
 
-	transferPods := map[string]bool{}
+	ferryPods := map[string]bool{sidecar.UID: true}
 	mem := watchMemory(s.Pids, func() map[string]bool {
 		sel := labels.SelectorFromSet(map[string]string{keys.ManagedByLabel: keys.ManagedByValue}).String()
 		for _, c := range s.Clusters() {
 			if pods, err := c.Kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: sel}); err == nil {
 				for _, p := range pods.Items {
-					transferPods[p.Name] = true
+					ferryPods[string(p.UID)] = true
 				}
 			}
 		}
-		return transferPods
+		return ferryPods
 	})
 	defer mem.Stop()
 

@@ -3,7 +3,6 @@
 package e2e
 
 import (
-	"bytes"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -15,9 +14,9 @@ import (
 )
 
 // peakMemory follows ferry's processes while a test runs and keeps the highest peak resident
-// set (the kernel's VmHWM) of each kind: the data mover and the plugins Velero started (children
-// of the stack's processes), and `ferry-datamover send` and `serve` in the transfer pods whose
-// names pods() returns (the pod runner sets HOSTNAME to the pod's name).
+// set (the kernel's VmHWM) of each kind: the plugins Velero started (children of the stack's
+// processes roots() returns), and `ferry-datamover controller`, `send` and `serve` in the pods
+// whose uids pods() returns (the data mover's and the transfer pods).
 type peakMemory struct {
 	roots func() []int
 	pods  func() map[string]bool
@@ -69,11 +68,10 @@ func (m *peakMemory) sample() {
 			continue
 		}
 		dir := filepath.Join("/proc", e.Name())
-		cmdline, err := os.ReadFile(filepath.Join(dir, "cmdline"))
-		if err != nil {
+		argv := proctest.Args(pid)
+		if argv == nil {
 			continue
 		}
-		argv := strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00")
 		kind := ""
 		switch filepath.Base(argv[0]) {
 		case "ferry-plugins":
@@ -84,13 +82,8 @@ func (m *peakMemory) sample() {
 			if len(argv) < 2 {
 				continue
 			}
-			switch {
-			case roots[pid]:
+			if pods[proctest.PodUID(pid)] {
 				kind = "ferry-datamover " + argv[1]
-			case argv[1] == "send" || argv[1] == "serve":
-				if pods[environ(dir, "HOSTNAME")] {
-					kind = "ferry-datamover " + argv[1]
-				}
 			}
 		}
 		if kind == "" {
@@ -102,19 +95,6 @@ func (m *peakMemory) sample() {
 			m.mu.Unlock()
 		}
 	}
-}
-
-func environ(dir, name string) string {
-	env, err := os.ReadFile(filepath.Join(dir, "environ"))
-	if err != nil {
-		return ""
-	}
-	for _, kv := range bytes.Split(env, []byte{0}) {
-		if v, ok := strings.CutPrefix(string(kv), name+"="); ok {
-			return v
-		}
-	}
-	return ""
 }
 
 // vmHWM is the process's peak resident set in bytes, 0 when it cannot be read.

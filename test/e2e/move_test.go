@@ -45,7 +45,7 @@ func TestFinalOfAMovedVolume(t *testing.T) {
 			_ = c.Kube.CoreV1().PersistentVolumes().Delete(context.Background(), pv.Name, metav1.DeleteOptions{})
 		})
 	}
-	create(t, ctx, src, pv, claim, deploymentUsing(ns, "web", 2, "data"), deployment(ns, "front", 3, "docker.io/library/busybox:1.36"))
+	create(t, ctx, src, pv, claim, deploymentUsing(ns, "web", 2, "data", appImage(s)), deployment(ns, "front", 3, "docker.io/library/busybox:1.36"))
 	require.Equal(t, pv.Name, boundVolume(t, ctx, src, ns, "data").Name)
 
 	// A stage of a moved volume has nothing to do: no request, the app untouched.

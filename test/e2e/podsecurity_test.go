@@ -18,8 +18,7 @@ import (
 // TestPodSecurityNamespaces migrates a PVC out of, and into, namespaces that enforce Pod
 // Security "baseline" with the default root transfer pods: the API server's PodSecurity admission
 // would refuse a transfer pod that asked for more than baseline's capabilities (DAC_READ_SEARCH
-// did). "restricted" with transferRunAsRoot: false needs a node that runs pods as their user
-// (the pod runner runs them as root): TestRestrictedMigrationOnRealNodes.
+// did). "restricted", with transferRunAsRoot: false: TestRestrictedMigrationOnRealNodes.
 func TestPodSecurityNamespaces(t *testing.T) {
 	t.Parallel() // the base ferry-config: shared with the other parallel tests (see useSidecar)
 	s := stacks.Get(t, stack.Options{OpenShift: true})

@@ -142,17 +142,21 @@ func TestIdentities(t *testing.T) {
 		}
 	}
 	dryRun := metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}
-	_, err := mallory.CoreV1().Pods(app).Create(ctx, transferPod(stack.TransferImage, "ferry-datamover", "serve"), dryRun)
+	// The service account exists where ferry has run a transfer (ServiceAccount admission would
+	// refuse the pods before the policy otherwise).
+	_, err := s.Source.Kube.CoreV1().ServiceAccounts(app).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "ferry-transfer"}}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	_, err = mallory.CoreV1().Pods(app).Create(ctx, transferPod(s.TransferImage(), "ferry-datamover", "serve"), dryRun)
 	require.Error(t, err, "a tenant runs a pod as ferry-transfer")
 	assert.Contains(t, err.Error(), "only ferry-datamover may run pods as the ferry-transfer service account")
 	ferry := impersonate(t, s.Source, datamover.user(), datamover.namespace)
 	_, err = ferry.CoreV1().Pods(app).Create(ctx, transferPod("docker.io/library/busybox:1.36", "ferry-datamover", "serve"), dryRun)
 	require.Error(t, err, "ferry's identity runs another image as ferry-transfer")
 	assert.Contains(t, err.Error(), "runs ferry's transfer image only")
-	_, err = ferry.CoreV1().Pods(app).Create(ctx, transferPod(stack.TransferImage, "sh", "-c", "cat /etc/shadow"), dryRun)
+	_, err = ferry.CoreV1().Pods(app).Create(ctx, transferPod(s.TransferImage(), "sh", "-c", "cat /etc/shadow"), dryRun)
 	require.Error(t, err, "ferry's identity runs a shell as ferry-transfer")
 	assert.Contains(t, err.Error(), "runs ferry-datamover send or serve")
-	_, err = ferry.CoreV1().Pods(app).Create(ctx, transferPod(stack.TransferImage, "ferry-datamover", "send"), dryRun)
+	_, err = ferry.CoreV1().Pods(app).Create(ctx, transferPod(s.TransferImage(), "ferry-datamover", "send"), dryRun)
 	assert.NoError(t, err, "ferry's own transfer pod is admitted")
 
 	// docs/rbac.md: what kubectl shows for each identity, in an application's namespace and its own.

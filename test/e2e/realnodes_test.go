@@ -23,6 +23,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/ferry-dev/ferry/internal/operation"
+	"github.com/ferry-dev/ferry/internal/proctest"
 	"github.com/ferry-dev/ferry/internal/treediff"
 	"github.com/ferry-dev/ferry/test/images"
 	"github.com/ferry-dev/ferry/test/stack"
@@ -43,8 +44,8 @@ const appUID = 1234
 // as a CSI driver honouring fsGroup would; the target PVC is made ahead, as GitOps would.
 func TestRestrictedMigrationOnRealNodes(t *testing.T) {
 	t.Parallel() // the only test on the real-nodes stack: its ferry-config is its own
-	s := stack.StartT(t, stack.Options{RealNodes: true})
-	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Minute)
+	s := stack.StartT(t, stack.Options{Name: "restricted"})
+	ctx, cancel := context.WithTimeout(t.Context(), 25*time.Minute)
 	defer cancel()
 	src, dst := s.Source, s.Target
 	cfg := maps.Clone(baseFerryConfig)
@@ -56,7 +57,8 @@ func TestRestrictedMigrationOnRealNodes(t *testing.T) {
 		"storageClassMapping": "",
 	})
 	require.NoError(t, s.ConfigureFerry(ctx, cfg))
-	require.NoError(t, s.InstallDatamover(ctx), "the data mover from deploy/datamover and ferry's image")
+	_, err := s.EnsureSidecar(ctx)
+	require.NoError(t, err, "the data mover from deploy/datamover and ferry's image")
 
 	ns := stack.UniqueName("restricted")
 	for _, c := range s.Clusters() {
@@ -85,9 +87,19 @@ func TestRestrictedMigrationOnRealNodes(t *testing.T) {
 	_, err = src.Kube.CoreV1().Pods(ns).Get(ctx, srcPod, metav1.GetOptions{})
 	require.NoError(t, err, "a stage leaves the app's pod running")
 
-	// Final: the app's pod stops before the last pass.
-	writeAs(t, srcDir, appUID, map[string]string{"index.html": "version 2\n"})
+	// Final: the app's pod stops before the last pass. From here on the app writes a heartbeat
+	// file ten times a second: the trees can only be equal after the final if its last write
+	// came before the last pass, and no process of its pod is left on the source node.
+	pod, err := src.Kube.CoreV1().Pods(ns).Get(ctx, srcPod, metav1.GetOptions{})
+	require.NoError(t, err)
+	writeAs(t, srcDir, appUID, map[string]string{"index.html": "version 2\n", heartbeatGo: ""})
 	require.NoError(t, os.Remove(filepath.Join(srcDir, "uploads/a.bin")))
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		beats, err := os.ReadFile(filepath.Join(srcDir, heartbeat))
+		require.NoError(ct, err)
+		require.NotEqual(ct, "1\n", string(beats), "the app writes")
+	}, time.Minute, 100*time.Millisecond)
+	require.NotEmpty(t, proctest.PodPIDs(string(pod.UID)), "the app's processes are found by their pod's cgroup")
 	b2, err := migrationBackup(t, ctx, src, "final", ns)
 	require.NoError(t, err)
 	st = transferStatus(t, ctx, src, ns, "data")
@@ -96,7 +108,11 @@ func TestRestrictedMigrationOnRealNodes(t *testing.T) {
 	pods, err := src.Kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: appLabel + "=web"})
 	require.NoError(t, err)
 	assert.Empty(t, names(pods.Items), "the final stopped the source app's pod")
-	require.NoError(t, treediff.Equal(srcDir, dstDir, treediff.All()), "after the final")
+	assert.Empty(t, proctest.PodPIDs(string(pod.UID)), "no process of the app's pod is left on the source node")
+	require.NoError(t, treediff.Equal(srcDir, dstDir, treediff.All()), "after the final: the app's last heartbeat came before the last pass")
+	beats, err := os.ReadFile(filepath.Join(dstDir, heartbeat))
+	require.NoError(t, err)
+	t.Logf("the app wrote %s heartbeats before the final stopped it", strings.TrimSpace(string(beats)))
 
 	// Restore: the target's pod runs and serves what the final carried.
 	restoreOnTarget(t, ctx, s, b2.Name, "final")
@@ -150,10 +166,14 @@ func unschedulableClient(t *testing.T, ctx context.Context, s *stack.Stack, base
 	return fmt.Sprintf("| client pod cannot be scheduled | before Transferring (stage) | %s: %s | %s |", b.Status.Phase, transferStatus(t, ctx, src, ns, "data").Message, time.Since(start).Round(time.Second))
 }
 
+// heartbeatGo, once in the app's volume, makes restrictedWeb count ten times a second into
+// heartbeat.
+const heartbeatGo, heartbeat = "heartbeat.go", "heartbeat"
+
 // restrictedWeb is an app that meets Pod Security "restricted": busybox httpd as appUID serving
-// its volume.
+// its volume, and a writer of heartbeat (see heartbeatGo).
 func restrictedWeb(ns, image string) *appsv1.Deployment {
-	d := deploymentUsing(ns, "web", 1, "data")
+	d := deploymentUsing(ns, "web", 1, "data", image)
 	spec := &d.Spec.Template.Spec
 	spec.SecurityContext = &corev1.PodSecurityContext{
 		RunAsUser: ptr.To[int64](appUID), RunAsGroup: ptr.To[int64](appUID), RunAsNonRoot: ptr.To(true), FSGroup: ptr.To[int64](appUID),
@@ -161,7 +181,7 @@ func restrictedWeb(ns, image string) *appsv1.Deployment {
 	}
 	c := &spec.Containers[0]
 	c.Image = image
-	c.Command = []string{"httpd", "-f", "-p", "8080", "-h", "/srv"}
+	c.Command = images.Serve("/srv", 8080, `i=0; while true; do if [ -e /srv/`+heartbeatGo+` ]; then i=$((i+1)); echo $i > /srv/`+heartbeat+`; fi; sleep 0.1; done`)
 	c.Resources = corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("10m")}}
 	c.SecurityContext = &corev1.SecurityContext{
 		AllowPrivilegeEscalation: ptr.To(false), ReadOnlyRootFilesystem: ptr.To(true),

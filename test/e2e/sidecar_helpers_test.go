@@ -24,17 +24,15 @@ import (
 
 	"github.com/ferry-dev/ferry/internal/keys"
 	"github.com/ferry-dev/ferry/internal/operation"
+	"github.com/ferry-dev/ferry/test/demo"
+	"github.com/ferry-dev/ferry/test/images"
 	"github.com/ferry-dev/ferry/test/stack"
 )
 
-// baseFerryConfig is what every sidecar test starts from: endpoints through LoadBalancer
-// Services (the pod runner publishes their addresses) and the target's "fast" class.
-var baseFerryConfig = map[string]string{
-	"endpointType":        "LoadBalancer",
-	"storageClassMapping": "standard=fast",
-	"prepareTimeout":      "3m",
-	"quiesceTimeout":      "3m",
-}
+// baseFerryConfig is what every sidecar test starts from: the demo's (endpoints through
+// LoadBalancer Services, the target's "fast" class, plain-HTTP registries), so the demo runs
+// beside the other tests on the shared stack.
+var baseFerryConfig = demo.FerryConfig
 
 // useSidecar configures ferry on the source (ferry-config with base plus overrides, and the
 // target kubeconfig Secret) and makes sure the sidecar runs next to the source's Velero. A
@@ -55,15 +53,21 @@ func useSidecar(t *testing.T, ctx context.Context, s *stack.Stack, overrides map
 	return p
 }
 
-// deploymentUsing is a Deployment whose pods mount the PVC.
-func deploymentUsing(ns, name string, replicas int32, claim string) *appsv1.Deployment {
-	d := deployment(ns, name, replicas, "docker.io/library/busybox:1.36")
+// deploymentUsing is a Deployment whose pods mount the PVC at /srv and serve it over HTTP on
+// port 8080 (busybox httpd of the stack's app image, see appImage).
+func deploymentUsing(ns, name string, replicas int32, claim, image string) *appsv1.Deployment {
+	d := deployment(ns, name, replicas, image)
+	d.Spec.Template.Spec.Containers[0].Command = images.Serve("/srv", 8080, "")
 	d.Spec.Template.Spec.Volumes = []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{
 		PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: claim},
 	}}}
 	d.Spec.Template.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: "data", MountPath: "/srv"}}
 	return d
 }
+
+// appImage is the stack's test app image (busybox: sh, httpd, wget), pulled from the source's
+// registry by the nodes of both clusters.
+func appImage(s *stack.Stack) string { return s.Source.Image(images.AppName) }
 
 // migrationBackup runs `velero backup create` with ferry's migration label and waits for it.
 func migrationBackup(t *testing.T, ctx context.Context, c *stack.Cluster, kind, ns string, extra ...string) (*velerov1.Backup, error) {
@@ -228,7 +232,7 @@ func prettyJSON(v any) string {
 func appWithData(t *testing.T, ctx context.Context, s *stack.Stack, prefix string, replicas int32, bigMiB int) (string, string) {
 	t.Helper()
 	ns := s.Namespace(t, prefix)
-	create(t, ctx, s.Source, pvc(ns, "data"), deploymentUsing(ns, "web", replicas, "data"))
+	create(t, ctx, s.Source, pvc(ns, "data"), deploymentUsing(ns, "web", replicas, "data", appImage(s)))
 	dir := boundVolumeDir(t, ctx, s.Source, ns, "data")
 	fillVolume(t, dir)
 	if bigMiB > 0 {

@@ -6,8 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,6 +22,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	crclient "sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/ferry-dev/ferry/dashboard/view"
 	"github.com/ferry-dev/ferry/internal/keys"
@@ -49,7 +49,7 @@ func TestStageStageFinalRestore(t *testing.T) {
 	sidecar := useSidecar(t, ctx, s, nil)
 
 	ns := s.Namespace(t, "uploader")
-	create(t, ctx, src, pvc(ns, "data"), deploymentUsing(ns, "web", 2, "data"), secret(ns, "creds", map[string]string{"token": "t0ps3cret"}))
+	create(t, ctx, src, pvc(ns, "data"), deploymentUsing(ns, "web", 2, "data", appImage(s)), secret(ns, "creds", map[string]string{"token": "t0ps3cret"}))
 	srcDir := boundVolumeDir(t, ctx, src, ns, "data")
 	fillVolume(t, srcDir)
 	full := treediff.All()
@@ -129,16 +129,20 @@ func TestStageStageFinalRestore(t *testing.T) {
 	assert.Equal(t, "t0ps3cret", string(got.Data["token"]))
 
 	noTransferLeftovers(t, ctx, s, ns)
-	checkSidecarMetrics(t, sidecar)
+	checkSidecarMetrics(t, ctx, sidecar)
 }
 
-// checkSidecarMetrics reads the sidecar's Prometheus endpoint as a monitoring system would.
-func checkSidecarMetrics(t *testing.T, p *stack.Sidecar) {
+// checkSidecarMetrics reads the data mover's Prometheus endpoint as a monitoring system would
+// (through the API server's pod proxy: `kubectl get --raw …/pods/NAME:8087/proxy/metrics`), from
+// deploy/datamover's pod with its read-only root file system.
+func checkSidecarMetrics(t *testing.T, ctx context.Context, p *stack.Sidecar) {
 	t.Helper()
-	resp, err := http.Get("http://" + p.MetricsAddress + "/metrics")
+	pod, err := p.Cluster().Kube.CoreV1().Pods(p.Cluster().VeleroNamespace).Get(ctx, p.Pod, metav1.GetOptions{})
 	require.NoError(t, err)
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
+	sc := pod.Spec.Containers[0].SecurityContext
+	require.NotNil(t, sc)
+	assert.Equal(t, ptr.To(true), sc.ReadOnlyRootFilesystem, "deploy/datamover's container runs with a read-only root")
+	body, err := p.Metrics(ctx)
 	require.NoError(t, err)
 	for _, m := range []string{`ferry_transfers_total{result="completed",type="stage"}`, `ferry_transfers_total{result="completed",type="final"}`, "ferry_transfer_bytes_total", "ferry_transfer_duration_seconds_bucket"} {
 		assert.Contains(t, string(body), m)
@@ -210,15 +214,21 @@ func TestScheduledStages(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { _, _ = src.Velero(context.Background(), "schedule", "delete", schedule, "--confirm") })
 
-	// The first scheduled backup copies everything, the next only what changed meanwhile.
+	// The first scheduled backup copies everything, the next only what changed meanwhile. The
+	// schedule is paused while the test reads the PVC's status: a backup every minute may
+	// otherwise start before it looks.
 	first := waitScheduledBackup(t, ctx, src, schedule, "")
+	last := quietSchedule(t, ctx, src, schedule)
 	st1 := transferStatus(t, ctx, src, ns, "data")
-	require.Equal(t, string(first.UID), st1.ID)
+	require.Equal(t, string(last.UID), st1.ID, "the status is the newest scheduled backup's (%s, first %s)", last.Name, first.Name)
 	require.Equal(t, operation.PhaseCompleted, st1.Phase, st1.Message)
 	changed := mutate(t, srcDir, 1, 2)
-	second := waitScheduledBackup(t, ctx, src, schedule, first.Name)
+	_, err = src.Velero(ctx, "schedule", "unpause", schedule)
+	require.NoError(t, err)
+	waitScheduledBackup(t, ctx, src, schedule, last.Name)
+	last = quietSchedule(t, ctx, src, schedule)
 	st2 := transferStatus(t, ctx, src, ns, "data")
-	require.Equal(t, string(second.UID), st2.ID)
+	require.Equal(t, string(last.UID), st2.ID, "the status is the newest scheduled backup's (%s)", last.Name)
 	require.Equal(t, operation.PhaseCompleted, st2.Phase, st2.Message)
 	// At most what changed: a scheduled backup replaced meanwhile may have sent some of it.
 	assert.LessOrEqual(t, st2.FilesSent, int64(changed))
@@ -257,6 +267,31 @@ func waitScheduledBackup(t *testing.T, ctx context.Context, c *stack.Cluster, sc
 	return found
 }
 
+// quietSchedule pauses the schedule and waits until none of its backups runs; it returns the
+// newest, which must have completed.
+func quietSchedule(t *testing.T, ctx context.Context, c *stack.Cluster, schedule string) *velerov1.Backup {
+	t.Helper()
+	_, err := c.Velero(ctx, "schedule", "pause", schedule)
+	require.NoError(t, err)
+	var newest *velerov1.Backup
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		var list velerov1.BackupList
+		require.NoError(ct, c.Client.List(ctx, &list, crclient.MatchingLabels{velerov1.ScheduleNameLabel: schedule}))
+		require.NotEmpty(ct, list.Items)
+		slices.SortFunc(list.Items, func(a, b velerov1.Backup) int { return strings.Compare(a.Name, b.Name) })
+		for _, b := range list.Items {
+			switch b.Status.Phase {
+			case velerov1.BackupPhaseCompleted, velerov1.BackupPhasePartiallyFailed, velerov1.BackupPhaseFailed, velerov1.BackupPhaseFailedValidation:
+			default:
+				require.Fail(ct, "a scheduled backup still runs", "%s: %s", b.Name, b.Status.Phase)
+			}
+		}
+		newest = &list.Items[len(list.Items)-1]
+	}, 5*time.Minute, 2*time.Second)
+	require.Equal(t, velerov1.BackupPhaseCompleted, newest.Status.Phase, "the newest scheduled backup %s", newest.Name)
+	return newest
+}
+
 // TestSidecarKilledMidTransfer kills the sidecar (SIGKILL, no goodbye) while a transfer runs
 // and starts a new one: it picks the transfer up from what it finds in the clusters, finishes
 // it, and leaves no pods or Secrets behind.
@@ -287,7 +322,7 @@ func TestSidecarKilledMidTransfer(t *testing.T) {
 		require.Equal(ct, operation.PhaseTransferring, st.Phase)
 		require.Greater(ct, st.BytesDone, int64(0), "some data moved")
 	}, 5*time.Minute, 200*time.Millisecond)
-	require.NoError(t, sidecar.Kill())
+	require.NoError(t, sidecar.Kill(ctx))
 	t.Log("sidecar killed while transferring; starting another")
 	useSidecar(t, ctx, s, map[string]string{"bwlimitKBps": "4096"})
 

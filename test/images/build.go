@@ -242,6 +242,23 @@ func Push(ctx context.Context, b Built, registry string) (string, error) {
 	return ref, nil
 }
 
+// PushAs pushes the image under another reference (host:port/repo:tag of a plain-HTTP registry),
+// as a user pushes an application image, and returns its manifest digest.
+func PushAs(ctx context.Context, b Built, ref string) (string, error) {
+	r, err := name.ParseReference(ref, name.Insecure)
+	if err != nil {
+		return "", err
+	}
+	if err := remote.Write(r, b.Image, remote.WithContext(ctx)); err != nil {
+		return "", fmt.Errorf("pushing %s: %w", ref, err)
+	}
+	d, err := b.Image.Digest()
+	if err != nil {
+		return "", err
+	}
+	return d.String(), nil
+}
+
 const busyboxPath = "/bin/busybox"
 
 // source resolves a file source to a path on this machine.

@@ -7,6 +7,8 @@
 // and everything is cached by content under the cache directory, so a warm build costs seconds.
 package images
 
+import "fmt"
+
 // Definition is one image: a base, files on top, and the image config.
 type Definition struct {
 	// Name is the repository name the image is pushed under.
@@ -100,6 +102,18 @@ var App = Definition{
 	Dirs:    []Dir{{Path: "/tmp", Sticky: true}},
 	Cmd:     []string{"sh"},
 	Env:     []string{dockerPath},
+}
+
+// Serve is the command that makes the App image a web app: busybox httpd serving dir on port,
+// with sh as the container's first process so that SIGTERM stops it at once (a first process
+// without a handler ignores SIGTERM, and kubelet would wait the whole grace period). before, if
+// not empty, is a shell command run in the background first.
+func Serve(dir string, port int, before string) []string {
+	script := fmt.Sprintf(`trap "exit 0" TERM; httpd -f -p %d -h %s & wait`, port, dir)
+	if before != "" {
+		script = "(" + before + ") & " + script
+	}
+	return []string{"sh", "-c", script}
 }
 
 // Pause is the sandbox image of the stack's containerd: a static program that waits for SIGTERM

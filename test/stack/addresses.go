@@ -7,28 +7,22 @@ import (
 	"strconv"
 )
 
-// Every stack lives on its own random block of loopback addresses, 127.A.B.0/22, so stacks of
-// parallel test binaries (and other programs on 127.0.0.1) never compete for ports:
-//
-//	127.A.B.x     infrastructure: etcd, S3, and per cluster the API server, controller manager,
-//	              registry, the pod runner's node (kubelet) address and the scheduler (real
-//	              nodes; their own addresses are in 198.18.0.0/15, see nodeAddresses)
-//	127.A.B+1.x   pod addresses of the source cluster's transfer pods
-//	127.A.B+2.x   pod addresses of the target cluster's transfer pods
+// Every stack's host processes live on their own random block of loopback addresses,
+// 127.A.B.0/24, so stacks of parallel test binaries (and other programs on 127.0.0.1) never
+// compete for ports: etcd, S3, and per cluster the API server, controller manager, registry and
+// scheduler. Nodes, pods and Services are on addresses of 198.18.0.0/15 (see nodeAddresses).
 type addresses struct {
 	a, b byte
 }
 
 // Fixed ports: the address block alone keeps stacks apart.
 const (
-	etcdClientPort  = 2379
-	etcdPeerPort    = 2380
-	s3Port          = 7070
-	apiServerPort   = 6443
-	kcmPort         = 10257
-	registryPort    = 5000
-	kubeletPort     = 10250
-	podAddressCount = 250 // .2 … .251 of a pod block
+	etcdClientPort = 2379
+	etcdPeerPort   = 2380
+	s3Port         = 7070
+	apiServerPort  = 6443
+	kcmPort        = 10257
+	registryPort   = 5000
 )
 
 func (a addresses) ip(c, d byte) string { return fmt.Sprintf("127.%d.%d.%d", a.a, a.b+c, d) }
@@ -40,17 +34,7 @@ func (a addresses) s3() string   { return a.ip(0, 3) }
 func (a addresses) apiServer(i int) string { return a.ip(0, byte(10+10*i)) }
 func (a addresses) kcm(i int) string       { return a.ip(0, byte(11+10*i)) }
 func (a addresses) registry(i int) string  { return a.ip(0, byte(12+10*i)) }
-func (a addresses) node(i int) string      { return a.ip(0, byte(13+10*i)) }
 func (a addresses) scheduler(i int) string { return a.ip(0, byte(14+10*i)) }
-
-// podIPs lists cluster i's pod addresses.
-func (a addresses) podIPs(i int) []string {
-	ips := make([]string, 0, podAddressCount)
-	for d := 2; d < 2+podAddressCount; d++ {
-		ips = append(ips, a.ip(byte(1+i), byte(d)))
-	}
-	return ips
-}
 
 // listenAddrs are all fixed listeners of a stack, for the "is this block free?" check.
 func (a addresses) listenAddrs() []string {
@@ -59,7 +43,7 @@ func (a addresses) listenAddrs() []string {
 	}
 	for i := range 2 {
 		l = append(l, hostPort(a.apiServer(i), apiServerPort), hostPort(a.kcm(i), kcmPort),
-			hostPort(a.registry(i), registryPort), hostPort(a.node(i), kubeletPort),
+			hostPort(a.registry(i), registryPort),
 			hostPort(a.scheduler(i), schedulerPort))
 	}
 	return l

@@ -14,14 +14,6 @@ import (
 // apiServerKubeletClient is the user the API server presents to kubelets.
 const apiServerKubeletClient = "kube-apiserver-kubelet-client"
 
-// Service IP ranges of the two clusters without real nodes (never routed: nothing implements
-// Services' virtual IPs then, they only have to be valid). Real nodes use nodeAddresses'.
-var (
-	serviceCIDRs = [2]string{"10.96.0.0/16", "10.97.0.0/16"}
-	// kubernetesServiceIPs are the first addresses of those ranges, the "kubernetes" Service's.
-	kubernetesServiceIPs = [2]string{"10.96.0.1", "10.97.0.1"}
-)
-
 // startAPIServer generates the cluster's CA, serving and kubelet-client certificates,
 // service-account key and admin token, and runs kube-apiserver against the stack's etcd.
 func (c *Cluster) startAPIServer(ctx context.Context) error {
@@ -36,10 +28,7 @@ func (c *Cluster) startAPIServer(ctx context.Context) error {
 	if err := os.WriteFile(caPath, c.ca.pem, 0o644); err != nil {
 		return err
 	}
-	ips := []string{ip, c.kubernetesServiceIP()}
-	if s.opts.RealNodes {
-		ips = append(ips, c.NodeIP()) // the relay pods reach it through
-	}
+	ips := []string{ip, c.kubernetesServiceIP(), c.NodeIP()} // the node's relay: how pods reach it
 	serving, err := c.ca.issue("kube-apiserver", ips,
 		[]string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"},
 		x509.ExtKeyUsageServerAuth)
@@ -50,8 +39,8 @@ func (c *Cluster) startAPIServer(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	// The API server presents this to the pod runner's kubelet endpoint (pods/log), which
-	// verifies it against the cluster CA, as a kubelet does.
+	// The API server presents this to kubelets (logs, exec), which verify it against the
+	// cluster CA.
 	kubeletClient, err := c.ca.issue(apiServerKubeletClient, nil, nil, x509.ExtKeyUsageClientAuth)
 	if err != nil {
 		return err
@@ -68,11 +57,6 @@ func (c *Cluster) startAPIServer(ctx context.Context) error {
 	if err := os.WriteFile(saKeyPath, saKey, 0o600); err != nil {
 		return err
 	}
-	// Real kubelets authenticate as system:node:<name> and get what the Node authorizer allows.
-	authorization := "RBAC"
-	if s.opts.RealNodes {
-		authorization = "Node,RBAC"
-	}
 	c.token = randomToken(24)
 	tokenFile := filepath.Join(pki, "tokens.csv")
 	if err := os.WriteFile(tokenFile, []byte(c.token+",admin,admin-uid,\"system:masters\"\n"), 0o600); err != nil {
@@ -87,7 +71,8 @@ func (c *Cluster) startAPIServer(ctx context.Context) error {
 		"--tls-cert-file=" + servingCrt, "--tls-private-key-file=" + servingKey,
 		"--client-ca-file=" + caPath,
 		"--token-auth-file=" + tokenFile,
-		"--authorization-mode=" + authorization,
+		// kubelets authenticate as system:node:<name> and get what the Node authorizer allows
+		"--authorization-mode=Node,RBAC",
 		"--service-account-issuer=https://kubernetes.default.svc",
 		"--service-account-key-file=" + saKeyPath,
 		"--service-account-signing-key-file=" + saKeyPath,
@@ -103,18 +88,12 @@ func (c *Cluster) startAPIServer(ctx context.Context) error {
 		"--cert-dir=" + pki,
 		"--v=1",
 	}
-	if s.opts.RealNodes {
-		// The kubelets are at node addresses only the stack's net namespace routes to.
-		egress := filepath.Join(pki, "egress-selector.yaml")
-		if err := os.WriteFile(egress, []byte(s.egress.egressConfig()), 0o644); err != nil {
-			return err
-		}
-		args = append(args, "--egress-selector-config-file="+egress)
-	} else {
-		// No kubelet mounts service-account tokens here, and pods of ferry's transfers do
-		// not need one: without this plugin pods are admitted without a token volume.
-		args = append(args, "--disable-admission-plugins=ServiceAccount")
+	// The kubelets are at node addresses only the stack's net namespace routes to.
+	egress := filepath.Join(pki, "egress-selector.yaml")
+	if err := os.WriteFile(egress, []byte(s.egress.egressConfig()), 0o644); err != nil {
+		return err
 	}
+	args = append(args, "--egress-selector-config-file="+egress)
 	c.apiServerArgs = args
 	return c.runAPIServer(ctx)
 }

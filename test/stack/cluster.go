@@ -20,15 +20,13 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	crclient "sigs.k8s.io/controller-runtime/pkg/client"
-
-	"github.com/ferry-dev/ferry/test/stack/podrunner"
 )
 
 // VeleroNamespace is Velero's namespace in both clusters.
 const VeleroNamespace = "velero"
 
-// Cluster is one cluster of the stack: an API server with its controller manager, registry,
-// pod runner and Velero server.
+// Cluster is one cluster of the stack: an API server with its controller manager and scheduler,
+// registry, node and Velero server.
 type Cluster struct {
 	// Name is "source" or "target".
 	Name string
@@ -46,17 +44,23 @@ type Cluster struct {
 	Client  crclient.Client
 	// VeleroNamespace is where Velero's objects live.
 	VeleroNamespace string
-	// RegistryHost is the cluster's internal registry, host:port, plain HTTP.
+	// RegistryHost is the cluster's internal registry, host:port, plain HTTP, as image
+	// references name it: an address of the link network, reached by both clusters' nodes and
+	// pods (a relay to the registry process). This machine's processes cannot reach it: they use
+	// RegistryFromHost, the same registry.
 	RegistryHost string
-	// NodeName is the Node the pod runner registers; ferry's transfer pods run "on" it.
+	// RegistryFromHost is the registry's address for this machine's processes (tests pushing
+	// images, registry clients): loopback, where the registry process listens.
+	RegistryFromHost string
+	// NodeName is the cluster's one Node, its kubelet's.
 	NodeName string
 	// NetNS is the network namespace Velero (and its plugins) run in. Inside it, the host
 	// services Velero needs are reachable at their usual addresses (see RelayedAddresses).
 	NetNS string
 	// PluginDir is Velero's plugin folder.
 	PluginDir string
-	// PodKubeconfig is an admin kubeconfig that works from inside pods of either cluster (real
-	// nodes only): its server is the API server relay at the node's address.
+	// PodKubeconfig is an admin kubeconfig that works from inside pods of either cluster: its
+	// server is the API server relay at the node's address.
 	PodKubeconfig string
 
 	stack     *Stack
@@ -68,29 +72,28 @@ type Cluster struct {
 	apiServerArgs []string
 	kcm           *Process
 	registry      *Process
+	registryRelay *relay
 	velero        *Process
 	relay         *relay
-	runner        *podrunner.Runner
-	cancelRun     context.CancelFunc
-	// real nodes
-	node      *node
-	scheduler *Process
-	lb        *loadBalancer
+	node          *node
+	scheduler     *Process
+	lb            *loadBalancer
 }
 
 func newCluster(s *Stack, index int, name string) *Cluster {
 	return &Cluster{
-		Name:            name,
-		Dir:             filepath.Join(s.Dir, name),
-		Server:          "https://" + hostPort(s.addrs.apiServer(index), apiServerPort),
-		Kubeconfig:      filepath.Join(s.Dir, name, "kubeconfig"),
-		VeleroNamespace: VeleroNamespace,
-		RegistryHost:    hostPort(s.addrs.registry(index), registryPort),
-		NodeName:        name + "-node",
-		NetNS:           netnsName(fmt.Sprintf("%d%d-%s", s.addrs.a, s.addrs.b, name)),
-		PluginDir:       filepath.Join(s.Dir, name, "velero", "plugins"),
-		stack:           s,
-		index:           index,
+		Name:             name,
+		Dir:              filepath.Join(s.Dir, name),
+		Server:           "https://" + hostPort(s.addrs.apiServer(index), apiServerPort),
+		Kubeconfig:       filepath.Join(s.Dir, name, "kubeconfig"),
+		VeleroNamespace:  VeleroNamespace,
+		RegistryHost:     hostPort(s.nodeAddrs.registryIP(index), registryPort),
+		RegistryFromHost: hostPort(s.addrs.registry(index), registryPort),
+		NodeName:         name + "-node",
+		NetNS:            netnsName(fmt.Sprintf("%d%d-%s", s.addrs.a, s.addrs.b, name)),
+		PluginDir:        filepath.Join(s.Dir, name, "velero", "plugins"),
+		stack:            s,
+		index:            index,
 	}
 }
 
@@ -118,7 +121,7 @@ func (c *Cluster) RelayedAddresses() []string {
 
 func (c *Cluster) start(ctx context.Context, plugins []string) error {
 	s := c.stack
-	for _, d := range []string{"pki", "registry", "velero/plugins", "velero/tmp", "pods", "kcm"} {
+	for _, d := range []string{"pki", "registry", "velero/plugins", "velero/tmp", "kcm"} {
 		if err := os.MkdirAll(filepath.Join(c.Dir, d), 0o755); err != nil {
 			return err
 		}
@@ -133,26 +136,12 @@ func (c *Cluster) start(ctx context.Context, plugins []string) error {
 		{"CRDs", c.installCRDs},
 		{"kube-controller-manager", c.startControllerManager},
 		{"storage classes", c.createStorageClasses},
-		{"pod runner", c.startPodRunner},
+		{"images", c.pushImages},
+		{"node", c.startNode},
+		{"kube-scheduler", c.startScheduler},
+		{"LoadBalancer stand-in", c.startLoadBalancer},
 		{"Velero objects", c.createVeleroObjects},
 		{"Velero", func(ctx context.Context) error { return c.startVelero(ctx, plugins) }},
-	}
-	if s.opts.RealNodes {
-		// A real node, the scheduler and the LoadBalancer stand-in take the pod runner's place.
-		for i, st := range steps {
-			if st.name == "pod runner" {
-				steps = append(steps[:i:i], append([]struct {
-					name string
-					f    func(context.Context) error
-				}{
-					{"images", c.pushImages},
-					{"node", c.startNode},
-					{"kube-scheduler", c.startScheduler},
-					{"LoadBalancer stand-in", c.startLoadBalancer},
-				}, steps[i+1:]...)...)
-				break
-			}
-		}
 	}
 	for _, st := range steps {
 		t := time.Now()
@@ -174,12 +163,10 @@ func (c *Cluster) makeClients(context.Context) error {
 	if err := clientcmd.WriteToFile(*kc, c.Kubeconfig); err != nil {
 		return err
 	}
-	if c.stack.opts.RealNodes {
-		kc.Clusters[c.Name].Server = "https://" + hostPort(c.NodeIP(), apiServerPort)
-		c.PodKubeconfig = filepath.Join(c.Dir, "pod-kubeconfig")
-		if err := clientcmd.WriteToFile(*kc, c.PodKubeconfig); err != nil {
-			return err
-		}
+	kc.Clusters[c.Name].Server = "https://" + hostPort(c.NodeIP(), apiServerPort)
+	c.PodKubeconfig = filepath.Join(c.Dir, "pod-kubeconfig")
+	if err := clientcmd.WriteToFile(*kc, c.PodKubeconfig); err != nil {
+		return err
 	}
 	cfg, err := clientcmd.BuildConfigFromFlags("", c.Kubeconfig)
 	if err != nil {
@@ -210,10 +197,6 @@ func (c *Cluster) stop(ctx context.Context) error {
 	if c.velero != nil {
 		errs = append(errs, c.velero.Stop(15*time.Second))
 	}
-	if c.cancelRun != nil {
-		c.cancelRun()
-		c.runner.Wait()
-	}
 	if c.lb != nil {
 		c.lb.stop()
 	}
@@ -225,6 +208,9 @@ func (c *Cluster) stop(ctx context.Context) error {
 	}
 	if c.relay != nil {
 		c.relay.Close()
+	}
+	if c.registryRelay != nil {
+		c.registryRelay.Close()
 	}
 	return errors.Join(errs...)
 }

@@ -17,8 +17,8 @@ const hostPathProvisionerRoot = "/tmp/hostpath_pv"
 
 // kcmControllers are the controllers a migration touches: PV binding and host-path
 // provisioning, the protection finalizers (without their controllers namespaces never finish
-// deleting), garbage collection, namespaces, workloads, service accounts and endpoints.
-// Node lifecycle is left out: the pod runner's node sends no heartbeats.
+// deleting), garbage collection, namespaces, workloads, service accounts and endpoints, and node
+// lifecycle (not-ready taints and evictions follow the kubelet's heartbeats).
 var kcmControllers = []string{
 	"persistentvolume-binder-controller",
 	"persistentvolume-protection-controller",
@@ -42,17 +42,13 @@ var kcmControllers = []string{
 	"endpoints-controller",
 	"endpointslice-controller",
 	"resourcequota-controller",
+	"node-lifecycle-controller",
 }
 
 func (c *Cluster) startControllerManager(ctx context.Context) error {
 	s := c.stack
 	ip := s.addrs.kcm(c.index)
 	pki := filepath.Join(c.Dir, "pki")
-	controllers := kcmControllers
-	if s.opts.RealNodes {
-		// A real kubelet sends heartbeats: not-ready taints and evictions follow its Node.
-		controllers = append(controllers[:len(controllers):len(controllers)], "node-lifecycle-controller")
-	}
 	p, err := s.StartProcess(ProcessSpec{
 		Name: "kube-controller-manager-" + c.Name,
 		Path: s.tools.kcm,
@@ -61,7 +57,7 @@ func (c *Cluster) startControllerManager(ctx context.Context) error {
 			"--bind-address=" + ip, "--secure-port=" + fmt.Sprint(kcmPort),
 			"--cert-dir=" + filepath.Join(c.Dir, "kcm"),
 			"--leader-elect=false",
-			"--controllers=" + strings.Join(controllers, ","),
+			"--controllers=" + strings.Join(kcmControllers, ","),
 			"--enable-hostpath-provisioner",
 			"--service-account-private-key-file=" + filepath.Join(pki, "sa.key"),
 			"--root-ca-file=" + filepath.Join(pki, "ca.crt"),

@@ -16,13 +16,10 @@ const DatamoverDeployment = "ferry-datamover"
 // InstallDatamover runs the data mover as an admin installs it by default: deploy/datamover
 // rendered with kustomize into Velero's namespace, ferry's image from the cluster's registry
 // (kustomize's images, as an admin pins a release), applied with kubectl; then it waits until the
-// Deployment is available and its pod holds the Lease the plugins look for. Real nodes only: the
-// pod runner runs transfer pods, nothing else. ferry-config and the transfer-pod policy's
-// parameters stay ConfigureFerry's (the stack's settings), so run that first.
+// Deployment is available and its pod holds the Lease the plugins look for. ferry-config and the
+// transfer-pod policy's parameters stay ConfigureFerry's (the stack's settings), so run that
+// first. Tests use EnsureSidecar, which installs it once.
 func (s *Stack) InstallDatamover(ctx context.Context) error {
-	if !s.RealNodes() {
-		return fmt.Errorf("the data mover runs as a Deployment on stacks with real nodes only (Options.RealNodes)")
-	}
 	if s.ferry.Target == nil {
 		return fmt.Errorf("ferry is not configured on the stack: ConfigureFerry first")
 	}

@@ -5,19 +5,22 @@ import (
 	"context"
 	"fmt"
 	"maps"
-	"net"
 	"path/filepath"
-	"sync"
+	"strings"
+	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/util/retry"
 
 	"github.com/ferry-dev/ferry/internal/config"
 	"github.com/ferry-dev/ferry/internal/kube"
 	"github.com/ferry-dev/ferry/internal/operation"
+	"github.com/ferry-dev/ferry/internal/proctest"
 )
 
 // TargetSecret is the Secret ConfigureFerry puts the target cluster's kubeconfig in.
@@ -25,7 +28,7 @@ const TargetSecret = "ferry-target"
 
 // ConfigureFerry sets ferry up on the source cluster as deploy/ does on a real one: its RBAC and
 // admission policy on both clusters (once per stack), the ferry-config ConfigMap with data
-// (validated first; transferImage defaults to TransferImage) and the Secret holding a kubeconfig
+// (validated first; transferImage defaults to TransferImage()) and the Secret holding a kubeconfig
 // of the target's ferry-target identity.
 func (s *Stack) ConfigureFerry(ctx context.Context, data map[string]string) error {
 	if _, err := config.Parse(data); err != nil {
@@ -33,7 +36,7 @@ func (s *Stack) ConfigureFerry(ctx context.Context, data map[string]string) erro
 	}
 	data = maps.Clone(data)
 	if data["transferImage"] == "" {
-		data["transferImage"] = TransferImage
+		data["transferImage"] = s.TransferImage()
 	}
 	ids, err := s.installFerry(ctx)
 	if err != nil {
@@ -93,74 +96,139 @@ func (s *Stack) ConfigureFerry(ctx context.Context, data map[string]string) erro
 	return nil
 }
 
-// Sidecar is a running ferry-datamover controller.
+// Sidecar is the data mover as deploy/datamover runs it: the one pod of its Deployment in
+// Velero's namespace on the source.
 type Sidecar struct {
-	*Process
-	// MetricsAddress serves its Prometheus metrics.
-	MetricsAddress string
+	c *Cluster
+	// Pod is the data mover's pod; UID its uid.
+	Pod string
+	UID string
 }
 
-// sidecars remembers the sidecar each stack runs.
-var sidecars = struct {
-	sync.Mutex
-	running map[*Stack]*Sidecar
-}{running: map[*Stack]*Sidecar{}}
-
-// EnsureSidecar returns the stack's running sidecar, starting one if there is none (or it
-// exited). Only one should run: like two Velero pods, two sidecars would contend for the Lease.
+// EnsureSidecar makes sure the data mover runs: deploy/datamover is installed (InstallDatamover,
+// once per stack), scaled to one replica (after StopSidecar), its pod ready and holding the
+// Lease the plugins look for (a new holder after Kill). ConfigureFerry must have run.
 func (s *Stack) EnsureSidecar(ctx context.Context) (*Sidecar, error) {
-	if s.RealNodes() {
-		// Its target kubeconfig reaches the target through the node network, which this
-		// machine's processes cannot.
-		return nil, fmt.Errorf("with real nodes the data mover runs in a pod: InstallDatamover")
-	}
-	sidecars.Lock()
-	defer sidecars.Unlock()
-	if p := sidecars.running[s]; p != nil {
-		if exited, _ := p.Exited(); !exited {
-			return p, nil
+	s.datamover.Lock()
+	defer s.datamover.Unlock()
+	if !s.datamover.installed {
+		if err := s.InstallDatamover(ctx); err != nil {
+			return nil, err
 		}
+		s.datamover.installed = true
 	}
-	p, err := s.startSidecar(ctx)
+	c := s.Source
+	deployments := c.Kube.AppsV1().Deployments(c.VeleroNamespace)
+	if _, err := deployments.Patch(ctx, DatamoverDeployment, types.MergePatchType, []byte(`{"spec":{"replicas":1}}`), metav1.PatchOptions{}); err != nil {
+		return nil, fmt.Errorf("scaling the data mover to one replica: %w", err)
+	}
+	var p *Sidecar
+	err := wait.PollUntilContextTimeout(ctx, pollInterval, 3*time.Minute, true, func(ctx context.Context) (bool, error) {
+		var err error
+		p, err = s.datamoverPod(ctx, true)
+		return p != nil, err
+	})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("the data mover's pod is not ready: %w\n%s", err, s.datamoverPods(ctx))
 	}
-	sidecars.running[s] = p
+	killed := s.datamover.killed
+	fresh := func(holder string) bool { return strings.HasPrefix(holder, p.Pod+"_") && holder != killed }
+	if err := c.waitDatamoverLease(ctx, fresh, func() error { return nil }); err != nil {
+		logs, _ := c.Kubectl(context.Background(), "-n", c.VeleroNamespace, "logs", p.Pod, "--tail=30")
+		return nil, fmt.Errorf("%w\n%s", err, logs)
+	}
 	return p, nil
 }
 
-// startSidecar starts `ferry-datamover controller` against the source cluster, as a host
-// process (in a real cluster it is a container of Velero's pod) with the identity deploy/ gives
-// it (ConfigureFerry must have run), and waits until it holds its Lease, the sign the plugins
-// look for.
-func (s *Stack) startSidecar(ctx context.Context) (*Sidecar, error) {
-	if s.ferry.Datamover == "" {
-		return nil, fmt.Errorf("ferry is not installed on the stack: ConfigureFerry first")
+// StopSidecar scales the data mover to zero replicas, as an admin stopping it would, and waits
+// until its pod is gone. EnsureSidecar brings it back.
+func (s *Stack) StopSidecar(ctx context.Context) error {
+	s.datamover.Lock()
+	defer s.datamover.Unlock()
+	c := s.Source
+	if _, err := c.Kube.AppsV1().Deployments(c.VeleroNamespace).Patch(ctx, DatamoverDeployment, types.MergePatchType, []byte(`{"spec":{"replicas":0}}`), metav1.PatchOptions{}); err != nil {
+		return fmt.Errorf("scaling the data mover to zero: %w", err)
 	}
-	metrics, err := freeLoopbackAddress()
-	if err != nil {
-		return nil, err
-	}
-	p, err := s.StartProcess(ProcessSpec{
-		Name: fmt.Sprintf("ferry-datamover-%d", time.Now().UnixNano()),
-		Path: filepath.Join(s.FerryBinDir, "ferry-datamover"),
-		Args: []string{"controller", "--kubeconfig", s.ferry.Datamover, "--namespace", s.Source.VeleroNamespace,
-			"--metrics-address", metrics, "--health-address", "0"},
+	return wait.PollUntilContextTimeout(ctx, pollInterval, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		pods, err := c.Kube.CoreV1().Pods(c.VeleroNamespace).List(ctx, metav1.ListOptions{LabelSelector: datamoverSelector})
+		return err == nil && len(pods.Items) == 0, err
 	})
-	if err != nil {
+}
+
+// datamoverSelector selects the data mover's pods (deploy/datamover's labels).
+const datamoverSelector = "app.kubernetes.io/name=ferry,app.kubernetes.io/component=datamover"
+
+// datamoverPod is the data mover's one pod that is running (and, if ready, Ready), nil while
+// there is none or more than one (a rollout in progress).
+func (s *Stack) datamoverPod(ctx context.Context, ready bool) (*Sidecar, error) {
+	c := s.Source
+	pods, err := c.Kube.CoreV1().Pods(c.VeleroNamespace).List(ctx, metav1.ListOptions{LabelSelector: datamoverSelector})
+	if err != nil || len(pods.Items) != 1 {
 		return nil, err
 	}
-	alive := func() error {
-		if exited, err := p.Exited(); exited {
-			return fmt.Errorf("ferry-datamover exited: %v", err)
-		}
-		return nil
+	pod := pods.Items[0]
+	if pod.DeletionTimestamp != nil || pod.Status.Phase != corev1.PodRunning {
+		return nil, nil
 	}
-	if err := s.Source.waitDatamoverLease(ctx, func(string) bool { return true }, alive); err != nil {
-		return nil, fmt.Errorf("%w\n%s", err, p.Tail(30))
+	if ready && !podReady(&pod) {
+		return nil, nil
 	}
-	return &Sidecar{Process: p, MetricsAddress: metrics}, nil
+	return &Sidecar{c: c, Pod: pod.Name, UID: string(pod.UID)}, nil
 }
+
+func podReady(p *corev1.Pod) bool {
+	for _, cond := range p.Status.Conditions {
+		if cond.Type == corev1.PodReady {
+			return cond.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// datamoverPods lists the data mover's pods with their state, for error messages.
+func (s *Stack) datamoverPods(ctx context.Context) string {
+	out, _ := s.Source.Kubectl(context.Background(), "-n", s.Source.VeleroNamespace, "get", "pods", "-l", datamoverSelector, "-o", "wide")
+	return out
+}
+
+// Cluster is the cluster the data mover runs in (the source).
+func (p *Sidecar) Cluster() *Cluster { return p.c }
+
+// Kill SIGKILLs the data mover's process in its container, as the kernel's OOM killer would:
+// no goodbye, its Lease left held until it expires. kubelet starts the container again; the
+// next EnsureSidecar waits until the new process holds the Lease.
+func (p *Sidecar) Kill(ctx context.Context) error {
+	s := p.c.stack
+	s.datamover.Lock()
+	defer s.datamover.Unlock()
+	if l, err := p.c.Kube.CoordinationV1().Leases(p.c.VeleroNamespace).Get(ctx, operation.SidecarLease, metav1.GetOptions{}); err == nil && l.Spec.HolderIdentity != nil {
+		s.datamover.killed = *l.Spec.HolderIdentity
+	}
+	var killed int
+	for _, pid := range proctest.PodPIDs(p.UID) {
+		if argv := proctest.Args(pid); len(argv) > 1 && filepath.Base(argv[0]) == "ferry-datamover" && argv[1] == "controller" {
+			if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+				return fmt.Errorf("killing the data mover (pid %d): %w", pid, err)
+			}
+			killed++
+		}
+	}
+	if killed == 0 {
+		return fmt.Errorf("no ferry-datamover controller process in pod %s", p.Pod)
+	}
+	s.logf("stack: data mover in pod %s SIGKILLed", p.Pod)
+	return nil
+}
+
+// Metrics reads the data mover's Prometheus endpoint through the API server's pod proxy, as
+// `kubectl get --raw` would.
+func (p *Sidecar) Metrics(ctx context.Context) (string, error) {
+	body, err := p.c.Kube.CoreV1().Pods(p.c.VeleroNamespace).ProxyGet("http", p.Pod, datamoverMetricsPort, "metrics", nil).DoRaw(ctx)
+	return string(body), err
+}
+
+// datamoverMetricsPort is where deploy/datamover's container serves its metrics.
+const datamoverMetricsPort = "8087"
 
 // waitDatamoverLease waits (up to 2 minutes) until the data mover's Lease is fresh and held by a
 // holder that holder accepts: the sign the plugins look for. alive fails the wait early when the
@@ -184,13 +252,4 @@ func (c *Cluster) waitDatamoverLease(ctx context.Context, holder func(string) bo
 		case <-time.After(pollInterval):
 		}
 	}
-}
-
-func freeLoopbackAddress() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
 }

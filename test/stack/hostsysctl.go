@@ -8,17 +8,38 @@ import (
 	"strings"
 )
 
-// kubelet sets these host-wide sysctls when it starts, with no option to leave them alone
-// (protectKernelDefaults only turns a difference into a start failure). The first stack with
-// real nodes saves their values; the last one to stop puts them back.
-var kubeletSysctls = []string{"vm/overcommit_memory", "kernel/panic", "kernel/panic_on_oops"}
+// kubelet sets the first three host-wide sysctls when it starts, with no option to leave them
+// alone (protectKernelDefaults only turns a difference into a start failure); the stack raises
+// the last (see raiseHostSysctls). The first stack saves their values; the last one to stop puts
+// them back.
+var savedSysctls = []string{"vm/overcommit_memory", "kernel/panic", "kernel/panic_on_oops", inotifyInstances}
+
+// inotifyInstances limits inotify instances per user (128 by default): every kubelet, containerd
+// and kube-proxy takes several, and with ten stacks up kubelets failed to start ("too many open
+// files" from fsnotify).
+const inotifyInstances = "fs/inotify/max_user_instances"
+
+// raiseHostSysctls raises the inotify instance limit to minInotifyInstances (never lowers it).
+func raiseHostSysctls() error {
+	const minInotifyInstances = 8192
+	p := filepath.Join("/proc/sys", inotifyInstances)
+	v, err := os.ReadFile(p)
+	if err != nil {
+		return err
+	}
+	var cur int
+	if _, err := fmt.Sscan(string(v), &cur); err != nil || cur >= minInotifyInstances {
+		return err
+	}
+	return os.WriteFile(p, []byte(fmt.Sprint(minInotifyInstances)), 0o644)
+}
 
 var hostSysctlsFile = filepath.Join(runtimeRoot, "host-sysctls")
 
 // saveHostSysctls records the current values unless a running stack recorded them already.
 func saveHostSysctls() error {
 	var b strings.Builder
-	for _, k := range kubeletSysctls {
+	for _, k := range savedSysctls {
 		v, err := os.ReadFile(filepath.Join("/proc/sys", k))
 		if err != nil {
 			return err

@@ -3,36 +3,35 @@ package stack
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
-	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"k8s.io/client-go/util/retry"
+
+	"github.com/ferry-dev/ferry/test/images"
 )
 
 // The identities ferry runs as on the stack, from deploy/ as an admin installs them: the data
-// mover is Velero's service account on the source (deploy/source binds it; the sidecar runs in
-// Velero's pod) or, with real nodes, its own (deploy/datamover: InstallDatamover), ferry-target
-// on the target (deploy/target).
+// mover's own service account on the source (deploy/datamover: InstallDatamover; deploy/source
+// also binds Velero's, DatamoverServiceAccount, for the sidecar form in Velero's pod),
+// ferry-target on the target (deploy/target).
 const (
 	DatamoverNamespace, DatamoverServiceAccount = "velero", "velero"
 	TargetNamespace, TargetServiceAccount       = "ferry-system", "ferry-target"
-	// TransferImage is the transfer image the stack's ferry-config names unless a test sets
-	// transferImage itself, and the one the admission policy's parameters allow.
-	TransferImage = "registry.ferry.test/ferry-datamover:stack"
 	// transferPolicyParams is the ConfigMap deploy/*/transfer-policy.yaml binds the policy to.
 	transferPolicyParams = "ferry-transfer-policy"
 )
 
+// TransferImage is the transfer image the stack's ferry-config names unless a test sets
+// transferImage itself, and the one the admission policy's parameters allow: ferry's image in
+// the source's registry (both clusters' nodes pull from either registry).
+func (s *Stack) TransferImage() string { return s.Source.Image(images.DatamoverName) }
+
 // ferryIdentities are kubeconfigs holding short-lived tokens of ferry's identities.
 type ferryIdentities struct {
-	// Datamover is the path of the data mover's kubeconfig for the source cluster.
-	Datamover string
 	// Target is the kubeconfig (contents) the data mover reaches the target cluster with.
 	Target []byte
 }
@@ -75,24 +74,11 @@ func (s *Stack) doInstallFerry(ctx context.Context) (ferryIdentities, error) {
 			return ferryIdentities{}, fmt.Errorf("installing the target's SCC: %w\n%s", err, out)
 		}
 	}
-	// `velero install` makes Velero's service account; the stack's Velero runs as a process.
-	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: DatamoverNamespace, Name: DatamoverServiceAccount}}
-	if _, err := src.Kube.CoreV1().ServiceAccounts(sa.Namespace).Create(ctx, sa, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-		return ferryIdentities{}, err
-	}
-	datamover, err := src.TokenKubeconfig(ctx, DatamoverNamespace, DatamoverServiceAccount)
-	if err != nil {
-		return ferryIdentities{}, err
-	}
-	path := filepath.Join(s.Dir, "ferry-datamover.kubeconfig")
-	if err := os.WriteFile(path, datamover, 0o600); err != nil {
-		return ferryIdentities{}, err
-	}
 	target, err := dst.tokenKubeconfig(ctx, TargetNamespace, TargetServiceAccount, dst.podServer())
 	if err != nil {
 		return ferryIdentities{}, err
 	}
-	return ferryIdentities{Datamover: path, Target: target}, nil
+	return ferryIdentities{Target: target}, nil
 }
 
 // setTransferImage sets the image the transfer-pod policy allows on both clusters (the
@@ -125,13 +111,10 @@ func (c *Cluster) TokenKubeconfig(ctx context.Context, ns, name string) ([]byte,
 	return c.tokenKubeconfig(ctx, ns, name, c.Server)
 }
 
-// podServer is the API server's address as pods of either cluster reach it: with real nodes the
-// node's relay (the data mover then runs in a pod; this machine cannot reach it), else Server.
+// podServer is the API server's address as pods of either cluster reach it: the node's relay
+// (the data mover runs in a pod; this machine's processes cannot reach it there).
 func (c *Cluster) podServer() string {
-	if c.stack.RealNodes() {
-		return "https://" + hostPort(c.NodeIP(), apiServerPort)
-	}
-	return c.Server
+	return "https://" + hostPort(c.NodeIP(), apiServerPort)
 }
 
 func (c *Cluster) tokenKubeconfig(ctx context.Context, ns, name, server string) ([]byte, error) {

@@ -3,27 +3,30 @@ package stack
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"sync"
 )
 
-// CutConnections drops every TCP packet to and from addr (host:port), as a failed link or a
-// firewall change between two clusters would: connections hang rather than being refused. The
-// cut lasts until the returned heal is called, or until Stop. Only the pod-runner form: its
-// pods share this machine's network, so the rules go in its OUTPUT chain (loopback traffic
-// passes there both ways); real nodes' pods are in namespaces of their own.
+// CutConnections drops every TCP packet of connections to addr (host:port: a pod, ClusterIP,
+// NodePort or LoadBalancer address), both ways, as a failed link or a firewall change between
+// two clusters would: connections hang rather than being refused. The rules go in the FORWARD
+// chain of both nodes' namespaces and match conntrack's original destination, so they hold
+// before and after kube-proxy's DNAT. The cut lasts until the returned heal is called, or until
+// Stop.
 func (s *Stack) CutConnections(ctx context.Context, addr string) (heal func() error, err error) {
-	if s.RealNodes() {
-		return nil, fmt.Errorf("CutConnections: only on the pod-runner stack")
-	}
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, err
 	}
-	rules := [][]string{
-		{"OUTPUT", "-p", "tcp", "-d", host, "--dport", port, "-j", "DROP"},
-		{"OUTPUT", "-p", "tcp", "-s", host, "--sport", port, "-j", "DROP"},
+	var rules [][]string
+	for _, ns := range s.nodeNet.nodeNS {
+		rules = append(rules, []string{"netns", "exec", ns, progIptables, "-w", "%s", "FORWARD", "-p", "tcp",
+			"-m", "conntrack", "--ctorigdst", host, "--ctorigdstport", port, "-j", "DROP"})
+	}
+	rule := func(r []string, op string) []string {
+		out := append([]string(nil), r...)
+		out[5] = op
+		return out
 	}
 	var added [][]string
 	var once sync.Once
@@ -32,7 +35,7 @@ func (s *Stack) CutConnections(ctx context.Context, addr string) (heal func() er
 		once.Do(func() {
 			var errs []error
 			for _, r := range added {
-				if _, err := run(context.Background(), nil, progIptables, append([]string{"-w", "-D"}, r...)...); err != nil {
+				if _, err := run(context.Background(), nil, progIP, rule(r, "-D")...); err != nil {
 					errs = append(errs, err)
 				}
 			}
@@ -41,7 +44,7 @@ func (s *Stack) CutConnections(ctx context.Context, addr string) (heal func() er
 		return healErr
 	}
 	for _, r := range rules {
-		if _, err := run(ctx, nil, progIptables, append([]string{"-w", "-I"}, r...)...); err != nil {
+		if _, err := run(ctx, nil, progIP, rule(r, "-I")...); err != nil {
 			return nil, errors.Join(err, heal())
 		}
 		added = append(added, r)

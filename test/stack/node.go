@@ -29,13 +29,14 @@ import (
 	"github.com/ferry-dev/ferry/test/images"
 )
 
-// A real node (Options.RealNodes) is a network namespace made by the stack, like a small VM:
+// A real node is a network namespace made by the stack, like a small VM:
 // containerd (its own root, state and socket), runc, the CNI bridge plugin, kubelet and
 // kube-proxy run inside it, on the host's file system and PID namespace. Inside the namespace:
-//   - a relay makes the cluster's API server and both registries reachable at their usual
-//     127.x addresses (for kubelet, kube-proxy and containerd's pulls), and the API server at
+//   - a relay makes the cluster's API server reachable at its usual 127.x address (for kubelet
+//     and kube-proxy), and at
 //     <node IP>:6443, which the "kubernetes" Service's endpoints name (for pods, through
 //     kube-proxy's ClusterIP rules; pods of the other cluster use it directly);
+//   - both registries are on the link network (RegistryHost: containerd's pulls, pods);
 //   - pods get addresses of the cluster's pod range on the bridge cni0 (host-local IPAM).
 //
 // The API server reaches the kubelet (logs, exec) through the stack's egress proxy, which dials
@@ -99,8 +100,6 @@ func (c *Cluster) startNode(ctx context.Context) error {
 	api := hostPort(a.apiServer(c.index), apiServerPort)
 	r, err := startRelayRoutes(n.ns, []relayRoute{
 		{listen: api, target: api},
-		{listen: hostPort(a.registry(0), registryPort), target: hostPort(a.registry(0), registryPort)},
-		{listen: hostPort(a.registry(1), registryPort), target: hostPort(a.registry(1), registryPort)},
 		{listen: hostPort(n.ip, apiServerPort), target: api},
 	})
 	if err != nil {
@@ -170,7 +169,7 @@ func (c *Cluster) startContainerd(ctx context.Context) error {
 	n := c.node
 	certsDir := filepath.Join(n.dir, "containerd", "certs.d")
 	for i := range 2 {
-		host := hostPort(s.addrs.registry(i), registryPort)
+		host := s.Clusters()[i].RegistryHost
 		dir := filepath.Join(certsDir, host)
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return err

@@ -16,13 +16,14 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Real nodes (Options.RealNodes) live on addresses of 198.18.0.0/15, the block reserved for
+// Real nodes live on addresses of 198.18.0.0/15, the block reserved for
 // network tests, and only inside network namespaces the stack creates: nothing of it is
 // routed on the host. Each stack claims one /21 of it (64 stacks at once), so stacks of
 // parallel test binaries stay apart, and lays it out as:
 //
 //	198.X.Y+0.0/24  the stack's link network: a bridge (.1) in the stack's "net" namespace,
-//	                the source node .11, the target node .21 (each a veth into that bridge)
+//	                the source node .11, the target node .21 (each a veth into that bridge),
+//	                the source's registry .2 and the target's .3 (relays in the net namespace)
 //	198.X.Y+1.0/24  source pods        198.X.Y+4.0/24  target pods
 //	198.X.Y+2.0/24  source Services    198.X.Y+5.0/24  target Services
 //	198.X.Y+3.0/24  source LoadBalancer addresses    198.X.Y+6.0/24  target's
@@ -43,10 +44,12 @@ func (n nodeAddresses) ip(c, d int) string {
 
 func (n nodeAddresses) cidr(c int) string { return n.ip(c, 0) + "/24" }
 
-// bridge is the net namespace's address on the link network; nodeIP is node i's.
-func (n nodeAddresses) bridge() string      { return n.ip(0, 1) }
-func (n nodeAddresses) nodeIP(i int) string { return n.ip(0, 11+10*i) }
-func (n nodeAddresses) linkCIDR() string    { return n.cidr(0) }
+// bridge is the net namespace's address on the link network; nodeIP is node i's; registryIP
+// is where cluster i's registry is reached from nodes and pods (a relay in the net namespace).
+func (n nodeAddresses) bridge() string          { return n.ip(0, 1) }
+func (n nodeAddresses) registryIP(i int) string { return n.ip(0, 2+i) }
+func (n nodeAddresses) nodeIP(i int) string     { return n.ip(0, 11+10*i) }
+func (n nodeAddresses) linkCIDR() string        { return n.cidr(0) }
 
 // Cluster i's ranges.
 func (n nodeAddresses) podCIDR(i int) string           { return n.cidr(1 + 3*i) }
@@ -151,6 +154,8 @@ func (nn *nodeNetwork) setup() error {
 	steps := [][]string{
 		{"-n", nn.netNS, "link", "add", "br0", "type", "bridge"},
 		{"-n", nn.netNS, "addr", "add", a.bridge() + "/24", "dev", "br0"},
+		{"-n", nn.netNS, "addr", "add", a.registryIP(0) + "/32", "dev", "br0"},
+		{"-n", nn.netNS, "addr", "add", a.registryIP(1) + "/32", "dev", "br0"},
 		{"-n", nn.netNS, "link", "set", "br0", "up"},
 	}
 	if err := ipSteps(steps); err != nil {

@@ -24,6 +24,9 @@ func (s *Stack) setupRealNodes(ctx context.Context) error {
 	if err := saveHostSysctls(); err != nil {
 		return err
 	}
+	if err := raiseHostSysctls(); err != nil {
+		return err
+	}
 	s.nodeNet = newNodeNetwork(a, [2]string{"source", "target"})
 	if err := s.nodeNet.setup(); err != nil {
 		return fmt.Errorf("node network: %w", err)
@@ -70,7 +73,7 @@ func (s *Stack) removeRealNodes() error {
 }
 
 // Image is the reference of one of the stack's images (images.PauseName, AppName,
-// DatamoverName, PluginsName) in the cluster's registry; "" without real nodes.
+// DatamoverName, PluginsName) in the cluster's registry.
 func (c *Cluster) Image(name string) string {
 	b, ok := c.stack.images[name]
 	if !ok {
@@ -79,52 +82,41 @@ func (c *Cluster) Image(name string) string {
 	return b.Ref(c.RegistryHost)
 }
 
+// PushImage pushes one of the stack's images to the cluster's registry as repoTag (repo:tag), as
+// a user pushes an application's image, and returns its digest; pods pull it as
+// RegistryHost/repoTag.
+func (c *Cluster) PushImage(ctx context.Context, name, repoTag string) (string, error) {
+	b, ok := c.stack.images[name]
+	if !ok {
+		return "", fmt.Errorf("the stack has no image %q", name)
+	}
+	return images.PushAs(ctx, b, c.RegistryFromHost+"/"+repoTag)
+}
+
 // pushImages pushes the stack's images to the cluster's registry (blobs it has are skipped).
 func (c *Cluster) pushImages(ctx context.Context) error {
 	for _, name := range []string{images.PauseName, images.AppName, images.DatamoverName, images.PluginsName} {
-		if _, err := images.Push(ctx, c.stack.images[name], c.RegistryHost); err != nil {
+		if _, err := images.Push(ctx, c.stack.images[name], c.RegistryFromHost); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// RealNodes reports whether the clusters have real nodes (Options.RealNodes).
-func (s *Stack) RealNodes() bool { return s.nodeNet != nil }
+// NodeNetNS is the network namespace of the cluster's node.
+func (c *Cluster) NodeNetNS() string { return c.stack.nodeNet.nodeNS[c.index] }
 
-// NodeNetNS is the network namespace of the cluster's real node ("" without real nodes).
-func (c *Cluster) NodeNetNS() string {
-	if c.stack.nodeNet == nil {
-		return ""
-	}
-	return c.stack.nodeNet.nodeNS[c.index]
-}
+// NodeIP is the address of the cluster's node: its InternalIP, where NodePorts and the API
+// server relay for pods listen.
+func (c *Cluster) NodeIP() string { return c.stack.nodeAddrs.nodeIP(c.index) }
 
-// NodeIP is the address of the cluster's real node: its InternalIP, where NodePorts and the
-// API server relay for pods listen ("" without real nodes).
-func (c *Cluster) NodeIP() string {
-	if c.stack.nodeNet == nil {
-		return ""
-	}
-	return c.stack.nodeAddrs.nodeIP(c.index)
-}
-
-// PodCIDR and ServiceCIDR are the cluster's pod and Service ranges with real nodes.
+// PodCIDR and ServiceCIDR are the cluster's pod and Service ranges.
 func (c *Cluster) PodCIDR() string     { return c.stack.nodeAddrs.podCIDR(c.index) }
 func (c *Cluster) ServiceCIDR() string { return c.serviceCIDR() }
 
-// serviceCIDR is the Service range the API server hands ClusterIPs from: routed to the node with
-// real nodes, never routed otherwise.
-func (c *Cluster) serviceCIDR() string {
-	if c.stack.opts.RealNodes {
-		return c.stack.nodeAddrs.serviceCIDR(c.index)
-	}
-	return serviceCIDRs[c.index]
-}
+// serviceCIDR is the Service range the API server hands ClusterIPs from, routed to the node.
+func (c *Cluster) serviceCIDR() string { return c.stack.nodeAddrs.serviceCIDR(c.index) }
 
 func (c *Cluster) kubernetesServiceIP() string {
-	if c.stack.opts.RealNodes {
-		return c.stack.nodeAddrs.kubernetesService(c.index)
-	}
-	return kubernetesServiceIPs[c.index]
+	return c.stack.nodeAddrs.kubernetesService(c.index)
 }

@@ -39,7 +39,7 @@ func TestRealNodes(t *testing.T) {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
-	s, err := Start(ctx, Options{RealNodes: true, Logf: t.Logf})
+	s, err := Start(ctx, Options{Logf: t.Logf})
 	require.NoError(t, err, "starting a stack with real nodes")
 	t.Logf("stack with real nodes up in %s", time.Since(start).Round(100*time.Millisecond))
 	stopped := false
@@ -234,7 +234,7 @@ func TestRealNodes(t *testing.T) {
 func readSysctls(t *testing.T) map[string]string {
 	t.Helper()
 	m := map[string]string{}
-	for _, k := range kubeletSysctls {
+	for _, k := range savedSysctls {
 		v, err := os.ReadFile(filepath.Join("/proc/sys", k))
 		require.NoError(t, err)
 		m[k] = strings.TrimSpace(string(v))
@@ -248,15 +248,6 @@ func waitDefaultServiceAccount(t *testing.T, ctx context.Context, c *Cluster, ns
 		_, err := c.Kube.CoreV1().ServiceAccounts(ns).Get(ctx, "default", metav1.GetOptions{})
 		return err == nil, nil
 	}), "service account default in %s", ns)
-}
-
-func podReady(p *corev1.Pod) bool {
-	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
-			return true
-		}
-	}
-	return false
 }
 
 func waitPod(t *testing.T, ctx context.Context, c *Cluster, ns, name string, done func(*corev1.Pod) bool) *corev1.Pod {
@@ -447,7 +438,7 @@ func cgroupPidsOf(cgroups []string) []int {
 
 func runOrphanStack(t *testing.T) {
 	ctx := context.Background()
-	s, err := Start(ctx, Options{RealNodes: true, Logf: t.Logf})
+	s, err := Start(ctx, Options{Logf: t.Logf})
 	require.NoError(t, err)
 	c := s.Source
 	ns := UniqueName("orphan")
@@ -469,32 +460,6 @@ func runOrphanStack(t *testing.T) {
 	require.NoError(t, err)
 	fmt.Printf("ORPHAN %s\n", data)
 	select {} // until killed
-}
-
-// Without Options.RealNodes the stack stays as it was: the pod runner's node, no node network,
-// no ServiceAccount admission (pods get no token volume), Services in the old ranges.
-func TestStackWithoutRealNodes(t *testing.T) {
-	start := time.Now()
-	s := StartT(t, Options{})
-	t.Logf("stack without real nodes up in %s", time.Since(start).Round(100*time.Millisecond))
-	ctx := t.Context()
-	assert.False(t, s.RealNodes())
-	assert.Empty(t, s.Source.Image(images.AppName))
-	claims, _ := filepath.Glob(filepath.Join(runtimeRoot, fmt.Sprintf("%d-*", os.Getpid())))
-	assert.Empty(t, claims, "no runtime folder of real nodes")
-	node, err := s.Source.Kube.CoreV1().Nodes().Get(ctx, s.Source.NodeName, metav1.GetOptions{})
-	require.NoError(t, err, "the pod runner registers its node")
-	assert.Equal(t, "podrunner://1", node.Status.NodeInfo.ContainerRuntimeVersion, "the pod runner's node, no container runtime")
-	ns := s.Namespace(t, "plain")
-	pod, err := s.Source.Kube.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: "p"},
-		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "none"}}},
-	}, metav1.CreateOptions{})
-	require.NoError(t, err)
-	assert.Empty(t, pod.Spec.Volumes, "no service-account token volume")
-	svc, err := s.Source.Kube.CoreV1().Services("default").Get(ctx, "kubernetes", metav1.GetOptions{})
-	require.NoError(t, err)
-	assert.Equal(t, kubernetesServiceIPs[0], svc.Spec.ClusterIP)
 }
 
 // runImage runs an image once (its own entrypoint unless command is given; restartPolicy Never,

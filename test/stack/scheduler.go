@@ -10,8 +10,8 @@ import (
 
 const schedulerPort = 10259
 
-// startScheduler runs kube-scheduler for the cluster (real nodes only: the pod runner binds its
-// pods itself). Its serving certificate is self-signed; /healthz is open by default.
+// startScheduler runs kube-scheduler for the cluster, which binds pods to its node. Its serving
+// certificate is self-signed; /healthz is open by default.
 func (c *Cluster) startScheduler(ctx context.Context) error {
 	s := c.stack
 	ip := s.addrs.scheduler(c.index)

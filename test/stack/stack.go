@@ -2,12 +2,14 @@
 // (127.0.0.0/8), started and stopped by this package, no cloud cluster, no Docker.
 //
 //   - etcd (Debian's etcd-server), one per stack, a key prefix per cluster;
-//   - per cluster ("source" and "target"): kube-apiserver and kube-controller-manager (built from
-//     the Go module proxy by hack/build-tools.sh), a kubeconfig, StorageClasses provisioned by the
-//     controller manager's host-path provisioner, a docker-registry standing for the internal
-//     registry, Velero (server out of cluster, CRDs, BackupStorageLocation, velero-plugin-for-aws
-//     and ferry's plugins) in its own network namespace, and the pod runner (see podrunner) that
-//     runs ferry's transfer pods;
+//   - per cluster ("source" and "target"): kube-apiserver, kube-controller-manager and
+//     kube-scheduler (built from the Go module proxy by hack/build-tools.sh), a kubeconfig,
+//     StorageClasses provisioned by the controller manager's host-path provisioner, a
+//     docker-registry standing for the internal registry, Velero (server out of cluster, CRDs,
+//     BackupStorageLocation, velero-plugin-for-aws and ferry's plugins) in its own network
+//     namespace, and a real node (kubelet, containerd and runc, CNI bridge networking,
+//     kube-proxy) in network namespaces on addresses of 198.18.0.0/15 (see node.go, nodenet.go);
+//   - the stack's images (package images: ferry's, the test app's, pause) in both registries;
 //   - versitygw, an S3 server over a folder, whose bucket both Velero servers share;
 //   - with Options.OpenShift: the OpenShift APIs ferry touches, as CRDs.
 //
@@ -50,12 +52,6 @@ type Options struct {
 	// FerryBinDir holds ferry's binaries; it is put first on transfer pods' PATH. "" means
 	// FerryBinDir().
 	FerryBinDir string
-	// RealNodes gives each cluster a real node instead of the pod runner: kubelet with its own
-	// containerd and runc, CNI bridge networking and kube-proxy in a network namespace of the
-	// stack, on addresses of 198.18.0.0/15; a kube-scheduler per cluster; ServiceAccount
-	// admission with projected tokens; a LoadBalancer stand-in; and the stack's images (see
-	// package images) in both registries.
-	RealNodes bool
 	// VeleroVersion runs another Velero than the default (v1.18.3) on both clusters, server and
 	// CLI, with its own CRDs: "v1.14.0", the oldest ferry is tested with (hack/build-tools.sh
 	// builds it as velero-v1.14.0).
@@ -108,6 +104,14 @@ type Stack struct {
 	ferryOnce sync.Once
 	ferry     ferryIdentities
 	ferryErr  error
+
+	// datamover is EnsureSidecar's state: deploy/datamover applied, and the Lease holder Kill
+	// killed (a new one must take over).
+	datamover struct {
+		sync.Mutex
+		installed bool
+		killed    string
+	}
 }
 
 // S3 is the stack's S3 server.
@@ -134,7 +138,7 @@ func Start(ctx context.Context, opts Options) (s *Stack, err error) {
 	if s.Tools == "" {
 		s.Tools = ToolsDir()
 	}
-	if s.tools, err = findTools(s.Tools, opts.RealNodes, opts.VeleroVersion); err != nil {
+	if s.tools, err = findTools(s.Tools, opts.VeleroVersion); err != nil {
 		return nil, err
 	}
 	s.FerryBinDir = opts.FerryBinDir
@@ -161,12 +165,10 @@ func Start(ctx context.Context, opts Options) (s *Stack, err error) {
 		return s, err
 	}
 	start := time.Now()
-	s.logf("stack: starting in %s on 127.%d.%d.0/22", s.Dir, s.addrs.a, s.addrs.b)
+	s.logf("stack: starting in %s on 127.%d.%d.0/24", s.Dir, s.addrs.a, s.addrs.b)
 
-	if opts.RealNodes {
-		if err := s.setupRealNodes(ctx); err != nil {
-			return s, err
-		}
+	if err := s.setupRealNodes(ctx); err != nil {
+		return s, err
 	}
 	s.Source = newCluster(s, 0, "source")
 	s.Target = newCluster(s, 1, "target")
@@ -255,9 +257,9 @@ func (s *Stack) StartProcess(spec ProcessSpec) (*Process, error) {
 	return p, nil
 }
 
-// Pids are the process ids of the programs the stack started (API servers, Velero, the data
-// mover, …): Velero's children are its plugins, e.g. for a test that reads their memory. The
-// pod runner's pods are children of the process that runs the stack.
+// Pids are the process ids of the programs the stack started (API servers, Velero, …): Velero's
+// children are its plugins, e.g. for a test that reads their memory. Pods' processes are the
+// nodes' (see PodPids).
 func (s *Stack) Pids() []int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -274,7 +276,8 @@ func (s *Stack) Pids() []int {
 }
 
 // Problems lists what is broken in the stack: processes that exited without being asked to,
-// and failures of the pod runners (which would otherwise only show as pods that never start).
+// and the LoadBalancer stand-ins' failures (which would otherwise only show as Services without
+// an address).
 func (s *Stack) Problems() []string {
 	s.mu.Lock()
 	var out []string
@@ -285,11 +288,6 @@ func (s *Stack) Problems() []string {
 	}
 	s.mu.Unlock()
 	for _, c := range s.Clusters() {
-		if c != nil && c.runner != nil {
-			for _, e := range c.runner.Errors() {
-				out = append(out, fmt.Sprintf("pod runner of the %s cluster: %s", c.Name, e))
-			}
-		}
 		if c != nil && c.lb != nil {
 			for _, e := range c.lb.Errors() {
 				out = append(out, fmt.Sprintf("%s cluster: %s", c.Name, e))
@@ -299,13 +297,10 @@ func (s *Stack) Problems() []string {
 	return out
 }
 
-// LogFiles lists every log file of the stack, sorted: its processes, the pod runners, the
-// containers of transfer pods and, with real nodes, of every pod.
+// LogFiles lists every log file of the stack, sorted: its processes' and every container's.
 func (s *Stack) LogFiles() []string {
 	files, _ := filepath.Glob(filepath.Join(s.logDir, "*.log"))
-	pods, _ := filepath.Glob(filepath.Join(s.Dir, "*", "pods", "*", "logs", "*.log"))
-	files = append(files, pods...)
-	// real nodes: kubelet's podLogsDir/<namespace>_<pod>_<uid>/<container>/<restart>.log
+	// kubelet's podLogsDir/<namespace>_<pod>_<uid>/<container>/<restart>.log
 	if s.nodeNet != nil {
 		containers, _ := filepath.Glob(filepath.Join(s.nodeAddrs.runtimeDir(), "*", "pod-logs", "*", "*", "*.log"))
 		files = append(files, containers...)
@@ -387,11 +382,9 @@ func (s *Stack) Instructions() string {
 		fmt.Fprintf(&b, "%-6s kubeconfig %s\n       API server %s, registry %s (HTTP), Velero log %s\n",
 			c.Name, c.Kubeconfig, c.Server, c.RegistryHost, c.VeleroLog())
 	}
-	if s.RealNodes() {
-		for _, c := range s.Clusters() {
-			fmt.Fprintf(&b, "%-6s node %s (%s, netns %s), pods %s, Services %s\n       kubeconfig for pods of either cluster %s\n       app image %s\n",
-				c.Name, c.NodeName, c.NodeIP(), c.NodeNetNS(), c.PodCIDR(), c.ServiceCIDR(), c.PodKubeconfig, c.Image(images.AppName))
-		}
+	for _, c := range s.Clusters() {
+		fmt.Fprintf(&b, "%-6s node %s (%s, netns %s), pods %s, Services %s\n       kubeconfig for pods of either cluster %s\n       app image %s\n",
+			c.Name, c.NodeName, c.NodeIP(), c.NodeNetNS(), c.PodCIDR(), c.ServiceCIDR(), c.PodKubeconfig, c.Image(images.AppName))
 	}
 	fmt.Fprintf(&b, "S3     %s, bucket %q shared by both Velero servers (folder %s)\n", s.S3.Endpoint, s.S3.Bucket, s.S3.BucketDir)
 	fmt.Fprintf(&b, "logs   %s\n\n", s.logDir)

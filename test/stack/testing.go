@@ -128,6 +128,6 @@ func poolKey(o Options) string {
 	if o.Plugins != nil {
 		plugins = strings.Join(o.Plugins, ",")
 	}
-	return fmt.Sprintf("name=%s openshift=%v realnodes=%v plugins=%s velero=%s tools=%s bin=%s dir=%s",
-		o.Name, o.OpenShift, o.RealNodes, plugins, strings.Join(o.VeleroArgs, " "), o.ToolsDir, o.FerryBinDir, o.Dir)
+	return fmt.Sprintf("name=%s openshift=%v plugins=%s velero=%s tools=%s bin=%s dir=%s",
+		o.Name, o.OpenShift, plugins, strings.Join(o.VeleroArgs, " "), o.ToolsDir, o.FerryBinDir, o.Dir)
 }

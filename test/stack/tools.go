@@ -95,7 +95,7 @@ type tools struct {
 	scheduler, kubelet, kubeProxy, containerd, ctr string
 }
 
-func findTools(toolsDir string, realNodes bool, veleroVersion string) (tools, error) {
+func findTools(toolsDir string, veleroVersion string) (tools, error) {
 	var missing []string
 	inCache := func(name string) string {
 		p := filepath.Join(toolsDir, name)
@@ -127,19 +127,17 @@ func findTools(toolsDir string, realNodes bool, veleroVersion string) (tools, er
 	onPath(progUnshare)
 	onPath(progNsenter)
 	onPath(progIP)
-	if realNodes {
-		t.scheduler = inCache(progScheduler)
-		t.kubelet = inCache(progKubelet)
-		t.kubeProxy = inCache(progKubeProxy)
-		t.containerd = onPath(progContainerd)
-		t.ctr = onPath(progCtr)
-		onPath(progRunc)
-		onPath(progIptables)
-		onPath(progConntrack)
-		onPath(progMmdebstrap)
-		if _, err := os.Stat(cniBridge); err != nil {
-			missing = append(missing, fmt.Sprintf("%s (Debian's containernetworking-plugins: run `make deps`)", cniBridge))
-		}
+	t.scheduler = inCache(progScheduler)
+	t.kubelet = inCache(progKubelet)
+	t.kubeProxy = inCache(progKubeProxy)
+	t.containerd = onPath(progContainerd)
+	t.ctr = onPath(progCtr)
+	onPath(progRunc)
+	onPath(progIptables)
+	onPath(progConntrack)
+	onPath(progMmdebstrap)
+	if _, err := os.Stat(cniBridge); err != nil {
+		missing = append(missing, fmt.Sprintf("%s (Debian's containernetworking-plugins: run `make deps`)", cniBridge))
 	}
 	if len(missing) > 0 {
 		return t, fmt.Errorf("the local stack needs programs that are missing: %s", strings.Join(missing, "; "))

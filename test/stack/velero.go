@@ -14,6 +14,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	crclient "sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/ferry-dev/ferry/test/images"
 )
 
 const (
@@ -118,13 +120,26 @@ func (c *Cluster) createVeleroObjects(ctx context.Context) error {
 	return nil
 }
 
-// startVelero fills the plugin folder, opens Velero's network namespace with its relay, starts
+// startVelero fills the plugin folder (ferry's plugins from their image, see
+// addPluginFromImage), opens Velero's network namespace with its relay, starts
 // `velero server` inside and waits until it has validated the BSL (which needs the AWS plugin
 // and S3).
 func (c *Cluster) startVelero(ctx context.Context, plugins []string) error {
 	s := c.stack
-	if err := c.fillPluginDir(plugins); err != nil {
+	ferry := filepath.Join(s.FerryBinDir, FerryPluginsBin)
+	var hostPlugins []string
+	for _, p := range plugins {
+		if p != ferry {
+			hostPlugins = append(hostPlugins, p)
+		}
+	}
+	if err := c.fillPluginDir(hostPlugins); err != nil {
 		return err
+	}
+	if len(hostPlugins) < len(plugins) {
+		if err := c.addPluginFromImage(ctx, images.PluginsName); err != nil {
+			return fmt.Errorf("adding ferry's plugins from their image: %w", err)
+		}
 	}
 	if c.relay == nil {
 		if err := addNetNS(c.NetNS); err != nil {
@@ -201,6 +216,64 @@ func copyExecutable(src, dst string) error {
 		return err
 	}
 	return out.Close()
+}
+
+// addPluginFromImage installs a Velero plugin image the way `velero plugin add IMAGE` does: its
+// container runs (as its own user, 65532) with Velero's plugin folder at /target and copies its
+// binary there. Velero runs as a host process here, so the folder is a hostPath volume instead of
+// the Velero pod's emptyDir, and a pod in Velero's namespace stands for the init container.
+func (c *Cluster) addPluginFromImage(ctx context.Context, image string) error {
+	const uid = 65532
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	if err := os.Chown(c.PluginDir, uid, uid); err != nil {
+		return err
+	}
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: c.VeleroNamespace, GenerateName: "velero-plugin-add-"},
+		Spec: corev1.PodSpec{
+			RestartPolicy:                corev1.RestartPolicyNever,
+			AutomountServiceAccountToken: ptr.To(false),
+			Containers: []corev1.Container{{
+				Name: "plugin", Image: c.Image(image), ImagePullPolicy: corev1.PullIfNotPresent,
+				VolumeMounts: []corev1.VolumeMount{{Name: "plugins", MountPath: "/target"}},
+				SecurityContext: &corev1.SecurityContext{
+					ReadOnlyRootFilesystem: ptr.To(true), AllowPrivilegeEscalation: ptr.To(false),
+					Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+				},
+			}},
+			Volumes: []corev1.Volume{{Name: "plugins", VolumeSource: corev1.VolumeSource{
+				HostPath: &corev1.HostPathVolumeSource{Path: c.PluginDir, Type: ptr.To(corev1.HostPathDirectory)},
+			}}},
+		},
+	}
+	pods := c.Kube.CoreV1().Pods(c.VeleroNamespace)
+	var created *corev1.Pod
+	// The namespace's default service account (ServiceAccount admission looks for it) comes from
+	// the controller manager a moment after the namespace.
+	err := c.poll(ctx, func(ctx context.Context) (bool, error) {
+		var err error
+		created, err = pods.Create(ctx, pod, metav1.CreateOptions{})
+		return err == nil, nil
+	})
+	if err != nil {
+		return fmt.Errorf("creating the plugin's pod: %w", err)
+	}
+	defer func() { _ = pods.Delete(context.Background(), created.Name, metav1.DeleteOptions{}) }()
+	var phase corev1.PodPhase
+	err = c.poll(ctx, func(ctx context.Context) (bool, error) {
+		p, err := pods.Get(ctx, created.Name, metav1.GetOptions{})
+		if err != nil {
+			return false, nil
+		}
+		phase = p.Status.Phase
+		return phase == corev1.PodSucceeded || phase == corev1.PodFailed, nil
+	})
+	if err != nil || phase != corev1.PodSucceeded {
+		logs, _ := c.Kubectl(context.Background(), "-n", c.VeleroNamespace, "logs", created.Name)
+		return fmt.Errorf("the plugin's pod %s ended %q (%v): %s", created.Name, phase, err, logs)
+	}
+	return nil
 }
 
 // RestartVelero restarts both Velero servers with another set of plugin binaries (see

@@ -1,7 +1,7 @@
 // Command stack starts and stops ferry's local two-cluster stack by hand (`make stack-up`,
 // `make stack-down`), for poking at it with kubectl and velero.
 //
-//	stack up   [--dir DIR] [--kubernetes] [--without-ferry] [--real-nodes]   start in the background (no-op if running)
+//	stack up   [--dir DIR] [--kubernetes] [--without-ferry]   start in the background (no-op if running)
 //	stack down [--dir DIR]                                     stop and remove all state
 //	stack run  --dir DIR ...                                   (internal) the background process
 package main
@@ -31,7 +31,6 @@ func main() {
 	dir := fs.String("dir", "", "stack folder (default <repo>/_output/stack)")
 	plain := fs.Bool("kubernetes", false, "plain Kubernetes pair, without the OpenShift APIs")
 	noFerry := fs.Bool("without-ferry", false, "run Velero without ferry's plugins")
-	realNodes := fs.Bool("real-nodes", false, "a real node per cluster (kubelet, containerd, kube-proxy) instead of the pod runner")
 	_ = fs.Parse(args)
 	if *dir == "" {
 		root, err := stack.RepoRoot()
@@ -48,7 +47,7 @@ func main() {
 	case "down":
 		err = down(d)
 	case "run":
-		err = run(d, *plain, *noFerry, *realNodes)
+		err = run(d, *plain, *noFerry)
 	default:
 		usage()
 	}
@@ -58,7 +57,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: stack up|down [--dir DIR] [--kubernetes] [--without-ferry] [--real-nodes]")
+	fmt.Fprintln(os.Stderr, "usage: stack up|down [--dir DIR] [--kubernetes] [--without-ferry]")
 	os.Exit(2)
 }
 
@@ -163,13 +162,12 @@ func down(d daemonDir) error {
 }
 
 // run is the background process: it owns the stack until SIGTERM or SIGINT.
-func run(d daemonDir, plain, noFerry, realNodes bool) error {
+func run(d daemonDir, plain, noFerry bool) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	opts := stack.Options{
 		Dir:       d.state(),
 		OpenShift: !plain,
-		RealNodes: realNodes,
 		Logf:      func(format string, args ...any) { fmt.Printf(time.Now().Format("15:04:05 ")+format+"\n", args...) },
 	}
 	if noFerry {
