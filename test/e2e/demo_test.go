@@ -19,8 +19,7 @@ import (
 // rot: every check of its report must hold, and each stage must have moved what it should.
 // Its ferry-config is the base one (demo.FerryConfig), so it runs beside the other tests.
 func TestDemo(t *testing.T) {
-	t.Parallel()
-	s := stacks.Get(t, stack.Options{OpenShift: true})
+	s := stacks.Parallel(t, stack.Options{OpenShift: true})
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Minute)
 	defer cancel()
 	var out bytes.Buffer

@@ -25,8 +25,7 @@ import (
 // `velero install`, the OpenShift SCC component, the target-cluster identity, and the Helm values'
 // containers.
 func TestDeployManifests(t *testing.T) {
-	t.Parallel()
-	s := stacks.Get(t, stack.Options{OpenShift: true})
+	s := stacks.Parallel(t, stack.Options{OpenShift: true})
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()
 	c := s.Target

@@ -35,8 +35,8 @@ var imageStreamGVR = schema.GroupVersionResource{Group: "image.openshift.io", Ve
 // internal registry, mapped namespace, stream, tag). ImageStreamTags cannot be CRD objects
 // (their names hold a colon); the unit tests cover their restore.
 func TestImageStreamMigration(t *testing.T) {
-	t.Parallel() // the base ferry-config; the namespace mapping is the backups' own
-	s := stacks.Get(t, stack.Options{OpenShift: true})
+	// The base ferry-config; the namespace mapping is the backups' own.
+	s := stacks.Parallel(t, stack.Options{OpenShift: true})
 	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Minute)
 	defer cancel()
 	src, dst := s.Source, s.Target

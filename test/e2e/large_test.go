@@ -49,10 +49,9 @@ var memoryBound = map[string]int64{
 // and no ferry process (data mover, send, serve, plugins) goes past its memory bound. Its row in
 // the README's reliability table gives the peaks.
 func TestLargeVolume(t *testing.T) {
-	t.Parallel()
 	// The shared stack: send and serve are this test's own transfer pods; the data mover's and
 	// the plugins' peaks are over their whole life, other tests' work included.
-	s := stacks.Get(t, stack.Options{OpenShift: true})
+	s := stacks.Parallel(t, stack.Options{OpenShift: true})
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Minute)
 	defer cancel()
 	src, dst := s.Source, s.Target

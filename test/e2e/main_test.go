@@ -14,7 +14,8 @@ import (
 )
 
 // stacks are shared by the tests of this package: one per kind (OpenShift or plain Kubernetes),
-// started by the first test that needs it. Every test works in its own namespaces.
+// started by the first test that needs it and stopped when the last is done (Pool.Parallel).
+// Every test works in its own namespaces.
 var stacks = stack.NewPool()
 
 func TestMain(m *testing.M) {

@@ -25,8 +25,7 @@ import (
 // way a user does (velero backup create there, velero restore create here), with ferry's
 // plugins loaded in both Velero servers, and checks what the user would check afterwards.
 func TestMigrateNamespaceOpenShift(t *testing.T) {
-	t.Parallel()
-	s := stacks.Get(t, stack.Options{OpenShift: true})
+	s := stacks.Parallel(t, stack.Options{OpenShift: true})
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
 	defer cancel()
 	src, dst := s.Source, s.Target
@@ -102,8 +101,7 @@ func assertNoDataMoved(t *testing.T, ctx context.Context, s *stack.Stack, ns, cl
 // OpenShift APIs: every OpenShift-only step must be skipped cleanly, so backup and restore
 // complete without errors and without hanging.
 func TestMigrateNamespacePlainKubernetes(t *testing.T) {
-	t.Parallel()
-	s := stacks.Get(t, stack.Options{})
+	s := stacks.Parallel(t, stack.Options{})
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
 	defer cancel()
 	src, dst := s.Source, s.Target

@@ -26,8 +26,8 @@ import (
 // namespace-wide quiesce (ferry.dev/quiesce-scope on the Backup): the front-end that mounts no
 // volume stops with the app and comes back with it on the target.
 func TestFinalOfAMovedVolume(t *testing.T) {
-	t.Parallel() // the base ferry-config: shared with the other parallel tests (see useSidecar)
-	s := stacks.Get(t, stack.Options{OpenShift: true})
+	// The base ferry-config: shared with the other parallel tests (see useSidecar).
+	s := stacks.Parallel(t, stack.Options{OpenShift: true})
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
 	defer cancel()
 	src, dst := s.Source, s.Target

@@ -28,8 +28,8 @@ var slowStack = stack.Options{OpenShift: true, Name: "slow"}
 // itself, two people at the same time) both end — the older replaced, with the reason — with one
 // transfer server on the target and the tree equal.
 func TestOverlappingRequests(t *testing.T) {
-	t.Parallel() // on the "slow" stack: the same slowed ferry-config as its other tests
-	s := stacks.Get(t, slowStack)
+	// On the "slow" stack: the same slowed ferry-config as its other tests.
+	s := stacks.Parallel(t, slowStack)
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
 	defer cancel()
 	src, dst := s.Source, s.Target
@@ -61,8 +61,8 @@ func TestOverlappingRequests(t *testing.T) {
 // TestStageDuringFinal: a stage backup while a final transfer of the PVC runs fails at once
 // with the reason, and the final completes, its app left quiesced as a final leaves it.
 func TestStageDuringFinal(t *testing.T) {
-	t.Parallel() // on the "slow" stack: the same slowed ferry-config as its other tests
-	s := stacks.Get(t, slowStack)
+	// On the "slow" stack: the same slowed ferry-config as its other tests.
+	s := stacks.Parallel(t, slowStack)
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
 	defer cancel()
 	src, dst := s.Source, s.Target

@@ -20,8 +20,8 @@ import (
 // would refuse a transfer pod that asked for more than baseline's capabilities (DAC_READ_SEARCH
 // did). "restricted", with transferRunAsRoot: false: TestRestrictedMigrationOnRealNodes.
 func TestPodSecurityNamespaces(t *testing.T) {
-	t.Parallel() // the base ferry-config: shared with the other parallel tests (see useSidecar)
-	s := stacks.Get(t, stack.Options{OpenShift: true})
+	// The base ferry-config: shared with the other parallel tests (see useSidecar).
+	s := stacks.Parallel(t, stack.Options{OpenShift: true})
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()
 	src, dst := s.Source, s.Target

@@ -59,8 +59,7 @@ const rbacDoc = "docs/rbac.md"
 // transfer-pod policy refusing a tenant (and ferry itself with a foreign image), and
 // docs/rbac.md equal to `kubectl auth can-i --list` for every identity.
 func TestIdentities(t *testing.T) {
-	t.Parallel()
-	s := stacks.Get(t, stack.Options{OpenShift: true})
+	s := stacks.Parallel(t, stack.Options{OpenShift: true})
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()
 	require.NoError(t, s.InstallFerry(ctx))
@@ -197,8 +196,8 @@ func TestIdentities(t *testing.T) {
 // did not write. Each is refused (status Refused with the reason, a Warning Event), nothing is
 // created on either cluster, and the victims' data is byte for byte as it was.
 func TestTenantCannotSteerTransfers(t *testing.T) {
-	t.Parallel() // the base ferry-config: shared with the other parallel tests (see useSidecar)
-	s := stacks.Get(t, stack.Options{OpenShift: true})
+	// The base ferry-config: shared with the other parallel tests (see useSidecar).
+	s := stacks.Parallel(t, stack.Options{OpenShift: true})
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()
 	src, dst := s.Source, s.Target

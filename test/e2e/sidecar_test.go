@@ -41,8 +41,8 @@ import (
 // replica count. The target volume equals the source byte for byte, with owners, modes, times,
 // links and holes.
 func TestStageStageFinalRestore(t *testing.T) {
-	t.Parallel() // the base ferry-config: shared with the other parallel tests (see useSidecar)
-	s := stacks.Get(t, stack.Options{OpenShift: true})
+	// The base ferry-config: shared with the other parallel tests (see useSidecar).
+	s := stacks.Parallel(t, stack.Options{OpenShift: true})
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Minute)
 	defer cancel()
 	src, dst := s.Source, s.Target
@@ -154,8 +154,8 @@ func checkSidecarMetrics(t *testing.T, ctx context.Context, p *stack.Sidecar) {
 // `ferry-datamover request`, and it is filled in place (it was empty, so ferry may).
 // The PVC's name is long enough that every name ferry derives from it must be shortened.
 func TestStateOnly(t *testing.T) {
-	t.Parallel() // the base ferry-config: shared with the other parallel tests (see useSidecar)
-	s := stacks.Get(t, stack.Options{OpenShift: true})
+	// The base ferry-config: shared with the other parallel tests (see useSidecar).
+	s := stacks.Parallel(t, stack.Options{OpenShift: true})
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
 	defer cancel()
 	src, dst := s.Source, s.Target
@@ -197,8 +197,8 @@ func TestStateOnly(t *testing.T) {
 // TestScheduledStages runs `velero schedule create` with the stage label: each scheduled backup
 // is an incremental transfer.
 func TestScheduledStages(t *testing.T) {
-	t.Parallel() // the base ferry-config: shared with the other parallel tests (see useSidecar)
-	s := stacks.Get(t, stack.Options{OpenShift: true})
+	// The base ferry-config: shared with the other parallel tests (see useSidecar).
+	s := stacks.Parallel(t, stack.Options{OpenShift: true})
 	ctx, cancel := context.WithTimeout(t.Context(), 12*time.Minute)
 	defer cancel()
 	src, dst := s.Source, s.Target

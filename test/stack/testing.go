@@ -49,35 +49,86 @@ func (s *Stack) diagnosticsSince(since time.Time) string {
 }
 
 // Pool shares stacks among the tests of a package: one stack per kind of Options (OpenShift or
-// not, plugins, Velero flags), started by the first test that asks and stopped by Close, which
-// TestMain calls after m.Run. Each test still gets clean namespaces (Stack.Namespace).
+// not, plugins, Velero flags), started by the first test that asks and stopped as soon as the
+// last test that wants it is done (Parallel), or by Close, which TestMain calls after m.Run.
+// Each test still gets clean namespaces (Stack.Namespace).
 type Pool struct {
 	mu     sync.Mutex
 	stacks map[string]*pooled
 }
 
 type pooled struct {
-	once sync.Once
-	s    *Stack
-	err  error
+	once   sync.Once
+	s      *Stack
+	err    error
+	wanted int // tests announced by Parallel and not yet done
 }
 
 // NewPool returns an empty pool.
 func NewPool() *Pool { return &Pool{stacks: map[string]*pooled{}} }
+
+// entry is the pool's entry for key, made on first use; want is added to its count of
+// announced tests.
+func (p *Pool) entry(key string, want int) *pooled {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	e, ok := p.stacks[key]
+	if !ok {
+		e = &pooled{}
+		p.stacks[key] = e
+	}
+	e.wanted += want
+	return e
+}
+
+// Parallel is t.Parallel for a test on the pool's stack for opts, which it returns once t runs.
+// Called first thing in every test, it counts the tests that want each stack before any of them
+// starts (Go runs the parallel tests only after every test has reached t.Parallel), so a stack
+// stops as soon as the last of them is done instead of idling, on a 2-core machine, beside the
+// rest of the package.
+func (p *Pool) Parallel(t *testing.T, opts Options) *Stack {
+	t.Helper()
+	key := poolKey(opts)
+	e := p.entry(key, 1)
+	t.Cleanup(func() {
+		if err := p.release(key, e); err != nil {
+			t.Errorf("stopping the local stack: %v", err)
+		}
+	})
+	t.Parallel()
+	return p.get(t, e, opts)
+}
+
+// release stops e's stack when no announced test wants it any more; a later Get starts a new one.
+func (p *Pool) release(key string, e *pooled) error {
+	p.mu.Lock()
+	e.wanted--
+	done := e.wanted == 0 && p.stacks[key] == e
+	if done {
+		delete(p.stacks, key)
+	}
+	p.mu.Unlock()
+	if !done {
+		return nil
+	}
+	// Waits for a start still under way; one never begun cannot begin now.
+	e.once.Do(func() {})
+	if e.s == nil {
+		return nil
+	}
+	return e.s.Stop()
+}
 
 // Get returns the pool's stack for opts, starting it on first use. If the stack cannot start,
 // or one of its processes has died, the test fails with the logs that say why; a failed test
 // logs the tails of all the stack's logs.
 func (p *Pool) Get(t testing.TB, opts Options) *Stack {
 	t.Helper()
-	key := poolKey(opts)
-	p.mu.Lock()
-	e, ok := p.stacks[key]
-	if !ok {
-		e = &pooled{}
-		p.stacks[key] = e
-	}
-	p.mu.Unlock()
+	return p.get(t, p.entry(poolKey(opts), 0), opts)
+}
+
+func (p *Pool) get(t testing.TB, e *pooled, opts Options) *Stack {
+	t.Helper()
 	e.once.Do(func() {
 		// Progress goes to stderr: the stack outlives the test that started it.
 		opts.Logf = func(format string, args ...any) {
