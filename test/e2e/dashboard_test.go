@@ -30,17 +30,17 @@ import (
 // appears. A service account with only `view` on one namespace sees that namespace's migration,
 // not another namespace migrating at the same time, and a notice for what it may not list.
 // _output/dashboard.png is written every run; FERRY_UPDATE_SCREENSHOT=1 also rewrites the
-// README's docs/dashboard.png. Not parallel: it slows ferry-config's bandwidth limit down.
+// README's docs/dashboard.png (run the test alone for it: the admin's page shows every
+// migration on the stack).
 func TestDashboard(t *testing.T) {
-	t.Parallel() // on a stack of its own: its slowed ferry-config is its own
-	s := stack.StartT(t, stack.Options{OpenShift: true, Name: "dashboard"})
+	// On the "slow" stack: its slowed ferry-config keeps the stage long enough to watch.
+	s := stacks.Parallel(t, slowStack)
 	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Minute)
 	defer cancel()
 	src := s.Source
-	// ~40 MiB at an effective rate of about a quarter of the setting: a stage of about 2 minutes,
-	// long enough to watch the bar move.
-	useSidecar(t, ctx, s, map[string]string{"bwlimitKBps": "1536"})
-	t.Cleanup(func() { useSidecar(t, context.Background(), s, nil) })
+	// ~40 MiB at an effective rate of about a quarter of the setting: a stage of about 1.5
+	// minutes, long enough to watch the bar move.
+	useSidecar(t, ctx, s, slowConfig)
 
 	shop, other := s.Namespace(t, "dash"), s.Namespace(t, "dashother")
 	create(t, ctx, src, pvc(shop, "data"), pvc(other, "data"))

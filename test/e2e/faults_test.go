@@ -51,17 +51,14 @@ type fault struct {
 // clear reason and the source app back at its replicas — leaving no transfer objects. The
 // README's reliability table lists exactly these rows.
 func TestFaults(t *testing.T) {
-	// A stack of its own (Velero checking item operations every 5 s, for the timeout row): its
-	// slowed ferry-config would slow the tests sharing the default one, and it runs beside them.
-	t.Parallel()
-	s := stack.StartT(t, stack.Options{OpenShift: true, VeleroArgs: []string{"--item-operation-sync-frequency=5s"}})
+	// On the "slow" stack: its faults hit only this test's pods, backups and endpoints, and it
+	// wants the same slowed ferry-config as the stack's other tests.
+	s := stacks.Parallel(t, slowStack)
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Minute)
 	defer cancel()
 	src, dst := s.Source, s.Target
 	// Slow enough that each fault lands mid-copy (about 12 MiB at a quarter of the limit).
-	slow := map[string]string{"bwlimitKBps": "2048"}
-	useSidecar(t, ctx, s, slow)
-	t.Cleanup(func() { useSidecar(t, context.Background(), s, nil) })
+	useSidecar(t, ctx, s, slowConfig)
 
 	deletePod := func(c *stack.Cluster, role string) func(*testing.T, context.Context, *stack.Stack, string, *velerov1.Backup) {
 		return func(t *testing.T, ctx context.Context, s *stack.Stack, ns string, _ *velerov1.Backup) {
@@ -111,13 +108,12 @@ func TestStackFaults(t *testing.T) {
 	s := stack.StartT(t, stack.Options{OpenShift: true, Name: "outage"})
 	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Minute)
 	defer cancel()
-	slow := map[string]string{"bwlimitKBps": "2048"}
-	useSidecar(t, ctx, s, slow)
+	useSidecar(t, ctx, s, slowConfig)
 	var table []string
 	report := func(row string) { table = append(table, row) }
 	t.Run("target API server stopped", func(t *testing.T) { targetAPIServerStopped(t, ctx, s, report) })
 	t.Run("data mover killed while quiescing", func(t *testing.T) { report(killedWhileQuiescing(t, ctx, s)) })
-	t.Run("stale Lease", func(t *testing.T) { report(staleLease(t, ctx, s, slow)) })
+	t.Run("stale Lease", func(t *testing.T) { report(staleLease(t, ctx, s, slowConfig)) })
 	checkReliabilityTable(t, table)
 }
 

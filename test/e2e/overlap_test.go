@@ -20,9 +20,12 @@ import (
 	"github.com/ferry-dev/ferry/test/stack"
 )
 
-// slowStack runs the tests that need a copy slow enough to act during it (bwlimitKBps 2048),
-// beside the shared stack.
-var slowStack = stack.Options{OpenShift: true, Name: "slow"}
+// slowStack runs the tests that need a copy slow enough to act during it, beside the shared
+// stack, all with slowConfig: copies at about a quarter of its limit, some 0.5 MiB/s.
+var (
+	slowStack  = stack.Options{OpenShift: true, Name: "slow"}
+	slowConfig = map[string]string{"bwlimitKBps": "2048"}
+)
 
 // TestOverlappingRequests: two stage backups of one namespace at once (a schedule overlapping
 // itself, two people at the same time) both end — the older replaced, with the reason — with one
@@ -34,7 +37,7 @@ func TestOverlappingRequests(t *testing.T) {
 	defer cancel()
 	src, dst := s.Source, s.Target
 	// Slow enough that a second request arrives while the first copies.
-	useSidecar(t, ctx, s, map[string]string{"bwlimitKBps": "2048"})
+	useSidecar(t, ctx, s, slowConfig)
 
 	ns, srcDir := appWithData(t, ctx, s, "overlap", 1, 0)
 	stage := []string{"--include-namespaces", ns, "--snapshot-volumes=false", "--labels", keys.Migration + "=stage"}
@@ -66,7 +69,7 @@ func TestStageDuringFinal(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
 	defer cancel()
 	src, dst := s.Source, s.Target
-	useSidecar(t, ctx, s, map[string]string{"bwlimitKBps": "2048"})
+	useSidecar(t, ctx, s, slowConfig)
 
 	// Big enough (about 2 minutes at this limit) that the stage reaches Velero's one backup
 	// worker while the final still copies, even behind the other tests' backups on this stack.
