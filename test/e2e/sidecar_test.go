@@ -297,8 +297,7 @@ func quietSchedule(t *testing.T, ctx context.Context, c *stack.Cluster, schedule
 // it, and leaves no pods or Secrets behind.
 func TestSidecarKilledMidTransfer(t *testing.T) {
 	// A stack of its own: it slows ferry-config down and kills the data mover, beside the rest.
-	t.Parallel()
-	s := stack.StartT(t, stack.Options{OpenShift: true, Name: "restart"})
+	s := stacks.Alone(t, stack.Options{OpenShift: true, Name: "restart"})
 	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Minute)
 	defer cancel()
 	src, dst := s.Source, s.Target
@@ -340,8 +339,7 @@ func TestSidecarKilledMidTransfer(t *testing.T) {
 // the PVC, and nothing deleted on either cluster.
 func TestBadInputFailsClearly(t *testing.T) {
 	// A stack of its own: it points ferry-config at a missing class and an unreachable target.
-	t.Parallel()
-	s := stack.StartT(t, stack.Options{OpenShift: true, Name: "badinput"})
+	s := stacks.Alone(t, stack.Options{OpenShift: true, Name: "badinput"})
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
 	defer cancel()
 	src, dst := s.Source, s.Target
