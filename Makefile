@@ -57,8 +57,7 @@ test-unit: ## Unit, contract and data-plane tests (real rsync/stunnel/registries
 E2E_FLAGS ?=
 # The parallel e2e tests mostly wait on their clusters, so more of them run at once than there are
 # cores (go test's default -parallel is GOMAXPROCS: 2 here); since every stack runs real nodes,
-# six at once overloaded 2 cores (probes and API calls timed out), so four. Which four is the test
-# pool's choice, the longest first (stack.Pool.TakeParallel).
+# six at once overloaded 2 cores (probes and API calls timed out), so four.
 E2E_PARALLEL ?= 4
 
 .PHONY: test-e2e

@@ -26,7 +26,8 @@ const olderVelero = "v1.14.0"
 // v1.14.0 servers (and CLI) on both clusters, with ferry's plugins built against v1.18: the
 // plugin protocol, the asynchronous item operations and the restore actions work with it.
 func TestMigrateWithOlderVelero(t *testing.T) {
-	s := stacks.Alone(t, stack.Options{VeleroVersion: olderVelero})
+	t.Parallel()
+	s := stack.StartT(t, stack.Options{VeleroVersion: olderVelero})
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
 	defer cancel()
 	src, dst := s.Source, s.Target

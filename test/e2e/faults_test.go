@@ -87,13 +87,12 @@ func TestFaults(t *testing.T) {
 		table []string
 	)
 	report := func(row string) { mu.Lock(); table = append(table, row); mu.Unlock() }
-	// The rows run side by side (as many as go test's -parallel lets, in slots this test gives
-	// up meanwhile), each in its own namespace; the group ends when all have.
-	stacks.Release(t)
+	// The rows run side by side (as many as go test's -parallel lets), each in its own
+	// namespace; the group ends when all have.
 	t.Run("matrix", func(t *testing.T) {
 		for _, f := range faults {
 			t.Run(f.name+" "+f.when, func(t *testing.T) {
-				stacks.Sub(t)
+				t.Parallel()
 				runFault(t, ctx, s, f, report)
 			})
 		}
@@ -105,7 +104,8 @@ func TestFaults(t *testing.T) {
 // the other, on a stack of their own (beside TestFaults and the rest): the target's API server
 // stopped, and the data mover gone with its Lease left behind.
 func TestStackFaults(t *testing.T) {
-	s := stacks.Alone(t, stack.Options{OpenShift: true, Name: "outage"})
+	t.Parallel()
+	s := stack.StartT(t, stack.Options{OpenShift: true, Name: "outage"})
 	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Minute)
 	defer cancel()
 	useSidecar(t, ctx, s, slowConfig)

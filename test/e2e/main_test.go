@@ -15,17 +15,12 @@ import (
 
 // stacks are shared by the tests of this package: one per kind (OpenShift or plain Kubernetes),
 // started by the first test that needs it and stopped when the last is done (Pool.Parallel).
-// Every test works in its own namespaces. The pool also runs the longest tests first, as many at
-// once as go test's -parallel says (Pool.TakeParallel).
+// Every test works in its own namespaces.
 var stacks = stack.NewPool()
 
 func TestMain(m *testing.M) {
 	if servePluginsIfAsked() {
 		return
-	}
-	if err := stacks.TakeParallel(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(2)
 	}
 	code := m.Run()
 	if err := stacks.Close(); err != nil {

@@ -43,8 +43,8 @@ const appUID = 1234
 // Host-path volumes ignore fsGroup, so the test hands the volumes' folders to the app's user,
 // as a CSI driver honouring fsGroup would; the target PVC is made ahead, as GitOps would.
 func TestRestrictedMigrationOnRealNodes(t *testing.T) {
-	// The only test on the real-nodes stack: its ferry-config is its own.
-	s := stacks.Alone(t, stack.Options{Name: "restricted"})
+	t.Parallel() // the only test on the real-nodes stack: its ferry-config is its own
+	s := stack.StartT(t, stack.Options{Name: "restricted"})
 	ctx, cancel := context.WithTimeout(t.Context(), 25*time.Minute)
 	defer cancel()
 	src, dst := s.Source, s.Target

@@ -297,7 +297,8 @@ func quietSchedule(t *testing.T, ctx context.Context, c *stack.Cluster, schedule
 // it, and leaves no pods or Secrets behind.
 func TestSidecarKilledMidTransfer(t *testing.T) {
 	// A stack of its own: it slows ferry-config down and kills the data mover, beside the rest.
-	s := stacks.Alone(t, stack.Options{OpenShift: true, Name: "restart"})
+	t.Parallel()
+	s := stack.StartT(t, stack.Options{OpenShift: true, Name: "restart"})
 	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Minute)
 	defer cancel()
 	src, dst := s.Source, s.Target
@@ -339,7 +340,8 @@ func TestSidecarKilledMidTransfer(t *testing.T) {
 // the PVC, and nothing deleted on either cluster.
 func TestBadInputFailsClearly(t *testing.T) {
 	// A stack of its own: it points ferry-config at a missing class and an unreachable target.
-	s := stacks.Alone(t, stack.Options{OpenShift: true, Name: "badinput"})
+	t.Parallel()
+	s := stack.StartT(t, stack.Options{OpenShift: true, Name: "badinput"})
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
 	defer cancel()
 	src, dst := s.Source, s.Target

@@ -2,12 +2,8 @@ package stack
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
-	"math"
 	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -55,13 +51,10 @@ func (s *Stack) diagnosticsSince(since time.Time) string {
 // Pool shares stacks among the tests of a package: one stack per kind of Options (OpenShift or
 // not, plugins, Velero flags), started by the first test that asks and stopped as soon as the
 // last test that wants it is done (Parallel), or by Close, which TestMain calls after m.Run.
-// Each test still gets clean namespaces (Stack.Namespace). It also decides which test runs
-// when: the longest first (see schedule), as many at once as go test's -parallel says
-// (TakeParallel).
+// Each test still gets clean namespaces (Stack.Namespace).
 type Pool struct {
 	mu     sync.Mutex
 	stacks map[string]*pooled
-	sched  *schedule
 }
 
 type pooled struct {
@@ -71,30 +64,8 @@ type pooled struct {
 	wanted int // tests announced by Parallel and not yet done
 }
 
-// NewPool returns an empty pool. Until TakeParallel, go test's -parallel alone limits how many
-// tests run at once.
-func NewPool() *Pool {
-	return &Pool{stacks: map[string]*pooled{}, sched: newSchedule(math.MaxInt, durationsFile())}
-}
-
-// TakeParallel makes the pool, not go test, decide which parallel tests run when: it takes
-// go test's -parallel as the pool's number of slots and lifts go test's own limit, which would
-// otherwise start tests in an order of its own. TestMain calls it before m.Run.
-func (p *Pool) TakeParallel() error {
-	if !flag.Parsed() {
-		flag.Parse()
-	}
-	f := flag.Lookup("test.parallel")
-	if f == nil {
-		return errors.New("no -test.parallel flag: TakeParallel must run in a test binary")
-	}
-	n, err := strconv.Atoi(f.Value.String())
-	if err != nil || n < 1 {
-		return fmt.Errorf("-test.parallel=%q: want a positive number", f.Value.String())
-	}
-	p.sched.slots = n
-	return f.Value.Set("10000")
-}
+// NewPool returns an empty pool.
+func NewPool() *Pool { return &Pool{stacks: map[string]*pooled{}} }
 
 // entry is the pool's entry for key, made on first use; want is added to its count of
 // announced tests.
@@ -124,34 +95,9 @@ func (p *Pool) Parallel(t *testing.T, opts Options) *Stack {
 			t.Errorf("stopping the local stack: %v", err)
 		}
 	})
-	p.sched.announce()
 	t.Parallel()
-	p.sched.acquire(t)
 	return p.get(t, e, opts)
 }
-
-// Alone is t.Parallel for a test that needs a stack of its own (its own ferry-config, Velero,
-// or faults that would hit other tests): the stack starts when the test's turn comes and stops
-// when it ends.
-func (p *Pool) Alone(t *testing.T, opts Options) *Stack {
-	t.Helper()
-	p.sched.announce()
-	t.Parallel()
-	p.sched.acquire(t)
-	return StartT(t, opts)
-}
-
-// Sub is t.Parallel for a subtest: it runs when one of the pool's slots is free (a parent that
-// only waits for its subtests gives its own slot back first, with Release).
-func (p *Pool) Sub(t *testing.T) {
-	t.Helper()
-	p.sched.announce()
-	t.Parallel()
-	p.sched.acquire(t)
-}
-
-// Release gives t's slot back before t ends: from here on t only waits for its subtests.
-func (p *Pool) Release(t *testing.T) { p.sched.release(t.Name()) }
 
 // release stops e's stack when no announced test wants it any more; a later Get starts a new one.
 func (p *Pool) release(key string, e *pooled) error {
@@ -209,14 +155,11 @@ func (p *Pool) get(t testing.TB, e *pooled, opts Options) *Stack {
 	return s
 }
 
-// Close stops every stack of the pool and keeps the tests' times for the next run's order.
+// Close stops every stack of the pool.
 func (p *Pool) Close() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var errs []string
-	if err := p.sched.save(); err != nil {
-		errs = append(errs, "keeping the tests' times: "+err.Error())
-	}
 	for _, e := range p.stacks {
 		if e.s != nil {
 			if err := e.s.Stop(); err != nil {
