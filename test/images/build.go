@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path"
@@ -146,7 +147,15 @@ func build(ctx context.Context, opts Options, d Definition) (Built, error) {
 	dir := filepath.Join(opts.CacheDir, "oci", d.Name+"-"+key)
 	if img, err := readLayout(dir); err == nil {
 		b.Image, b.Cached = img, true
+		// Marks it as used, for pruneStale.
+		now := time.Now()
+		_ = os.Chtimes(dir, now, now)
 		return b, nil
+	}
+	// Each change of ferry's binaries makes a new image: older ones of this name go once unused
+	// for a while (another checkout's run may still push one).
+	if err := pruneStale(filepath.Dir(dir), d.Name, staleAfter); err != nil {
+		opts.Logf("images: pruning old %s images: %v", d.Name, err)
 	}
 
 	work, err := os.MkdirTemp(opts.CacheDir, ".build-"+d.Name+"-")
@@ -211,6 +220,43 @@ func build(ctx context.Context, opts Options, d Definition) (Built, error) {
 		return Built{}, err
 	}
 	return b, nil
+}
+
+// staleAfter is how long a cached image may go unused before a build of a newer one of its
+// name removes it.
+const staleAfter = 24 * time.Hour
+
+// pruneStale removes the images of name in ociDir (name-<key>) not used for longer than age.
+func pruneStale(ociDir, name string, age time.Duration) error {
+	entries, err := os.ReadDir(ociDir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, e := range entries {
+		key, ok := strings.CutPrefix(e.Name(), name+"-")
+		if !ok || !e.IsDir() || !isKey(key) {
+			continue
+		}
+		info, err := e.Info()
+		if err != nil || time.Since(info.ModTime()) < age {
+			continue
+		}
+		errs = append(errs, os.RemoveAll(filepath.Join(ociDir, e.Name())))
+	}
+	return errors.Join(errs...)
+}
+
+// isKey is whether s is an image key as build makes them: 16 hex digits.
+func isKey(s string) bool {
+	if len(s) != 16 {
+		return false
+	}
+	_, err := hex.DecodeString(s)
+	return err == nil
 }
 
 func readLayout(dir string) (v1.Image, error) {
