@@ -62,7 +62,9 @@ func TestIdentities(t *testing.T) {
 	s := stacks.Parallel(t, stack.Options{OpenShift: true})
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()
-	require.NoError(t, s.InstallFerry(ctx))
+	// Configured as an admin does (the base ferry-config the pool's tests share): the policy's
+	// parameters then allow the stack's transfer image, whichever test on the stack comes first.
+	require.NoError(t, s.ConfigureFerry(ctx, baseFerryConfig))
 	app := s.Namespace(t, "tenant")
 	require.NoError(t, s.Target.CreateNamespace(ctx, app, nil))
 
