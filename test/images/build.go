@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path"
@@ -142,7 +141,7 @@ func build(ctx context.Context, opts Options, d Definition) (Built, error) {
 		}
 		fmt.Fprintf(h, "\x00busybox %s", sum)
 	}
-	key := hex.EncodeToString(h.Sum(nil))[:16]
+	key := hex.EncodeToString(h.Sum(nil))[:keyLen]
 	b := Built{Definition: d, Key: key}
 	dir := filepath.Join(opts.CacheDir, "oci", d.Name+"-"+key)
 	if img, err := readLayout(dir); err == nil {
@@ -229,7 +228,7 @@ const staleAfter = 24 * time.Hour
 // pruneStale removes the images of name in ociDir (name-<key>) not used for longer than age.
 func pruneStale(ociDir, name string, age time.Duration) error {
 	entries, err := os.ReadDir(ociDir)
-	if errors.Is(err, fs.ErrNotExist) {
+	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
 	if err != nil {
@@ -250,9 +249,12 @@ func pruneStale(ociDir, name string, age time.Duration) error {
 	return errors.Join(errs...)
 }
 
-// isKey is whether s is an image key as build makes them: 16 hex digits.
+// keyLen is how many hex digits of its inputs' digest name an image (its tag).
+const keyLen = 16
+
+// isKey is whether s is an image key as build makes them.
 func isKey(s string) bool {
-	if len(s) != 16 {
+	if len(s) != keyLen {
 		return false
 	}
 	_, err := hex.DecodeString(s)
