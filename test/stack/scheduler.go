@@ -24,6 +24,11 @@ func (c *Cluster) startScheduler(ctx context.Context) error {
 			"--authorization-kubeconfig=" + c.Kubeconfig,
 			"--bind-address=" + ip, "--secure-port=" + fmt.Sprint(schedulerPort),
 			"--leader-elect=false",
+			// After its API server comes back, the scheduler can see a pod's bound PVC before the
+			// PV, call the pod unschedulable, and (seen once in TestStackFaults) miss the PV's
+			// arrival; such a pod waits for this flush, 5 min by default, longer than ferry's
+			// prepareTimeout. Deprecated but still honoured in v1.33.
+			"--pod-max-in-unschedulable-pods-duration=30s",
 			"--v=1",
 		},
 	})
