@@ -22,7 +22,7 @@ import (
 
 // slowStack runs the tests that need a copy slow enough to act during it, beside the shared
 // stack, all with slowConfig: copies at about a quarter of its limit, some 0.5 MiB/s. Its tests
-// run some ten migrations at once (TestFaults alone six). With ferry's default concurrency of 4
+// can run some ten migrations at once (TestFaults has six rows). With ferry's default concurrency of 4
 // the later transfers waited minutes for a slot, and with Velero's default of one backup at a
 // time the later Backups waited minutes in Velero's queue, so a fault or a second request
 // meant for mid-copy came after the copy.
