@@ -22,10 +22,10 @@ import (
 
 // slowStack runs the tests that need a copy slow enough to act during it, beside the shared
 // stack, all with slowConfig: copies at about a quarter of its limit, some 0.5 MiB/s. Its tests
-// can run some ten migrations at once (TestFaults has six rows). With ferry's default concurrency of 4
-// the later transfers waited minutes for a slot, and with Velero's default of one backup at a
-// time the later Backups waited minutes in Velero's queue, so a fault or a second request
-// meant for mid-copy came after the copy.
+// can run some ten migrations at once (TestFaults has six rows). With ferry's default
+// concurrency of 4 the later transfers waited minutes for a slot, and with Velero's default of
+// one backup at a time the later Backups waited minutes in Velero's queue, so a fault or a
+// second request meant for mid-copy came after the copy.
 var (
 	slowStack  = stack.Options{OpenShift: true, Name: "slow", VeleroArgs: []string{"--concurrent-backups=4"}}
 	slowConfig = map[string]string{"bwlimitKBps": "2048", "concurrency": "16"}
@@ -42,9 +42,9 @@ func TestOverlappingRequests(t *testing.T) {
 	src, dst := s.Source, s.Target
 	useSidecar(t, ctx, s, slowConfig)
 
-	// Big enough (about 2 minutes at this limit) that the second request reaches Velero's one
+	// Big enough (about 2 minutes at this limit) that the second request reaches a Velero
 	// backup worker while the first still copies, even behind the other tests' backups on this
-	// stack (TestFaults starts six at once).
+	// stack.
 	ns, srcDir := appWithData(t, ctx, s, "overlap", 1, 40)
 	stage := []string{"--include-namespaces", ns, "--snapshot-volumes=false", "--labels", keys.Migration + "=stage"}
 
