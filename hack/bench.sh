@@ -14,7 +14,8 @@ for part in "${parts[@]}"; do
   echo "=== bench: $part" >&2
   case $part in
     dataplane)
-      # ferry send/serve vs tar | tar, rsync, rsync via stunnel, restic; re-stage; memory.
+      # ferry send/serve vs tar | tar, rsync, rsync via stunnel, restic; re-stage; cores; block;
+      # memory. Also writes its tables into docs/benchmarks.md and its chart, docs/benchmarks.svg.
       go run ./test/bench/dataplane -bin "$FERRY_BIN_DIR/ferry-datamover" ;;
     images)
       # ferry's image copy vs skopeo.

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 )
@@ -21,10 +22,7 @@ import (
 // mutual-TLS channel (the transfer's certificates), the target flushed (conv=fsync). Every
 // copy starts with both devices' caches dropped, so each tool reads from the disk.
 
-const (
-	blockBenchSize  = 1 << 30
-	blockBenchChunk = 64 << 10
-)
+const blockBenchChunk = 64 << 10
 
 // blockDev is a loop device over an image file under the work directory.
 type blockDev struct {
@@ -217,24 +215,26 @@ func sameDevices(a, b string, n int64) error {
 
 // blockCopies measures the block part and prints its table.
 func (b *bench) blockCopies(ctx context.Context) error {
-	src, err := attachBlock(ctx, filepath.Join(b.cfg.work, "block-src.img"), blockBenchSize)
+	devSize := b.sets.bigFile()
+	src, err := attachBlock(ctx, filepath.Join(b.cfg.work, "block-src.img"), devSize)
 	if err != nil {
 		return err
 	}
 	defer src.release(ctx)
-	logf("block: filling a %d MiB source device with random data", blockBenchSize>>20)
-	if err := src.fillRandom(blockBenchSize, 0, 1); err != nil {
+	logf("block: filling a %d MiB source device with random data", devSize>>20)
+	if err := src.fillRandom(devSize, 0, 1); err != nil {
 		return err
 	}
-	chunks := blockBenchSize / blockBenchChunk / 100
+	chunks := int(max(1, devSize/blockBenchChunk/100))
+	rounds, note := b.rounds(0)
 	var first, restage, dd []time.Duration
 	var firstSent, restageSent []int64
-	for round := 0; round < b.cfg.repeat; round++ {
+	for round := 0; round < rounds; round++ {
 		// Each measurement into a fresh, sparse target: a newly provisioned volume.
 		timed := func(name string, copy func(dst string) error, fresh bool, dst **blockDev) (time.Duration, error) {
 			if fresh {
 				(*dst).release(ctx)
-				d, err := attachBlock(ctx, filepath.Join(b.cfg.work, "block-dst.img"), blockBenchSize)
+				d, err := attachBlock(ctx, filepath.Join(b.cfg.work, "block-dst.img"), devSize)
 				if err != nil {
 					return 0, err
 				}
@@ -250,7 +250,7 @@ func (b *bench) blockCopies(ctx context.Context) error {
 				return 0, fmt.Errorf("%s: %w", name, err)
 			}
 			took := time.Since(start)
-			return took, sameDevices(src.dev, (*dst).dev, blockBenchSize)
+			return took, sameDevices(src.dev, (*dst).dev, devSize)
 		}
 		var dst *blockDev
 		var sent int64
@@ -264,7 +264,7 @@ func (b *bench) blockCopies(ctx context.Context) error {
 			return err
 		}
 		first, firstSent = append(first, f), append(firstSent, sent)
-		if err := src.fillRandom(blockBenchSize, chunks, uint64(round)+2); err != nil {
+		if err := src.fillRandom(devSize, chunks, uint64(round)+2); err != nil {
 			dst.release(ctx)
 			return err
 		}
@@ -284,14 +284,17 @@ func (b *bench) blockCopies(ctx context.Context) error {
 			f.Round(time.Millisecond), firstSent[round], r.Round(time.Millisecond), restageSent[round], d.Round(time.Millisecond))
 	}
 	rate := func(d time.Duration) string {
-		return fmt.Sprintf("%.0f MiB/s", float64(blockBenchSize)/(1<<20)/d.Seconds())
+		return fmt.Sprintf("%.0f MiB/s", float64(devSize)/(1<<20)/d.Seconds())
 	}
-	fmt.Printf("\n1 GiB block device of random data, on disk (loop devices, direct I/O; %d rounds, medians)\n\n", b.cfg.repeat)
-	table([]string{"copy", "time", "device MiB/s", "bytes sent"}, [][]string{
-		{"ferry send/serve --device, first copy", seconds(median(first)), rate(median(first)), fmt.Sprint(medianInt(firstSent))},
-		{fmt.Sprintf("ferry re-stage, 1 %% of 64 KiB blocks changed (%d)", chunks), seconds(median(restage)), rate(median(restage)), fmt.Sprint(medianInt(restageSent))},
-		{"dd bs=1M | stunnel (mutual TLS) | dd conv=fsync", seconds(median(dd)), rate(median(dd)), fmt.Sprint(blockBenchSize)},
-	})
+	spread := func(ds []time.Duration) string {
+		return fmt.Sprintf("%.1f–%.1f s", slices.Min(ds).Seconds(), slices.Max(ds).Seconds())
+	}
+	b.publish("block", fmt.Sprintf("**%s block device of random data**, on disk (loop devices, direct I/O; %s):\n\n%s\nRounds: first copy %s, re-stage %s, dd %s.\n",
+		human(devSize), note, mdTable([]string{"copy", "time", "device MiB/s", "bytes sent"}, [][]string{
+			{"ferry send/serve --device, first copy", seconds(median(first)), rate(median(first)), fmt.Sprint(medianInt(firstSent))},
+			{fmt.Sprintf("ferry re-stage, 1 %% of 64 KiB blocks changed (%d)", chunks), seconds(median(restage)), rate(median(restage)), fmt.Sprint(medianInt(restageSent))},
+			{"dd bs=1M | stunnel (mutual TLS) | dd conv=fsync", seconds(median(dd)), rate(median(dd)), fmt.Sprint(devSize)},
+		}), spread(first), spread(restage), spread(dd)))
 	return nil
 }
 

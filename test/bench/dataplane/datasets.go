@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -15,10 +16,32 @@ import (
 // says a dataset is complete). File contents are pseudo-random: incompressible, like the data
 // of most volumes worth migrating, and no tool can shortcut them.
 
-func largeFiles(ctx context.Context, work string) (string, error) {
-	return dataset(ctx, filepath.Join(work, "large"), func(dir string) error {
+// datasets scales the datasets for a quick trial run (-scale): file counts of the many-file
+// sets, and sizes of the big files and the block device. A scaled dataset has its own directory.
+type datasets struct {
+	work  string
+	scale float64
+}
+
+func (d datasets) dir(name string) string {
+	if d.scale != 1 {
+		name += fmt.Sprintf("-scale%g", d.scale)
+	}
+	return filepath.Join(d.work, name)
+}
+
+// count scales a number of files.
+func (d datasets) count(n int) int { return max(1, int(float64(n)*d.scale)) }
+
+// bigFile is the size of the large files, the one big file and the block device: 1 GiB, scaled
+// to whole MiB.
+func (d datasets) bigFile() int64 { return max(1, int64(1024*d.scale)) << 20 }
+
+// large: 4 big files.
+func (d datasets) large(ctx context.Context) (string, error) {
+	return dataset(ctx, d.dir("large"), func(dir string) error {
 		for i := 0; i < 4; i++ {
-			if err := writeRandom(filepath.Join(dir, fmt.Sprintf("file%d.bin", i)), 1<<30, uint64(i)); err != nil {
+			if err := writeRandom(filepath.Join(dir, fmt.Sprintf("file%d.bin", i)), d.bigFile(), uint64(i)); err != nil {
 				return err
 			}
 		}
@@ -26,17 +49,24 @@ func largeFiles(ctx context.Context, work string) (string, error) {
 	})
 }
 
-// smallFiles: 100,000 files of 4 KiB in 100 directories of 1,000, the shape of a store that
-// spreads its objects over subdirectories.
-func smallFiles(ctx context.Context, work string) (string, error) {
-	return dataset(ctx, filepath.Join(work, "small"), func(dir string) error {
-		return manyFiles(ctx, dir, 100_000, 1000, 4096)
+// one: a single big file, which ferry cannot split over its streams.
+func (d datasets) one(ctx context.Context) (string, error) {
+	return dataset(ctx, d.dir("one"), func(dir string) error {
+		return writeRandom(filepath.Join(dir, "file.bin"), d.bigFile(), 10)
 	})
 }
 
-// tinyFiles: n files of 100 bytes, 1,000 per directory: what the file lists cost.
-func tinyFiles(ctx context.Context, work string, n int) (string, error) {
-	return dataset(ctx, filepath.Join(work, fmt.Sprintf("tiny-%d", n)), func(dir string) error {
+// small: 100,000 files of 4 KiB in directories of 1,000, the shape of a store that spreads its
+// objects over subdirectories.
+func (d datasets) small(ctx context.Context) (string, error) {
+	return dataset(ctx, d.dir("small"), func(dir string) error {
+		return manyFiles(ctx, dir, d.count(100_000), 1000, 4096)
+	})
+}
+
+// tiny: n files (already scaled) of 100 bytes, 1,000 per directory: what the file lists cost.
+func (d datasets) tiny(ctx context.Context, n int) (string, error) {
+	return dataset(ctx, filepath.Join(d.work, fmt.Sprintf("tiny-%d", n)), func(dir string) error {
 		return manyFiles(ctx, dir, n, 1000, 100)
 	})
 }
@@ -96,16 +126,20 @@ func writeRandom(path string, size int64, seed uint64) error {
 	return f.Close()
 }
 
-// changeFiles rewrites every hundredth regular file below dir (new content, new mtime): 1 %.
-func changeFiles(dir string, round int) (int, error) {
-	rng := rand.NewChaCha8([32]byte{byte(round), 99})
-	n, changed := 0, 0
+// changeFiles rewrites every nth regular file below dir (new content, new mtime; n = 100: 1 %)
+// and returns their paths relative to dir. The new mtime is at least a whole second past the
+// old one: rsync's quick check (and so ferry's) compares whole seconds of same-size files, and
+// on a small trial run the same files change again within the second.
+func changeFiles(dir string, every int, seed int) ([]string, error) {
+	rng := rand.NewChaCha8([32]byte{byte(seed), byte(seed >> 8), 99})
+	n := 0
+	var changed []string
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || !d.Type().IsRegular() {
 			return err
 		}
 		n++
-		if n%100 != 0 {
+		if n%every != 0 {
 			return nil
 		}
 		fi, err := d.Info()
@@ -114,10 +148,40 @@ func changeFiles(dir string, round int) (int, error) {
 		}
 		buf := make([]byte, fi.Size())
 		_, _ = rng.Read(buf)
-		changed++
-		return os.WriteFile(p, buf, fi.Mode().Perm())
+		rel, err := filepath.Rel(dir, p)
+		if err != nil {
+			return err
+		}
+		changed = append(changed, rel)
+		if err := os.WriteFile(p, buf, fi.Mode().Perm()); err != nil {
+			return err
+		}
+		mtime := time.Now().Truncate(time.Second)
+		if last := fi.ModTime().Truncate(time.Second); !mtime.After(last) {
+			mtime = last.Add(time.Second)
+		}
+		return os.Chtimes(p, time.Time{}, mtime)
 	})
 	return changed, err
+}
+
+// sameFiles checks that the files rels below src and dst have the same content: a re-stage
+// that skipped the changed files would otherwise pass for a fast one.
+func sameFiles(src, dst string, rels []string) error {
+	for _, rel := range rels {
+		a, err := os.ReadFile(filepath.Join(src, rel))
+		if err != nil {
+			return err
+		}
+		b, err := os.ReadFile(filepath.Join(dst, rel))
+		if err != nil {
+			return err
+		}
+		if !bytes.Equal(a, b) {
+			return fmt.Errorf("%s differs between source and target after the re-stage", rel)
+		}
+	}
+	return nil
 }
 
 // treeSize counts the regular files and bytes below dir.

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"time"
 )
 
 // Each copy goes into a fresh filesystem, as into a newly provisioned volume: nothing left by
@@ -72,8 +73,17 @@ func (t *target) fresh(ctx context.Context) (string, error) {
 // release unmounts the filesystem and frees its loop device and image.
 func (t *target) release(ctx context.Context) error {
 	if isMounted(t.mount) {
-		if err := runQuiet(ctx, nil, "", "umount", t.mount); err != nil {
-			return err
+		// The rsync daemon's receiver for the last copy can outlive the client by a moment (on
+		// one core, under taskset, long enough to be seen): give it time to leave the target.
+		for tries := 0; ; tries++ {
+			err := runQuiet(ctx, nil, "", "umount", t.mount)
+			if err == nil {
+				break
+			}
+			if tries == 50 || !strings.Contains(err.Error(), "busy") {
+				return err
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
 	}
 	if t.loop != "" {

@@ -1,11 +1,21 @@
 // Command dataplane benchmarks ferry's data plane (`ferry-datamover serve` + `send`, the built
 // binary, as the transfer pods run it) against `tar | tar` through a loopback TCP connection,
 // plain `rsync -a` to an rsync daemon, a single rsync through stunnel the way the existing
-// migration tools run it, and restic backup + restore. Datasets: 4 × 1 GiB files and 100,000 ×
-// 4 KiB files; then a re-stage after 1 % of the files changed, the peak memory of send and
-// serve for a million files, and a 1 GiB block device (block.go) against dd through stunnel.
-// Speed is reported as tar's time divided by the tool's (1.00 = as fast as tar). `make bench`
-// runs it through hack/bench.sh.
+// migration tools run it, and restic backup + restore. Parts (-only picks some):
+//
+//   - large, one, small: 4 × 1 GiB files, one 1 GiB file, 100,000 × 4 KiB files, copied by
+//     every tool onto disk and into memory;
+//   - restage: ferry and rsync -a again over their copy of the small files, with nothing changed
+//     and after 1 % of the files changed (restage.go);
+//   - cores: the small files' full copy and re-stage on one core and on all (cores.go);
+//   - block: a 1 GiB block device against dd through stunnel (block.go);
+//   - restage1m: ferry's re-stage of 1,000,000 tiny files after 0.1 % changed, against a
+//     metadata scan of both trees (restage.go);
+//   - memory: the peak memory of send and serve copying those million files.
+//
+// Speed is reported as tar's time divided by the tool's (1.00 = as fast as tar). The tables go
+// to stdout and into docs/benchmarks.md between each part's markers, and a bar chart into
+// docs/benchmarks.svg (report.go, chart.go). `make bench` runs it through hack/bench.sh.
 //
 // Every copy goes into a fresh filesystem (filesystems.go) and ends with the data on disk: each
 // tool's time includes a `sync -f` of the target after it exits (ferry's serve flushes the
@@ -21,25 +31,45 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
-	"time"
 )
 
+// allParts are the parts in the order they run: the small files' parts together (one copy of
+// them in a tmpfs), the million files' last (the memory part releases that tmpfs first).
+var allParts = []string{"large", "one", "small", "restage", "cores", "block", "restage1m", "memory"}
+
 func main() {
+	defaultDocs := filepath.Join("docs", "benchmarks.md")
+	if _, err := os.Stat(defaultDocs); err != nil {
+		defaultDocs = "" // not run from the repository's root
+	}
 	var (
 		work    = flag.String("work", "", "work directory for datasets and copies (default _output/bench-dataplane; needs ~12 GiB)")
 		bin     = flag.String("bin", "", "ferry-datamover binary (default $FERRY_BIN_DIR/ferry-datamover)")
-		repeat  = flag.Int("repeat", envInt("FERRY_BENCH_REPEAT", 3), "runs per measurement; the median is reported")
+		repeat  = flag.Int("repeat", envInt("FERRY_BENCH_REPEAT", 5), "rounds per measurement; the median is reported (large, cores and restage1m do at most 3)")
 		streams = flag.String("streams", "2,4", "stream counts of ferry to measure (send's default is 4)")
-		only    = flag.String("only", os.Getenv("FERRY_BENCH_ONLY"), "comma-separated parts: large,small,restage,memory,block (default all)")
-		million = flag.Int("rss-files", 1_000_000, "files of the memory measurement")
+		only    = flag.String("only", os.Getenv("FERRY_BENCH_ONLY"), "comma-separated parts: "+strings.Join(allParts, ",")+" (default all)")
+		million = flag.Int("rss-files", 1_000_000, "files of the restage1m and memory parts")
+		scale   = flag.Float64("scale", 1, "multiplies the datasets' file counts and the big files' sizes, for a quick trial (e.g. 0.01)")
+		docs    = flag.String("docs", defaultDocs, "Markdown file to write the tables into, between each part's markers (empty: stdout only; default empty with -scale)")
+		svg     = flag.String("svg", "", "SVG bar chart to write (default: beside -docs, .svg for .md; empty with -docs empty)")
 	)
 	flag.Parse()
+	set := map[string]bool{}
+	flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if !set["docs"] && *scale != 1 {
+		*docs = "" // a trial's figures go into the docs only when asked for by name
+	}
+	if !set["svg"] && *docs != "" {
+		*svg = strings.TrimSuffix(*docs, ".md") + ".svg"
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, config{work: *work, bin: *bin, repeat: *repeat, streams: *streams, only: *only, rssFiles: *million}); err != nil {
+	c := config{work: *work, bin: *bin, repeat: *repeat, streams: *streams, only: *only, rssFiles: *million, scale: *scale, docs: *docs, svg: *svg}
+	if err := run(ctx, c); err != nil {
 		fmt.Fprintln(os.Stderr, "dataplane bench:", err)
 		os.Exit(1)
 	}
@@ -47,7 +77,9 @@ func main() {
 
 type config struct {
 	work, bin, streams, only string
+	docs, svg                string
 	repeat, rssFiles         int
+	scale                    float64
 }
 
 func (c config) wants(part string) bool {
@@ -64,6 +96,25 @@ func run(ctx context.Context, c config) error {
 			dir = filepath.Join("_output", "bin")
 		}
 		c.bin = filepath.Join(dir, "ferry-datamover")
+	}
+	if c.repeat < 1 || c.scale <= 0 || c.scale > 1 {
+		return fmt.Errorf("-repeat %d -scale %g: want at least 1 round and a scale in (0, 1]", c.repeat, c.scale)
+	}
+	var parts []string
+	for _, p := range strings.Split(c.only, ",") {
+		if p = strings.TrimSpace(p); p != "" && !slices.Contains(allParts, p) {
+			return fmt.Errorf("-only: no part %q (the parts: %s)", p, strings.Join(allParts, ", "))
+		}
+	}
+	for _, p := range allParts {
+		if c.wants(p) {
+			parts = append(parts, p)
+		}
+	}
+	if c.docs != "" {
+		if err := checkDocs(c.docs, parts); err != nil {
+			return err
+		}
 	}
 	var err error
 	if c.work, err = filepath.Abs(c.work); err != nil {
@@ -89,33 +140,50 @@ func run(ctx context.Context, c config) error {
 	if err := os.MkdirAll(c.work, 0o755); err != nil {
 		return err
 	}
-	b := &bench{cfg: c, ferry: c.bin, streams: streamCounts, started: time.Now()}
+	sets := datasets{work: c.work, scale: c.scale}
+	b := &bench{cfg: c, ferry: c.bin, streams: streamCounts, sets: sets, report: newReport()}
 	defer b.teardown()
 	if err := b.setup(ctx); err != nil {
 		return err
 	}
-	b.printHeader()
+	b.report.printHeader()
+	big := human(sets.bigFile())
 	if c.wants("large") {
-		src, err := largeFiles(ctx, c.work)
+		src, err := sets.large(ctx)
 		if err != nil {
 			return err
 		}
-		if err := b.compare(ctx, "4 × 1 GiB files", src, "5g"); err != nil {
+		if err := b.compare(ctx, "large", "4 × "+big+" files", src, "5g", 3); err != nil {
 			return err
 		}
 	}
-	if c.wants("small") || c.wants("restage") {
-		src, err := smallFiles(ctx, c.work)
+	if c.wants("one") {
+		src, err := sets.one(ctx)
 		if err != nil {
 			return err
 		}
+		if err := b.compare(ctx, "one", "One "+big+" file", src, "2g", 0); err != nil {
+			return err
+		}
+	}
+	if c.wants("small") || c.wants("restage") || c.wants("cores") {
+		src, err := sets.small(ctx)
+		if err != nil {
+			return err
+		}
+		title := count(sets.count(100_000)) + " × 4 KiB files"
 		if c.wants("small") {
-			if err := b.compare(ctx, "100,000 × 4 KiB files", src, "2g"); err != nil {
+			if err := b.compare(ctx, "small", title, src, "2g", 0); err != nil {
 				return err
 			}
 		}
 		if c.wants("restage") {
 			if err := b.restage(ctx, src); err != nil {
+				return err
+			}
+		}
+		if c.wants("cores") {
+			if err := b.cores(ctx, src); err != nil {
 				return err
 			}
 		}
@@ -125,19 +193,42 @@ func run(ctx context.Context, c config) error {
 			return err
 		}
 	}
-	if c.wants("memory") {
+	if c.wants("restage1m") || c.wants("memory") {
+		// A million files do not fit a tmpfs here: these parts read them from the work directory.
 		if err := b.source.release(ctx); err != nil {
 			return err
 		}
-		src, err := tinyFiles(ctx, c.work, c.rssFiles)
+		src, err := sets.tiny(ctx, sets.count(c.rssFiles))
 		if err != nil {
 			return err
 		}
-		if err := b.memoryPeak(ctx, src); err != nil {
-			return err
+		if c.wants("restage1m") {
+			if err := b.restageMillion(ctx, src); err != nil {
+				return err
+			}
+		}
+		if c.wants("memory") {
+			if err := b.memoryPeak(ctx, src); err != nil {
+				return err
+			}
 		}
 	}
-	b.printFooter()
+	b.report.printFooter()
+	chart := ""
+	if c.svg != "" {
+		if err := b.report.writeChart(c.svg); err != nil {
+			return err
+		}
+		if _, err := os.Stat(c.svg); err == nil {
+			chart = c.svg
+		}
+	}
+	if c.docs != "" {
+		if err := b.report.writeDocs(c.docs, chart); err != nil {
+			return err
+		}
+		logf("wrote the tables into %s", c.docs)
+	}
 	return nil
 }
 

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -18,12 +17,16 @@ type bench struct {
 	cfg     config
 	ferry   string
 	streams []int
-	started time.Time
+	sets    datasets
+	report  *report
 	certs   string
 	disk    *target
 	memory  *target
 	source  *memorySource
 }
+
+// defaultStreams is send's default (dataplane.DefaultStreams): the ferry the chart shows.
+const defaultStreams = 4
 
 func logf(format string, a ...any) {
 	fmt.Fprintf(os.Stderr, "%s  "+format+"\n", append([]any{time.Now().Format("15:04:05")}, a...)...)
@@ -33,7 +36,8 @@ func (b *bench) setup(ctx context.Context) error {
 	if os.Geteuid() != 0 {
 		return fmt.Errorf("the bench mounts fresh filesystems for every copy: run it as root")
 	}
-	b.disk = newTarget(b.cfg.work, "disk", "12G")
+	// 12 GiB holds the large files and the million tiny ones (ext4's inodes at -i 8192).
+	b.disk = newTarget(b.cfg.work, "disk", fmt.Sprintf("%dM", max(1024, int(12*1024*b.sets.scale))))
 	b.memory = newTarget(b.cfg.work, "memory", "6g")
 	b.source = &memorySource{mount: filepath.Join(b.cfg.work, "mnt-source")}
 	b.certs = filepath.Join(b.cfg.work, "certs")
@@ -57,48 +61,83 @@ func (b *bench) teardown() {
 	}
 }
 
-// tool is one way to copy a tree; once means it is measured once, on disk only (restic: slow).
+// tools are the ways to copy a tree that compare measures.
 func (b *bench) tools() []tool {
 	tools := []tool{
-		{name: "tar | tar (loopback TCP)", run: tarPipe},
-		{name: "rsync -a (daemon, loopback TCP)", run: plainRsync(b.cfg.work)},
-		{name: "rsync -aHS via stunnel, 1 stream", run: stunnelRsync(b.cfg.work, b.certs)},
+		{name: "tar | tar (loopback TCP)", chart: "tar", run: tarPipe},
+		{name: "rsync -a (daemon, loopback TCP)", chart: "rsync", run: plainRsync(b.cfg.work)},
+		{name: "rsync -aHS via stunnel, 1 stream", chart: "stunnel", run: stunnelRsync(b.cfg.work, b.certs)},
 	}
 	for _, n := range b.streams {
-		tools = append(tools, tool{name: fmt.Sprintf("ferry send/serve, %d streams", n), run: ferry(b.ferry, b.certs, n)})
+		tools = append(tools, b.ferryTool(n))
 	}
-	return append(tools, tool{name: "restic backup + restore", run: restic(b.cfg.work), once: true})
+	return append(tools, tool{name: "restic backup + restore", chart: "restic", run: restic(b.cfg.work), once: true})
 }
 
-// copyOnce copies src into a fresh filesystem of t with tool and returns the time until the
-// data is on disk (the tool's time plus a sync of the target filesystem).
-func (b *bench) copyOnce(ctx context.Context, tl tool, t *target, src string, want [2]int64) (time.Duration, error) {
-	dst, err := t.fresh(ctx)
-	if err != nil {
-		return 0, err
+func (b *bench) ferryTool(streams int) tool {
+	t := tool{name: fmt.Sprintf("ferry send/serve, %d streams", streams), run: ferry(b.ferry, b.certs, streams)}
+	if streams == defaultStreams {
+		t.name += " (default)"
+		t.chart = "ferry"
+	}
+	return t
+}
+
+// rounds is how many times a part measures each figure: -repeat, or fewer for the slowest
+// parts (capped) so that a whole run stays under about 40 minutes. note says so in the heading.
+func (b *bench) rounds(capped int) (n int, note string) {
+	n = b.cfg.repeat
+	if capped > 0 && n > capped {
+		return capped, fmt.Sprintf("%d rounds, not %d, so the whole run stays under 40 minutes; medians", capped, n)
+	}
+	if n == 1 {
+		return 1, "1 round"
+	}
+	return n, fmt.Sprintf("%d rounds, medians", n)
+}
+
+// timed runs tl from src into dst (on the CPUs of cpus, "" for all) and returns the time until
+// the data is on disk: the tool's own time plus a sync of the target filesystem.
+func (b *bench) timed(ctx context.Context, tl tool, cpus, src, dst string) (time.Duration, error) {
+	run := ctx
+	if cpus != "" {
+		run = pinned(ctx, cpus)
 	}
 	start := time.Now()
-	if err := tl.run(ctx, src, dst); err != nil {
+	if err := tl.run(run, src, dst); err != nil {
 		return 0, fmt.Errorf("%s: %w", tl.name, err)
 	}
 	if err := runQuiet(ctx, nil, "", "sync", "-f", dst); err != nil {
 		return 0, err
 	}
-	took := time.Since(start)
-	files, size, err := treeSize(dst)
-	if err != nil {
-		return 0, err
-	}
-	if files != want[0] || size != want[1] {
-		return 0, fmt.Errorf("%s copied %d files / %d bytes, the source has %d / %d", tl.name, files, size, want[0], want[1])
-	}
-	return took, nil
+	return time.Since(start), nil
 }
 
-// compare measures every tool on one dataset, on disk and in memory, and prints the table.
+// copyOnce copies src into a fresh filesystem of t with tool, checks that every file arrived,
+// and returns the time until the data is on disk. It leaves the copy in place (for a re-stage).
+func (b *bench) copyOnce(ctx context.Context, tl tool, cpus string, t *target, src string, want [2]int64) (string, time.Duration, error) {
+	dst, err := t.fresh(ctx)
+	if err != nil {
+		return "", 0, err
+	}
+	took, err := b.timed(ctx, tl, cpus, src, dst)
+	if err != nil {
+		return "", 0, err
+	}
+	files, size, err := treeSize(dst)
+	if err != nil {
+		return "", 0, err
+	}
+	if files != want[0] || size != want[1] {
+		return "", 0, fmt.Errorf("%s copied %d files / %d bytes, the source has %d / %d", tl.name, files, size, want[0], want[1])
+	}
+	return dst, took, nil
+}
+
+// compare measures every tool on one dataset, on disk and in memory, and publishes the table.
 // The rounds interleave the tools, and each speed is the median of the rounds' ratios, so a
 // busy moment of this shared machine weighs on every tool alike.
-func (b *bench) compare(ctx context.Context, title, dataset, memSize string) error {
+func (b *bench) compare(ctx context.Context, part, title, dataset, memSize string, capped int) error {
 	src, err := b.source.load(ctx, dataset, memSize)
 	if err != nil {
 		return err
@@ -109,28 +148,30 @@ func (b *bench) compare(ctx context.Context, title, dataset, memSize string) err
 	}
 	want := [2]int64{files, size}
 	logf("%s: %d files, %d bytes", title, files, size)
+	rounds, note := b.rounds(capped)
 	tools := b.tools()
 	targets := []*target{b.disk, b.memory}
 	times := make([][][]time.Duration, len(tools)) // tool, target, round
 	for i := range times {
 		times[i] = make([][]time.Duration, len(targets))
 	}
-	for round := 0; round < b.cfg.repeat; round++ {
+	for round := 0; round < rounds; round++ {
 		for i, tl := range tools {
 			for k, t := range targets {
 				if tl.once && (round > 0 || t != b.disk) {
 					continue
 				}
-				d, err := b.copyOnce(ctx, tl, t, src, want)
+				_, d, err := b.copyOnce(ctx, tl, "", t, src, want)
 				if err != nil {
 					return err
 				}
 				times[i][k] = append(times[i][k], d)
-				logf("  %-36s %-6s round %d: %s", tl.name, t.name, round+1, d.Round(time.Millisecond))
+				logf("  %-40s %-6s round %d: %s", tl.name, t.name, round+1, d.Round(time.Millisecond))
 			}
 		}
 	}
 	var rows [][]string
+	panels := []panel{{Title: title + ", on disk (ext4)"}, {Title: title + ", in memory (tmpfs)"}}
 	for i, tl := range tools {
 		row := []string{tl.name}
 		for k := range targets {
@@ -145,78 +186,14 @@ func (b *bench) compare(ctx context.Context, title, dataset, memSize string) err
 				}
 			}
 			row = append(row, seconds(median(times[i][k])), fmt.Sprintf("%.2f", medianFloat(ratios)))
+			if tl.chart != "" {
+				panels[k].Bars = append(panels[k].Bars, bar{Tool: tl.chart, Seconds: median(times[i][k]).Seconds()})
+			}
 		}
 		rows = append(rows, row)
 	}
-	fmt.Printf("\n%s (%d rounds; speed = tar's time / the tool's, median of the rounds)\n\n", title, b.cfg.repeat)
-	table([]string{"tool", "disk (ext4)", "speed", "memory (tmpfs)", "speed"}, rows)
-	return nil
-}
-
-// restage: a full ferry copy of the small files onto disk, a second run with nothing changed,
-// a third after 1 % of the files changed; their times as shares of the full copy's. Plain
-// rsync -a for comparison.
-func (b *bench) restage(ctx context.Context, dataset string) error {
-	// The changes go into a copy, so the dataset stays as generated.
-	src, err := b.source.load(ctx, dataset, "2g")
-	if err != nil {
-		return err
-	}
-	work := src + "-restage"
-	if err := runQuiet(ctx, nil, "", "cp", "-a", src, work); err != nil {
-		return err
-	}
-	defer os.RemoveAll(work)
-	var rows [][]string
-	for _, tl := range []tool{
-		{name: "ferry send/serve, 4 streams", run: ferry(b.ferry, b.certs, 4)},
-		{name: "rsync -a (daemon, loopback TCP)", run: plainRsync(b.cfg.work)},
-	} {
-		var full, unchanged, changed []time.Duration
-		var fullRatio, unchangedRatio, changedRatio []float64
-		for round := 0; round < b.cfg.repeat; round++ {
-			dst, err := b.disk.fresh(ctx)
-			if err != nil {
-				return err
-			}
-			timed := func() (time.Duration, error) {
-				start := time.Now()
-				if err := tl.run(ctx, work, dst); err != nil {
-					return 0, fmt.Errorf("%s: %w", tl.name, err)
-				}
-				if err := runQuiet(ctx, nil, "", "sync", "-f", dst); err != nil {
-					return 0, err
-				}
-				return time.Since(start), nil
-			}
-			f, err := timed()
-			if err != nil {
-				return err
-			}
-			u, err := timed()
-			if err != nil {
-				return err
-			}
-			n, err := changeFiles(work, round)
-			if err != nil {
-				return err
-			}
-			c, err := timed()
-			if err != nil {
-				return err
-			}
-			full, unchanged, changed = append(full, f), append(unchanged, u), append(changed, c)
-			fullRatio = append(fullRatio, 1)
-			unchangedRatio = append(unchangedRatio, u.Seconds()/f.Seconds())
-			changedRatio = append(changedRatio, c.Seconds()/f.Seconds())
-			logf("  %-36s round %d: full %s, unchanged %s, %d files changed %s", tl.name, round+1,
-				f.Round(time.Millisecond), u.Round(time.Millisecond), n, c.Round(time.Millisecond))
-		}
-		rows = append(rows, []string{tl.name, seconds(median(full)), seconds(median(unchanged)),
-			fmt.Sprintf("%.1f %%", 100*medianFloat(unchangedRatio)), seconds(median(changed)), fmt.Sprintf("%.1f %%", 100*medianFloat(changedRatio))})
-	}
-	fmt.Printf("\nRe-stage of 100,000 × 4 KiB files on disk (%d rounds, medians)\n\n", b.cfg.repeat)
-	table([]string{"tool", "full copy", "unchanged", "of full", "1 % of files changed", "of full"}, rows)
+	b.publish(part, fmt.Sprintf("**%s** (%s; speed = tar's time / the tool's, the median of the rounds' ratios):\n\n%s",
+		title, note, mdTable([]string{"tool", "disk (ext4)", "speed", "memory (tmpfs)", "speed"}, rows)), panels...)
 	return nil
 }
 
@@ -235,17 +212,17 @@ func (b *bench) memoryPeak(ctx context.Context, dataset string) error {
 	sampler := newRSSSampler(b.ferry)
 	stop := sampler.start()
 	start := time.Now()
-	err = ferry(b.ferry, b.certs, 4)(ctx, dataset, dst)
+	err = ferry(b.ferry, b.certs, defaultStreams)(ctx, dataset, dst)
 	took := time.Since(start)
 	stop()
 	if err != nil {
 		return err
 	}
-	fmt.Printf("\nPeak memory (RSS) copying %d files of 100 bytes with 4 streams (took %s)\n\n", files, took.Round(time.Second))
-	table([]string{"side", "ferry-datamover", "whole process tree (with rsync, stunnel)"}, [][]string{
-		{"send", mib(sampler.peakSelf["send"]), mib(sampler.peakTree["send"])},
-		{"serve", mib(sampler.peakSelf["serve"]), mib(sampler.peakTree["serve"])},
-	})
+	b.publish("memory", fmt.Sprintf("**Peak memory** (RSS, sampled every 100 ms) copying %s files of 100 bytes with %d streams (%s):\n\n%s",
+		count(files), defaultStreams, seconds(took), mdTable([]string{"side", "ferry-datamover", "whole process tree (with rsync, stunnel)"}, [][]string{
+			{"send", mib(sampler.peakSelf["send"]), mib(sampler.peakTree["send"])},
+			{"serve", mib(sampler.peakSelf["serve"]), mib(sampler.peakTree["serve"])},
+		})))
 	return nil
 }
 
@@ -351,16 +328,6 @@ func (s *rssSampler) sample() {
 	}
 }
 
-func (b *bench) printHeader() {
-	host, _ := os.Hostname()
-	fmt.Printf("ferry data-plane benchmark — %s, %d CPUs (%s), %s\n", host, runtime.NumCPU(), cpuModel(), time.Now().Format(time.RFC3339))
-	fmt.Printf("load average at start: %s\n", loadAvg())
-}
-
-func (b *bench) printFooter() {
-	fmt.Printf("\nload average at the end: %s; the bench took %s\n", loadAvg(), time.Since(b.started).Round(time.Second))
-}
-
 func cpuModel() string {
 	b, _ := os.ReadFile("/proc/cpuinfo")
 	for _, line := range strings.Split(string(b), "\n") {
@@ -385,15 +352,34 @@ func seconds(d time.Duration) string { return fmt.Sprintf("%.2f s", d.Seconds())
 
 func mib(n int64) string { return fmt.Sprintf("%.0f MiB", float64(n)/(1<<20)) }
 
-// table prints a Markdown table (it reads as text, and pastes into the README).
-func table(header []string, rows [][]string) {
-	fmt.Println("| " + strings.Join(header, " | ") + " |")
-	fmt.Println("|" + strings.Repeat("---|", len(header)))
+// count writes n with thousands separators: 1,000,000.
+func count[T int | int64](n T) string {
+	s := strconv.FormatInt(int64(n), 10)
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
+}
+
+// human writes a whole number of MiB or GiB: "1 GiB", "10 MiB".
+func human(n int64) string {
+	if n >= 1<<30 && n%(1<<30) == 0 {
+		return fmt.Sprintf("%d GiB", n>>30)
+	}
+	return fmt.Sprintf("%d MiB", n>>20)
+}
+
+// mdTable writes a Markdown table (it reads as text on stdout, and goes into the docs as is).
+func mdTable(header []string, rows [][]string) string {
+	var b strings.Builder
+	b.WriteString("| " + strings.Join(header, " | ") + " |\n")
+	b.WriteString("|" + strings.Repeat("---|", len(header)) + "\n")
 	for _, r := range rows {
 		cells := make([]string, len(r))
 		for i, c := range r {
 			cells[i] = strings.ReplaceAll(c, "|", `\|`) // "tar | tar"
 		}
-		fmt.Println("| " + strings.Join(cells, " | ") + " |")
+		b.WriteString("| " + strings.Join(cells, " | ") + " |\n")
 	}
+	return b.String()
 }

@@ -14,15 +14,16 @@ import (
 	"time"
 )
 
-// A tool copies src into the empty directory dst.
+// A tool copies src into the directory dst (empty, or holding an earlier copy for a re-stage).
 type tool struct {
-	name string
-	once bool // measured once, on disk only (restic: slow)
-	run  func(ctx context.Context, src, dst string) error
+	name  string
+	chart string // its bar in the chart (chart.go), or "" for none
+	once  bool   // measured once, on disk only (restic: slow)
+	run   func(ctx context.Context, src, dst string) error
 }
 
 func checkTools() error {
-	for _, p := range []string{"tar", "rsync", "stunnel4", "restic", "sync"} {
+	for _, p := range []string{"tar", "rsync", "stunnel4", "restic", "sync", "taskset", "find"} {
 		if _, err := exec.LookPath(p); err != nil {
 			return fmt.Errorf("%s is not installed (`make deps` installs it): %w", p, err)
 		}
@@ -30,8 +31,22 @@ func checkTools() error {
 	return nil
 }
 
-// command starts a child that dies with the bench.
+type cpusKey struct{}
+
+// pinned returns a context whose commands run under `taskset -c cpus`: every process a tool
+// starts (ferry's serve and send, the rsync daemon, stunnel, tar, restic), and their own
+// children, which inherit the affinity (ferry's rsync and stunnel). The kernel's work for them
+// (TCP, the loop device, ext4's writeback) is not pinned.
+func pinned(ctx context.Context, cpus string) context.Context {
+	return context.WithValue(ctx, cpusKey{}, cpus)
+}
+
+// command starts a child that dies with the bench, on the CPUs of a pinned context.
 func command(ctx context.Context, name string, args ...string) *exec.Cmd {
+	if cpus, _ := ctx.Value(cpusKey{}).(string); cpus != "" {
+		// taskset execs the command: the pid, and so Kill and Pdeathsig, stay the command's.
+		name, args = "taskset", append([]string{"-c", cpus, name}, args...)
+	}
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	return cmd
