@@ -44,6 +44,9 @@ type capabilities struct {
 	// it tried). A client whose server cannot leaves them out (--no-devices) and reports them
 	// as skipped: rsync alone would lose them with no more than a line in the server's log.
 	Devices bool `json:"devices"`
+	// Manifest: the target's manifest (manifest.go) is in the control module (true), or
+	// could not be made (false); nil while the server is still scanning, and for a first copy.
+	Manifest *bool `json:"manifest,omitempty"`
 	// Device and DeviceSize: the server writes into a block device (serve --device), named
 	// Device in the data module, of DeviceSize bytes; empty for a server of a directory. A
 	// block client needs one, a directory client refuses one.
@@ -67,21 +70,6 @@ func probeCapabilities(dir string, rs rsyncCapabilities) (capabilities, error) {
 	}
 	c.RootAttrs = c.Root || int(st.Uid) == os.Geteuid()
 	return c, nil
-}
-
-// probeTree reports whether any entry below dir carries ACLs or extended attributes that rsync
-// would copy (the same test the sender's walk applies to the source).
-func probeTree(dir string) (acls, xattrs bool, err error) {
-	var st unix.Stat_t
-	if err := unix.Lstat(dir, &st); err != nil {
-		return false, false, err
-	}
-	w := &walker{dev: st.Dev, probeXattrs: true, stopWhenProbed: true}
-	w.probe(dir, nil)
-	if _, err := w.walkTree(dir); err != nil {
-		return false, false, err
-	}
-	return w.acls.Load(), w.xattrs.Load(), nil
 }
 
 func xattrSupported(path, name string) bool {

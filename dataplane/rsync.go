@@ -124,15 +124,21 @@ func (o rsyncOptions) commonArgs() []string {
 // streamArgs are the arguments of one stream of the copy: the entries in filesFrom, recursively,
 // minus what filterFile excludes (both NUL-separated), with deletions inside them.
 func (o rsyncOptions) streamArgs(j *streamJob, filesFrom, filterFile, src string) []string {
-	args := append(o.commonArgs(),
-		"--recursive",
-		// Extraneous entries in the directories this stream owns are deleted; names owned by
-		// other streams are excluded by its filter and so protected. rsync never deletes
-		// outside the daemon module, i.e. outside the target volume.
-		"--delete",
-		"--files-from="+filesFrom,
-		"--from0",
-	)
+	args := o.commonArgs()
+	if j.Exact {
+		args = append(args,
+			// A listed path the source no longer has is deleted on the target, a directory
+			// with what it holds; --force also lets a file or link replace a directory.
+			"--delete-missing-args", "--force")
+	} else {
+		args = append(args,
+			"--recursive",
+			// Extraneous entries in the directories this stream owns are deleted; names owned
+			// by other streams are excluded by its filter and so protected. rsync never
+			// deletes outside the daemon module, i.e. outside the target volume.
+			"--delete")
+	}
+	args = append(args, "--files-from="+filesFrom, "--from0")
 	if o.Verify {
 		args = append(args, verifyOutputArgs...)
 	} else {
@@ -211,7 +217,14 @@ type rsyncdConfig struct {
 	// Device: block mode (block.go). DataDir is the device's directory and Device its name
 	// there; the data module takes nothing but data written into that device in place.
 	Device string
+	// Scanned, if set, is the file serve creates once the target's manifest is published (or
+	// could not be made): a read of the control module waits for it (up to scanWait, with
+	// Sleep, the sleep(1) binary), so the client's first contact already has the manifest.
+	Scanned, Sleep string
 }
+
+// scanWait bounds how long a read of the control module waits for the target's manifest.
+const scanWait = 5 * time.Minute
 
 // refusedOptions are client options the daemon refuses: each names a path of its own on the
 // server (which could lie outside the volume) or reaches through links or devices. ferry's
@@ -306,6 +319,12 @@ func (c rsyncdConfig) render() string {
 	// The control module is only read (the server's capabilities); the done module only
 	// written (the client's report). Neither needs a symlink that leads anywhere.
 	fmt.Fprintf(&b, "\n[%s]\npath = %s\nread only = yes\nlist = no\nuse chroot = no\nmunge symlinks = yes\n", controlModule, c.ControlDir)
+	if c.Scanned != "" {
+		// Run through sh by rsync; exits 0 either way (without a manifest the client copies
+		// the whole volume).
+		fmt.Fprintf(&b, "pre-xfer exec = i=0; while ! test -e %s && test $i -lt %d; do %s 0.05; i=$((i+1)); done; exit 0\n",
+			shellQuote(c.Scanned), int(scanWait/(50*time.Millisecond)), shellQuote(c.Sleep))
+	}
 	fmt.Fprintf(&b, "\n[%s]\npath = %s\nread only = no\nwrite only = yes\nlist = no\nuse chroot = no\nmunge symlinks = yes\n", doneModule, c.ControlDir)
 	// Run through sh by rsync; the paths passed checkConfigValue, the quotes keep blanks.
 	if c.Device != "" {

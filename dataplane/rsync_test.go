@@ -87,7 +87,11 @@ func TestRsyncdConfig(t *testing.T) {
 		"[done]\npath = /tmp/w/control\nread only = no\nwrite only = yes\n", "pre-xfer exec = '/usr/bin/sync' -f '/mnt/data'"} {
 		assert.Contains(t, root, w)
 	}
-	user := rsyncdConfig{DataDir: "/mnt/my data", ControlDir: "/tmp/c", Sync: "/bin/sync"}.render()
+	assert.NotContains(t, root, "test -e", "a first copy waits for no manifest")
+	user := rsyncdConfig{DataDir: "/mnt/my data", ControlDir: "/tmp/c", Sync: "/bin/sync", Scanned: "/tmp/w/scanned", Sleep: "/bin/sleep"}.render()
+	assert.Contains(t, user, "[control]\npath = /tmp/c\nread only = yes\nlist = no\nuse chroot = no\nmunge symlinks = yes\n"+
+		"pre-xfer exec = i=0; while ! test -e '/tmp/w/scanned' && test $i -lt 6000; do '/bin/sleep' 0.05; i=$((i+1)); done; exit 0\n",
+		"reading the control module waits for the target's manifest")
 	assert.NotContains(t, user, "uid = 0", "a non-root daemon cannot switch users")
 	assert.NotContains(t, user, "use chroot = yes", "only root can chroot")
 	assert.Contains(t, user, "[data]\npath = /mnt/my data\nread only = no\nwrite only = yes\nlist = no\nuse chroot = no\nmunge symlinks = yes\n",

@@ -75,6 +75,8 @@ type SendOptions struct {
 	planUnitWeight int64
 	// afterCopy: tests change the target between an attempt's copy and its verify pass.
 	afterCopy func(attempt int)
+	// onCompare: tests learn how a re-stage was planned (a plan, or why the whole volume went).
+	onCompare func(p *restagePlan, fallback string)
 }
 
 // Send copies o.Dir to the server at o.To: several rsync streams, each through its own stunnel
@@ -288,32 +290,77 @@ func (s *sender) attempt(ctx context.Context, attempt int) (Report, error) {
 	log := s.log.WithField("attempt", attempt)
 	streams := s.o.Streams
 	phase := time.Now()
-	// The first contact (the server's capabilities) runs while the source is walked.
+	// The first contact (the server's capabilities) runs while the source is walked: scanned
+	// into a manifest when the target may hold an earlier pass to compare with (restage.go),
+	// else planned for the whole-volume copy.
 	type fetched struct {
-		caps capabilities
-		err  error
+		caps     capabilities
+		manifest string
+		err      error
 	}
+	compare := !s.o.Checksum && !s.contentCopy
 	early := make(chan fetched, 1)
 	fetchCtx, cancelFetch := context.WithCancel(ctx)
 	defer cancelFetch()
 	go func() {
-		c, err := s.fetchCapabilities(fetchCtx)
-		early <- fetched{c, err}
+		c, m, err := s.fetchControl(fetchCtx, compare)
+		early <- fetched{c, m, err}
 	}()
-	plan, err := planStreams(s.src, planOptions{Streams: streams, UnitWeight: s.o.planUnitWeight, ProbeXattrs: s.local.ACLs || s.local.Xattrs})
-	if err != nil {
-		cancelFetch() // no point in waiting for the server
-	}
-	f := <-early
-	if err != nil {
-		return Report{}, notRetryable{err}
-	}
-	if f.err != nil {
-		return Report{}, f.err
-	}
-	server := f.caps
-	if server.Device != "" {
-		return Report{}, errModeMismatch(server, false)
+	planOpts := planOptions{Streams: streams, UnitWeight: s.o.planUnitWeight, ProbeXattrs: s.local.ACLs || s.local.Xattrs}
+	var (
+		plan   *streamPlan
+		server capabilities
+		err    error
+	)
+	if !compare {
+		// A copy by content reads every file anyway: nothing to gain from a comparison.
+		plan, err = planStreams(s.src, planOpts)
+		if err != nil {
+			cancelFetch() // no point in waiting for the server
+		}
+		f := <-early
+		if err != nil {
+			return Report{}, notRetryable{err}
+		}
+		if f.err != nil {
+			return Report{}, f.err
+		}
+		server = f.caps
+		if server.Device != "" {
+			return Report{}, errModeMismatch(server, false)
+		}
+	} else {
+		scan := s.scanSource(ctx, attempt)
+		defer scan.stop()
+		f := <-early
+		if f.err != nil {
+			return Report{}, f.err
+		}
+		if f.manifest != "" {
+			defer os.Remove(f.manifest)
+		}
+		server = f.caps
+		if server.Device != "" {
+			return Report{}, errModeMismatch(server, false)
+		}
+		if !server.Empty {
+			p, why, err := s.compareVolumes(ctx, server, f.manifest, scan, log)
+			if err != nil {
+				return Report{}, err
+			}
+			if s.o.onCompare != nil {
+				s.o.onCompare(p, why)
+			}
+			if p != nil {
+				log.WithField("seconds", time.Since(phase).Seconds()).Debug("compared source and target")
+				return s.sendChanges(ctx, attempt, server, p, log)
+			}
+			log.WithField("reason", why).Info("copying the whole volume: its differences cannot be listed")
+		}
+		scan.stop()
+		if plan, err = planStreams(s.src, planOpts); err != nil {
+			return Report{}, notRetryable{err}
+		}
 	}
 	log.WithField("seconds", time.Since(phase).Seconds()).Debug("walked the source")
 	// Whether the target already has ACLs or xattrs (the server looks while the client walks):
@@ -405,6 +452,13 @@ func (s *sender) attempt(ctx context.Context, attempt int) (Report, error) {
 		ElapsedSeconds:   time.Since(s.start).Round(time.Millisecond).Seconds(),
 		Time:             time.Now().UTC(),
 	}
+	return s.complete(ctx, attempt, opts, server, done, stats, log)
+}
+
+// complete ends a successful copy: the verify pass if asked for, then the completion notice.
+func (s *sender) complete(ctx context.Context, attempt int, opts rsyncOptions, server capabilities, done Report, stats rsyncStats, log logrus.FieldLogger) (Report, error) {
+	done.Attempts = attempt
+	done.ElapsedSeconds, done.Time = time.Since(s.start).Round(time.Millisecond).Seconds(), time.Now().UTC()
 	if s.o.afterCopy != nil {
 		s.o.afterCopy(attempt)
 	}
@@ -433,21 +487,44 @@ func unknownOrTrue(b *bool) bool { return b == nil || *b }
 // fetchCapabilities downloads the server's capabilities file; it is also the first contact,
 // so a server that is not up yet fails here (and is retried).
 func (s *sender) fetchCapabilities(ctx context.Context) (capabilities, error) {
+	c, _, err := s.fetchControl(ctx, false)
+	return c, err
+}
+
+// fetchControl downloads the server's capabilities and, if asked and already published, the
+// target's manifest (restage.go) in the same connection. It returns the manifest's local path
+// ("" when there was none yet); the caller removes it.
+func (s *sender) fetchControl(ctx context.Context, withManifest bool) (capabilities, string, error) {
 	n := s.fetches.Add(1)
-	dst := filepath.Join(s.work, fmt.Sprintf("server-%d-%s", n, capabilitiesFile))
-	defer os.Remove(dst)
-	if _, _, err := s.runRsync(ctx, []string{"--no-motd", daemonURL(controlModule, capabilitiesFile), dst}, s.log.WithField("pass", "connect"), nil); err != nil {
-		return capabilities{}, err
+	dir := filepath.Join(s.work, fmt.Sprintf("server-%d", n))
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return capabilities{}, "", err
 	}
-	b, err := os.ReadFile(dst)
+	args := []string{"--no-motd", daemonURL(controlModule, capabilitiesFile)}
+	if withManifest {
+		// Not there yet (the server is still scanning) is no error.
+		args = append(args, "--ignore-missing-args", daemonURL(controlModule, manifestFile))
+	}
+	if _, _, err := s.runRsync(ctx, append(args, dir+"/"), s.log.WithField("pass", "connect"), nil); err != nil {
+		os.RemoveAll(dir)
+		return capabilities{}, "", err
+	}
+	b, err := os.ReadFile(filepath.Join(dir, capabilitiesFile))
+	manifest := ""
+	if _, statErr := os.Stat(filepath.Join(dir, manifestFile)); statErr == nil && err == nil {
+		manifest = filepath.Join(s.work, fmt.Sprintf("target-%d.%s", n, manifestFile))
+		err = os.Rename(filepath.Join(dir, manifestFile), manifest)
+	}
+	os.RemoveAll(dir)
 	if err != nil {
-		return capabilities{}, err
+		return capabilities{}, "", err
 	}
 	c, err := parseCapabilities(b)
 	if err != nil {
-		return c, notRetryable{err}
+		os.Remove(manifest)
+		return c, "", notRetryable{err}
 	}
-	return c, nil
+	return c, manifest, nil
 }
 
 // upload puts content into module as name.

@@ -88,23 +88,7 @@ func startHelper(t *testing.T, bin, tmp string, a helperArgs, stdout io.Writer) 
 }
 
 func TestSendUnprivileged(t *testing.T) {
-	require.Equal(t, 0, os.Geteuid(), "this test switches to uid 65534 and must start as root (CI runs as root)")
-	requireTools(t)
-	base, err := os.MkdirTemp("", "ferry-unprivileged-")
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = os.RemoveAll(base) })
-	require.NoError(t, os.Chmod(base, 0o755))
-	tmp := filepath.Join(base, "tmp")
-	require.NoError(t, os.Mkdir(tmp, 0o1777))
-	require.NoError(t, os.Chmod(tmp, 0o1777))
-
-	// The test binary, where 65534 can run it.
-	self, err := os.Executable()
-	require.NoError(t, err)
-	bin := filepath.Join(base, "helper.test")
-	data, err := os.ReadFile(self)
-	require.NoError(t, err)
-	require.NoError(t, os.WriteFile(bin, data, 0o755))
+	base, tmp, bin := unprivilegedBase(t)
 
 	// Source: 65534's files, including a directory without write permission (which makes the
 	// sender fall back to one stream against an unprivileged server).
@@ -124,30 +108,9 @@ func TestSendUnprivileged(t *testing.T) {
 		setTimes(t, filepath.Join(src, p), old)
 	}
 
-	// Target: owned by root, writable by 65534's group, setgid (an fsGroup volume root).
-	dst := filepath.Join(base, "dst")
-	require.NoError(t, os.Mkdir(dst, 0o755))
-	require.NoError(t, os.Chown(dst, 0, nobody))
-	require.NoError(t, unix.Chmod(dst, 0o2775))
-
-	certs, err := GenerateCerts(time.Hour)
-	require.NoError(t, err)
+	dst := fsGroupVolume(t, filepath.Join(base, "dst"))
 	certDir := filepath.Join(base, "certs")
-	require.NoError(t, certs.WriteDir(certDir))
-	require.NoError(t, filepath.Walk(certDir, func(p string, _ os.FileInfo, err error) error {
-		require.NoError(t, err)
-		return os.Chown(p, nobody, nobody)
-	}))
-
-	addr := "127.0.0.1:" + strconv.Itoa(freePort(t))
-	serve := startHelper(t, bin, tmp, helperArgs{Role: "serve", Dir: dst, Addr: addr, CertDir: filepath.Join(certDir, ServerDir)}, io.Discard)
-	require.Eventually(t, func() bool {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	}, 30*time.Second, 50*time.Millisecond, "serve listens")
+	addr, serve := startUnprivilegedServer(t, bin, tmp, certDir, dst)
 	var out syncBuffer
 	send := startHelper(t, bin, tmp, helperArgs{Role: "send", Dir: src, Addr: addr, CertDir: filepath.Join(certDir, ClientDir), Streams: 4, Verify: true}, &out)
 	require.NoError(t, send.Wait(), "send as uid 65534: %s", out.String())
@@ -178,4 +141,59 @@ func TestSendUnprivileged(t *testing.T) {
 	// target), not the volume root's attributes (which the server may not set).
 	require.NotNil(t, done.Verified)
 	assert.Equal(t, Verification{Files: done.Files, Bytes: done.BytesTotal}, *done.Verified)
+}
+
+// unprivilegedBase makes a directory uid 65534 can use: base (0755), tmp (its TMPDIR) and
+// bin, this test binary copied where 65534 can run it.
+func unprivilegedBase(t *testing.T) (base, tmp, bin string) {
+	t.Helper()
+	require.Equal(t, 0, os.Geteuid(), "this test switches to uid 65534 and must start as root (CI runs as root)")
+	requireTools(t)
+	base, err := os.MkdirTemp("", "ferry-unprivileged-")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = os.RemoveAll(base) })
+	require.NoError(t, os.Chmod(base, 0o755))
+	tmp = filepath.Join(base, "tmp")
+	require.NoError(t, os.Mkdir(tmp, 0o1777))
+	require.NoError(t, os.Chmod(tmp, 0o1777))
+	self, err := os.Executable()
+	require.NoError(t, err)
+	bin = filepath.Join(base, "helper.test")
+	data, err := os.ReadFile(self)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(bin, data, 0o755))
+	return base, tmp, bin
+}
+
+// fsGroupVolume makes dir a volume root as an fsGroup volume is: owned by root, writable by
+// 65534's group, setgid.
+func fsGroupVolume(t *testing.T, dir string) string {
+	t.Helper()
+	require.NoError(t, os.Mkdir(dir, 0o755))
+	require.NoError(t, os.Chown(dir, 0, nobody))
+	require.NoError(t, unix.Chmod(dir, 0o2775))
+	return dir
+}
+
+// startUnprivilegedServer writes a transfer's certificates into certDir (65534's) and runs
+// serve into dst as uid 65534; it returns once serve listens.
+func startUnprivilegedServer(t *testing.T, bin, tmp, certDir, dst string) (string, *exec.Cmd) {
+	t.Helper()
+	certs, err := GenerateCerts(time.Hour)
+	require.NoError(t, err)
+	require.NoError(t, certs.WriteDir(certDir))
+	require.NoError(t, filepath.Walk(certDir, func(p string, _ os.FileInfo, err error) error {
+		require.NoError(t, err)
+		return os.Chown(p, nobody, nobody)
+	}))
+	addr := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	serve := startHelper(t, bin, tmp, helperArgs{Role: "serve", Dir: dst, Addr: addr, CertDir: filepath.Join(certDir, ServerDir)}, io.Discard)
+	require.Eventually(t, func() bool {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	}, 30*time.Second, 50*time.Millisecond, "serve listens")
+	return addr, serve
 }

@@ -106,6 +106,11 @@ func Serve(ctx context.Context, o ServeOptions) (retErr error) {
 	if err != nil {
 		return err
 	}
+	sleepBin, err := lookPath("sleep (coreutils)", "sleep")
+	if err != nil {
+		return err
+	}
+
 	rs, err := probeRsync(ctx, rsync)
 	if err != nil {
 		return err
@@ -198,10 +203,16 @@ func Serve(ctx context.Context, o ServeOptions) (retErr error) {
 			}
 		}
 	}
+	// Set when the target's manifest is published or could not be made; a first copy has
+	// none to wait for.
+	scanned := ""
+	if !empty && device == "" {
+		scanned = filepath.Join(work, "scanned")
+	}
 	files := map[string][]byte{
 		filepath.Join(control, capabilitiesFile): caps.marshal(),
 		filepath.Join(work, "rsyncd.conf"): []byte(rsyncdConfig{
-			DataDir: dir, ControlDir: control, Sync: syncBin, Root: caps.Root, Device: caps.Device,
+			DataDir: dir, ControlDir: control, Sync: syncBin, Root: caps.Root, Device: caps.Device, Scanned: scanned, Sleep: sleepBin,
 		}.render()),
 	}
 	files[filepath.Join(work, "stunnel.conf")] = []byte(stunnelServerConfig{
@@ -218,28 +229,49 @@ func Serve(ctx context.Context, o ServeOptions) (retErr error) {
 		return err
 	}
 	defer srv.stop()
-	if !empty && (caps.ACLs || caps.Xattrs) {
-		// Look for ACLs and xattrs already on the target while the client walks its source;
-		// until the answer is published the client assumes there are some.
-		var mu sync.Mutex
-		stopped := false
-		defer func() { mu.Lock(); stopped = true; mu.Unlock() }()
+	if !empty && device == "" {
+		// Scan the target while the client scans its source: the manifest lets the client
+		// send exactly what differs (restage.go), and says whether the target holds ACLs or
+		// xattrs. Until it is published the client assumes it does.
+		scanCtx, cancelScan := context.WithCancel(ctx)
+		var (
+			mu      sync.Mutex
+			stopped bool
+			scans   sync.WaitGroup
+		)
+		defer func() {
+			mu.Lock()
+			stopped = true
+			mu.Unlock()
+			cancelScan()
+			scans.Wait()
+		}()
 		known := caps
+		scans.Add(1)
 		go func() {
-			acls, xattrs, err := probeTree(dir)
+			defer scans.Done()
+			start := time.Now()
+			acls, xattrs, err := writeManifest(scanCtx, dir, filepath.Join(control, manifestFile),
+				scanOptions{Xattrs: caps.ACLs || caps.Xattrs, Unmunge: munge})
 			mu.Lock()
 			defer mu.Unlock()
 			if stopped {
 				return
 			}
+			ok := err == nil
 			if err != nil {
-				// Say "maybe": the client then copies them, rather than waiting for an answer.
-				log.WithError(err).Info("could not look for ACLs and xattrs on the target")
+				// Say "maybe": the client then copies them, and compares the whole volume.
+				log.WithError(err).Warn("could not scan the target: the client will copy the whole volume")
 				acls, xattrs = true, true
+			} else {
+				log.WithField("seconds", time.Since(start).Seconds()).Debug("scanned the target")
 			}
-			known.TargetACLs, known.TargetXattrs = &acls, &xattrs
+			known.TargetACLs, known.TargetXattrs, known.Manifest = &acls, &xattrs, &ok
 			if err := writeFileAtomic(filepath.Join(control, capabilitiesFile), known.marshal(), 0o600); err != nil {
-				log.WithError(err).Warn("publishing the target's ACL and xattr use")
+				log.WithError(err).Warn("publishing the target's manifest")
+			}
+			if err := os.WriteFile(scanned, nil, 0o600); err != nil {
+				log.WithError(err).Warn("publishing the target's manifest")
 			}
 		}()
 	}

@@ -53,8 +53,12 @@ const (
 // streamJob is one rsync process of the copy phase.
 type streamJob struct {
 	Stream int // which parallel stream runs it (0-based)
-	// Entries are paths relative to the source root for --files-from; directories are recursed.
+	// Entries are paths relative to the source root for --files-from; directories are recursed,
+	// unless Exact.
 	Entries []string
+	// Exact: the entries are a re-stage's list (restage.go): each entry alone, directories not
+	// recursed, and entries the source no longer has are deleted on the target.
+	Exact bool
 	// Rules are rsync filter rules (without line ends) this job needs.
 	Rules  []string
 	Big    bool // carries large files only
@@ -403,8 +407,6 @@ func sumSubtree(d *dirNode, u *planUnit) {
 type walker struct {
 	dev         uint64
 	probeXattrs bool
-	// stopWhenProbed ends the walk once both an ACL and an xattr were seen (probeTree).
-	stopWhenProbed bool
 
 	entries, files, bytes      atomic.Int64
 	readOnlyDirs, acls, xattrs atomic.Bool
@@ -463,9 +465,6 @@ func (w *walker) fail(err error) {
 }
 
 func (w *walker) done() bool {
-	if w.stopWhenProbed && w.acls.Load() && w.xattrs.Load() {
-		return true
-	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.err != nil
@@ -627,12 +626,26 @@ func (w *walker) probe(p string, buf []byte) []byte {
 // listxattratMissing is set once the kernel answered ENOSYS to listxattrat (before Linux 6.13).
 var listxattratMissing atomic.Bool
 
-// probeAt is probe for name in the directory open as dirfd (abs is its path): listxattrat
-// spares the kernel a path walk from the root for every entry.
+// probeAt is probe for name in the directory open as dirfd (abs is its path).
 func (w *walker) probeAt(dirfd int, abs, name string, buf []byte) []byte {
 	if w.acls.Load() && w.xattrs.Load() {
 		return buf
 	}
+	acls, xattrs, buf := copiedXattrs(dirfd, abs, name, buf)
+	if acls {
+		w.acls.Store(true)
+	}
+	if xattrs {
+		w.xattrs.Store(true)
+	}
+	return buf
+}
+
+// copiedXattrs reports whether name, in the directory open as dirfd (abs is its path; dirfd
+// AT_FDCWD and abs "" for a path), carries a POSIX ACL or an extended attribute rsync would
+// copy (security.* labels and other system.* names aside). listxattrat spares the kernel a
+// path walk from the root for every entry. buf is reused between calls.
+func copiedXattrs(dirfd int, abs, name string, buf []byte) (acls, xattrs bool, _ []byte) {
 	if buf == nil {
 		buf = make([]byte, 1024)
 	}
@@ -658,19 +671,19 @@ func (w *walker) probeAt(dirfd int, abs, name string, buf []byte) []byte {
 		}
 	}
 	if err != nil || n <= 0 {
-		return buf
+		return false, false, buf
 	}
 	for _, attr := range strings.Split(string(buf[:n]), "\x00") {
 		switch {
 		case attr == "" || strings.HasPrefix(attr, "security."):
 		case attr == "system.posix_acl_access" || attr == "system.posix_acl_default":
-			w.acls.Store(true)
+			acls = true
 		case strings.HasPrefix(attr, "system."):
 		default:
-			w.xattrs.Store(true)
+			xattrs = true
 		}
 	}
-	return buf
+	return acls, xattrs, buf
 }
 
 // globEscape makes a path safe inside an rsync filter pattern. rsync treats a backslash as an

@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"context"
 	"fmt"
 	"io/fs"
 	"os"
@@ -339,7 +340,7 @@ func TestPlanFindsACLsAndXattrs(t *testing.T) {
 			require.NoError(t, err)
 			assert.False(t, p.ACLs || p.Xattrs, "not asked, not looked for")
 
-			acls, xattrs, err := probeTree(root)
+			acls, xattrs, err := writeManifest(context.Background(), root, filepath.Join(t.TempDir(), manifestFile), scanOptions{Xattrs: true})
 			require.NoError(t, err)
 			assert.True(t, acls && xattrs, "the server's look at its target")
 		})
