@@ -303,7 +303,7 @@ func newHostileClient(t *testing.T, h *helperSetup, srv *server) hostileClient {
 
 func (c hostileClient) run(args ...string) (string, error) {
 	cmd := exec.Command(c.rsync, args...)
-	cmd.Env = rsyncEnv(c.connectProg)
+	cmd.Env = append(rsyncEnv(), "RSYNC_CONNECT_PROG="+c.connectProg)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }

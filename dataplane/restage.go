@@ -32,9 +32,6 @@ const (
 	restageMaxEntries = 100_000
 	// restageMaxBytes: more changed data than this goes faster in parallel streams.
 	restageMaxBytes = 1 << 30
-	// manifestWait bounds how long send waits for the server's manifest (it scans the target
-	// from the moment it starts, usually long before the client connects).
-	manifestWait = time.Minute
 )
 
 // restagePlan is what a re-stage sends.
@@ -239,29 +236,17 @@ func (sc *sourceScan) stop() {
 	os.Remove(sc.file)
 }
 
-// compareVolumes waits for the server's manifest (target: already fetched, or "") and the
-// source's, and compares them. A fallback reason (with a nil plan) means the whole-volume plan
-// runs; an error, that the attempt failed (the server could not be reached).
+// compareVolumes compares the target's manifest (fetched with the server's capabilities: ""
+// when there was none) with the source's, once that is written. A fallback reason (with a nil
+// plan) means the whole-volume plan runs; an error, that the attempt failed.
 func (s *sender) compareVolumes(ctx context.Context, server capabilities, target string, scan *sourceScan, log logrus.FieldLogger) (*restagePlan, string, error) {
 	start := time.Now()
-	for target == "" && server.Manifest == nil && time.Since(start) < manifestWait {
-		if err := sleepCtx(ctx, 100*time.Millisecond); err != nil {
-			return nil, "", err
+	if target == "" {
+		// The server's control module answers only once its scan ended (or after scanWait).
+		if server.Manifest != nil && !*server.Manifest {
+			return nil, "the server could not scan the target", nil
 		}
-		var err error
-		if server, target, err = s.fetchControl(ctx, true); err != nil {
-			return nil, "", err
-		}
-		if target != "" {
-			defer os.Remove(target)
-		}
-	}
-	switch {
-	case target != "":
-	case server.Manifest == nil:
-		return nil, "the server is still scanning the target", nil
-	default:
-		return nil, "the server could not scan the target", nil
+		return nil, "the server has no manifest of the target (still scanning, or an older version)", nil
 	}
 	<-scan.done
 	if scan.err != nil {

@@ -24,10 +24,26 @@ const (
 	doneModule = "done"
 )
 
-// daemonURL is the rsync URL of a module. The host part is never resolved: the connection is
-// made by the stunnel client that RSYNC_CONNECT_PROG starts for each rsync process.
+// daemonURL names a path in a module of the daemon. The host part is never resolved: with
+// --rsh (rshCommand), "host::module" is rsync's daemon protocol over the remote shell's
+// stdin/stdout, here the stunnel client, one per rsync process.
 func daemonURL(module, path string) string {
-	return "rsync://ferry/" + module + "/" + path
+	return "ferry::" + module + "/" + path
+}
+
+// rshCommand is the --rsh of every rsync of send: the stunnel client with its configuration
+// (rsync appends the host and a command line, which sh leaves unused). A remote shell, unlike
+// RSYNC_CONNECT_PROG, talks to rsync through an AF_UNIX socket pair: RSYNC_CONNECT_PROG's
+// loopback TCP pair has Nagle's algorithm on rsync's end, and each turn of rsync's protocol
+// then waited out a delayed ACK (about 40 ms, 0.08 s a connection). rsync splits the command
+// at blanks and keeps quoted ones; it has no escapes, so the paths must hold no quote.
+func rshCommand(stunnel, conf string) (string, error) {
+	for _, p := range []string{stunnel, conf} {
+		if strings.ContainsAny(p, "'\"") {
+			return "", fmt.Errorf("%q contains a quote; set TMPDIR to a path without", p)
+		}
+	}
+	return `sh -c 'exec "$0" "$1"' '` + stunnel + `' '` + conf + `'`, nil
 }
 
 // rsyncOptions are the user's choices that shape every rsync process of a transfer.

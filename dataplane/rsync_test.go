@@ -23,7 +23,7 @@ func TestStreamArgs(t *testing.T) {
 		{
 			name: "defaults",
 			want: []string{"-lptgoD", "--hard-links", "--numeric-ids", "--one-file-system", "--no-inc-recursive", "--partial",
-				"--recursive", "--delete", "--files-from=/w/files", "--from0", "--info=progress2", "--stats", "--no-human-readable", "/src/", "rsync://ferry/data/"},
+				"--recursive", "--delete", "--files-from=/w/files", "--from0", "--info=progress2", "--stats", "--no-human-readable", "/src/", "ferry::data/"},
 			notWant: []string{"--acls", "--xattrs", "--checksum", "--compress", "--sparse", "--inplace", "--whole-file"},
 		},
 		{
@@ -52,7 +52,7 @@ func TestStreamArgs(t *testing.T) {
 			for _, w := range tc.notWant {
 				assert.NotContains(t, args, w)
 			}
-			assert.Equal(t, "rsync://ferry/data/", args[len(args)-1], "destination last")
+			assert.Equal(t, "ferry::data/", args[len(args)-1], "destination last")
 			assert.Equal(t, "/src/", args[len(args)-2], "trailing slash: the contents, not the directory")
 		})
 	}
@@ -210,4 +210,15 @@ func TestProbeInstalledRsync(t *testing.T) {
 	require.NoError(t, err)
 	assert.GreaterOrEqual(t, c.Protocol, 31, "rsync 3.1 or newer (progress2, --info)")
 	assert.True(t, strings.HasPrefix(c.Version, "3."), c.Version)
+}
+
+func TestRshCommand(t *testing.T) {
+	rsh, err := rshCommand("/usr/bin/stunnel4", "/tmp/my work/stunnel.conf")
+	require.NoError(t, err)
+	assert.Equal(t, `sh -c 'exec "$0" "$1"' '/usr/bin/stunnel4' '/tmp/my work/stunnel.conf'`, rsh)
+	_, err = rshCommand("/usr/bin/stunnel4", "/tmp/it's/stunnel.conf")
+	assert.ErrorContains(t, err, "contains a quote")
+	// What the client says at the end of each connection (TIMEOUTclose = 0) is not logged.
+	assert.True(t, stunnelCloseTimeout.MatchString("2026.12.06 05:15:24 LOG3[0]: transfer: s_poll_wait: TIMEOUTclose exceeded: closing"))
+	assert.False(t, stunnelCloseTimeout.MatchString("2026.12.06 05:15:24 LOG3[0]: SSL_connect: certificate verify failed"))
 }

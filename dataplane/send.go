@@ -133,17 +133,17 @@ func exitCodeOf(err error) int {
 
 // sender holds what all attempts of one Send share.
 type sender struct {
-	o           SendOptions
-	log         logrus.FieldLogger
-	src         string
-	device      bool // src is a block device (block.go)
-	rsync       string
-	connectProg string // RSYNC_CONNECT_PROG: the stunnel client, one per rsync process
-	work        string
-	local       capabilities
-	start       time.Time
-	out         *syncWriter
-	fetches     atomic.Int32
+	o       SendOptions
+	log     logrus.FieldLogger
+	src     string
+	device  bool // src is a block device (block.go)
+	rsync   string
+	rsh     string // rsync's --rsh: the stunnel client, one per rsync process
+	work    string
+	local   capabilities
+	start   time.Time
+	out     *syncWriter
+	fetches atomic.Int32
 	// contentCopy: a verify pass found differences, so later attempts copy by content (size
 	// and mtime did not show them); repaired counts them.
 	contentCopy bool
@@ -262,7 +262,10 @@ func newSender(o SendOptions) (*sender, error) {
 		os.RemoveAll(s.work)
 		return s, notRetryable{err}
 	}
-	s.connectProg = shellQuote(stunnel) + " " + shellQuote(conf)
+	if s.rsh, err = rshCommand(stunnel, conf); err != nil {
+		os.RemoveAll(s.work)
+		return s, notRetryable{err}
+	}
 	return s, nil
 }
 
@@ -656,8 +659,8 @@ type rsyncHooks struct {
 // runRsyncWith is runRsync, followed by hooks.
 func (s *sender) runRsyncWith(ctx context.Context, args []string, log logrus.FieldLogger, hooks rsyncHooks) (rsyncStats, int, error) {
 	var stats rsyncStats
-	cmd := childCommand(ctx, s.rsync, args...)
-	cmd.Env = rsyncEnv(s.connectProg)
+	cmd := childCommand(ctx, s.rsync, append([]string{"--rsh=" + s.rsh}, args...)...)
+	cmd.Env = rsyncEnv()
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return stats, 0, err
@@ -697,6 +700,9 @@ func (s *sender) runRsyncWith(ctx context.Context, args []string, log logrus.Fie
 		// rsync's errors and warnings, and the stunnel client's (it shares rsync's stderr).
 		rlog := log.WithField("process", "rsync")
 		forEachLine(stderr, func(line string) {
+			if stunnelCloseTimeout.MatchString(line) {
+				return
+			}
 			rlog.Warn(line)
 			tail.add(stunnelLogPrefix.ReplaceAllString(line, "stunnel: "))
 		})
@@ -715,13 +721,17 @@ func (s *sender) runRsyncWith(ctx context.Context, args []string, log logrus.Fie
 	return stats, 0, err
 }
 
+// stunnelCloseTimeout is what the stunnel client says at the end of every connection: rsync
+// waits for its remote shell to exit before it closes its end, and the client, with
+// TIMEOUTclose = 0, does not wait for that (the server has closed by then).
+var stunnelCloseTimeout = regexp.MustCompile(`LOG3\[[^\]]*\]: transfer: s_poll_wait: TIMEOUTclose exceeded: closing$`)
+
 // stunnelLogPrefix is the timestamp and level stunnel puts before its messages.
 var stunnelLogPrefix = regexp.MustCompile(`^\d{4}\.\d\d\.\d\d \d\d:\d\d:\d\d LOG\d\[[^\]]*\]: `)
 
 // rsyncEnv is the environment of rsync: ours without RSYNC_* settings (a stray RSYNC_PROXY or
-// RSYNC_RSH would change how it connects), in the C locale (stable messages), with the stunnel
-// client as connect program.
-func rsyncEnv(connectProg string) []string {
+// RSYNC_CONNECT_PROG would change how it connects), in the C locale (stable messages).
+func rsyncEnv() []string {
 	var env []string
 	for _, kv := range os.Environ() {
 		if strings.HasPrefix(kv, "RSYNC_") || strings.HasPrefix(kv, "LC_") || strings.HasPrefix(kv, "LANG=") {
@@ -729,7 +739,7 @@ func rsyncEnv(connectProg string) []string {
 		}
 		env = append(env, kv)
 	}
-	return append(env, "LC_ALL=C", "RSYNC_CONNECT_PROG="+connectProg)
+	return append(env, "LC_ALL=C")
 }
 
 // reportProgress emits a progress report every interval until the returned stop is called.

@@ -75,7 +75,7 @@ func (c stunnelServerConfig) render() string {
 }
 
 // stunnelClientConfig is the TLS client of one rsync process of `send`. It runs in inetd mode
-// (rsync starts it as RSYNC_CONNECT_PROG and talks to its stdin/stdout): one TLS connection per
+// (rsync starts it as its remote shell and talks to its stdin/stdout): one TLS connection per
 // rsync process, and no local listening port.
 type stunnelClientConfig struct {
 	Connect string // host:port of the server
@@ -98,7 +98,9 @@ func (c stunnelClientConfig) render() string {
 	for _, opt := range socketOptions("r") {
 		fmt.Fprintf(&b, "socket = %s\n", opt)
 	}
-	b.WriteString("TIMEOUTconnect = 15\nTIMEOUTclose = 2\n")
+	// rsync closes its end only after its remote shell, this client, exited: waiting for that
+	// would wait out the timeout at the end of every connection.
+	b.WriteString("TIMEOUTconnect = 15\nTIMEOUTclose = 0\n")
 	return b.String()
 }
 

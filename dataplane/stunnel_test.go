@@ -35,7 +35,7 @@ func TestStunnelClientConfig(t *testing.T) {
 	for _, want := range []string{
 		"client = yes\n", "connect = transfer.apps.example.com:443\n", "sni = transfer.apps.example.com\n",
 		"verifyChain = yes\n", "checkHost = ferry-transfer-server\n", "CAfile = /mnt/certs/ca.crt\n",
-		"sslVersionMin = TLSv1.2\n", "socket = r:SO_KEEPALIVE=1\n",
+		"sslVersionMin = TLSv1.2\n", "socket = r:SO_KEEPALIVE=1\n", "TIMEOUTclose = 0\n",
 	} {
 		assert.Contains(t, conf, want)
 	}
