@@ -45,27 +45,9 @@ type helperSetup struct {
 
 func newHelperSetup(t *testing.T) *helperSetup {
 	t.Helper()
-	require.Equal(t, 0, os.Geteuid(), "this test runs servers as root and as uid 65534 and must start as root (CI runs as root)")
-	requireTools(t)
-	base, err := os.MkdirTemp("", "ferry-links-")
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = os.RemoveAll(base) })
-	require.NoError(t, os.Chmod(base, 0o755))
-	h := &helperSetup{base: base, tmp: filepath.Join(base, "tmp"), bin: filepath.Join(base, "helper.test"), certDir: filepath.Join(base, "certs")}
-	require.NoError(t, os.Mkdir(h.tmp, 0o1777))
-	require.NoError(t, os.Chmod(h.tmp, 0o1777))
-	self, err := os.Executable()
-	require.NoError(t, err)
-	data, err := os.ReadFile(self)
-	require.NoError(t, err)
-	require.NoError(t, os.WriteFile(h.bin, data, 0o755))
-	certs, err := GenerateCerts(time.Hour)
-	require.NoError(t, err)
-	require.NoError(t, certs.WriteDir(h.certDir))
-	require.NoError(t, filepath.Walk(h.certDir, func(p string, _ os.FileInfo, err error) error {
-		require.NoError(t, err)
-		return os.Chown(p, nobody, nobody)
-	}))
+	base, tmp, bin := unprivilegedBase(t)
+	h := &helperSetup{base: base, tmp: tmp, bin: bin, certDir: filepath.Join(base, "certs")}
+	writeNobodyCerts(t, h.certDir)
 	return h
 }
 

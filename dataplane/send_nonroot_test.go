@@ -147,7 +147,7 @@ func TestSendUnprivileged(t *testing.T) {
 // bin, this test binary copied where 65534 can run it.
 func unprivilegedBase(t *testing.T) (base, tmp, bin string) {
 	t.Helper()
-	require.Equal(t, 0, os.Geteuid(), "this test switches to uid 65534 and must start as root (CI runs as root)")
+	require.Equal(t, 0, os.Geteuid(), "this test runs as uid 65534 too and must start as root (CI runs as root)")
 	requireTools(t)
 	base, err := os.MkdirTemp("", "ferry-unprivileged-")
 	require.NoError(t, err)
@@ -179,13 +179,7 @@ func fsGroupVolume(t *testing.T, dir string) string {
 // serve into dst as uid 65534; it returns once serve listens.
 func startUnprivilegedServer(t *testing.T, bin, tmp, certDir, dst string) (string, *exec.Cmd) {
 	t.Helper()
-	certs, err := GenerateCerts(time.Hour)
-	require.NoError(t, err)
-	require.NoError(t, certs.WriteDir(certDir))
-	require.NoError(t, filepath.Walk(certDir, func(p string, _ os.FileInfo, err error) error {
-		require.NoError(t, err)
-		return os.Chown(p, nobody, nobody)
-	}))
+	writeNobodyCerts(t, certDir)
 	addr := "127.0.0.1:" + strconv.Itoa(freePort(t))
 	serve := startHelper(t, bin, tmp, helperArgs{Role: "serve", Dir: dst, Addr: addr, CertDir: filepath.Join(certDir, ServerDir)}, io.Discard)
 	require.Eventually(t, func() bool {
@@ -196,4 +190,16 @@ func startUnprivilegedServer(t *testing.T, bin, tmp, certDir, dst string) (strin
 		return err == nil
 	}, 30*time.Second, 50*time.Millisecond, "serve listens")
 	return addr, serve
+}
+
+// writeNobodyCerts writes a transfer's certificates into certDir, owned by uid 65534.
+func writeNobodyCerts(t *testing.T, certDir string) {
+	t.Helper()
+	certs, err := GenerateCerts(time.Hour)
+	require.NoError(t, err)
+	require.NoError(t, certs.WriteDir(certDir))
+	require.NoError(t, filepath.Walk(certDir, func(p string, _ os.FileInfo, err error) error {
+		require.NoError(t, err)
+		return os.Chown(p, nobody, nobody)
+	}))
 }

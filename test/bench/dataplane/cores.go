@@ -13,20 +13,11 @@ import (
 // once on all the machine's CPUs: how each tool gains from more cores (ferry's streams are
 // separate rsync processes; one rsync is one sender and one receiver; tar is two processes).
 func (b *bench) cores(ctx context.Context, dataset string) error {
-	src, err := b.source.load(ctx, dataset, "2g")
+	work, want, err := b.changeableCopy(ctx, dataset, "cores")
 	if err != nil {
-		return err
-	}
-	work := src + "-cores"
-	if err := runQuiet(ctx, nil, "", "cp", "-a", src, work); err != nil {
 		return err
 	}
 	defer os.RemoveAll(work)
-	files, size, err := treeSize(work)
-	if err != nil {
-		return err
-	}
-	want := [2]int64{files, size}
 	all := runtime.NumCPU()
 	cpuSets := []string{"0", ""} // "": no taskset
 	tools := []tool{
@@ -90,7 +81,7 @@ func (b *bench) cores(ctx context.Context, dataset string) error {
 	b.publish("cores", fmt.Sprintf("**Cores: %s × 4 KiB files on disk**, each tool's whole process tree on one core (`taskset -c 0`) "+
 		"and on all %d cores (the kernel's own work, TCP, the loop device and ext4's writeback, is not pinned); a full copy, then a "+
 		"re-stage after 1 %% of the files changed (tar has none: it would copy everything again); gain = the 1-core time ÷ the %s time, "+
-		"the median of the rounds' (%s):\n\n%s", count(files), all, many, note,
+		"the median of the rounds' (%s):\n\n%s", count(want[0]), all, many, note,
 		mdTable([]string{"tool", "full copy, 1 core", many, "gain", "1 % changed, 1 core", many, "gain"}, rows)))
 	return nil
 }

@@ -12,21 +12,12 @@ import (
 // second run with nothing changed, a third after 1 % of the files changed; their times as shares
 // of the full copy's, and ferry's share over rsync's (the goal: at most a third).
 func (b *bench) restage(ctx context.Context, dataset string) error {
-	// The changes go into a copy, so the dataset stays as generated.
-	src, err := b.source.load(ctx, dataset, "2g")
+	work, want, err := b.changeableCopy(ctx, dataset, "restage")
 	if err != nil {
-		return err
-	}
-	work := src + "-restage"
-	if err := runQuiet(ctx, nil, "", "cp", "-a", src, work); err != nil {
 		return err
 	}
 	defer os.RemoveAll(work)
-	files, size, err := treeSize(work)
-	if err != nil {
-		return err
-	}
-	want := [2]int64{files, size}
+	files := want[0]
 	rounds, note := b.rounds(0)
 	tools := []tool{b.ferryTool(defaultStreams), {name: "rsync -a (daemon, loopback TCP)", chart: "rsync", run: plainRsync(b.cfg.work)}}
 	type figures struct {
@@ -163,3 +154,23 @@ func scanBoth(ctx context.Context, dirs ...string) (time.Duration, error) {
 }
 
 func percent(f float64) string { return fmt.Sprintf("%.1f %%", 100*f) }
+
+// changeableCopy loads dataset into the memory source and copies it to a directory of its own
+// (suffix), for a part that changes files: the dataset stays as generated. It returns the
+// copy and its regular files and bytes; the caller removes it.
+func (b *bench) changeableCopy(ctx context.Context, dataset, suffix string) (string, [2]int64, error) {
+	src, err := b.source.load(ctx, dataset, "2g")
+	if err != nil {
+		return "", [2]int64{}, err
+	}
+	work := src + "-" + suffix
+	if err := runQuiet(ctx, nil, "", "cp", "-a", src, work); err != nil {
+		return "", [2]int64{}, err
+	}
+	files, size, err := treeSize(work)
+	if err != nil {
+		os.RemoveAll(work)
+		return "", [2]int64{}, err
+	}
+	return work, [2]int64{files, size}, nil
+}
