@@ -65,13 +65,19 @@ func diffManifests(src, dst *manifestReader, o diffOptions) (*restagePlan, error
 		p.Entries, p.Fallback = nil, why
 		return p, nil
 	}
-	s, err := src.next()
-	if err != nil {
-		return nil, fmt.Errorf("the source's manifest: %w", err)
+	var s, t *manifestEntry
+	next := func(r *manifestReader, e **manifestEntry, what string) error {
+		var err error
+		if *e, err = r.next(); err != nil {
+			return fmt.Errorf("the %s's manifest: %w", what, err)
+		}
+		return nil
 	}
-	t, err := dst.next()
-	if err != nil {
-		return nil, fmt.Errorf("the target's manifest: %w", err)
+	if err := next(src, &s, "source"); err != nil {
+		return nil, err
+	}
+	if err := next(dst, &t, "target"); err != nil {
+		return nil, err
 	}
 	if s == nil || t == nil || s.Path != "" || t.Path != "" {
 		return nil, fmt.Errorf("a manifest does not start with the volume root")
@@ -104,15 +110,10 @@ func diffManifests(src, dst *manifestReader, o diffOptions) (*restagePlan, error
 		}
 		return ""
 	}
-	if why := check(s, true) + check(t, false); why != "" {
-		return fallback(why)
-	}
-	next := func(r *manifestReader, e **manifestEntry, what string) error {
-		var err error
-		if *e, err = r.next(); err != nil {
-			return fmt.Errorf("the %s's manifest: %w", what, err)
+	for _, why := range []string{check(s, true), check(t, false)} {
+		if why != "" {
+			return fallback(why)
 		}
-		return nil
 	}
 	if err := next(src, &s, "source"); err != nil {
 		return nil, err

@@ -110,7 +110,6 @@ func Serve(ctx context.Context, o ServeOptions) (retErr error) {
 	if err != nil {
 		return err
 	}
-
 	rs, err := probeRsync(ctx, rsync)
 	if err != nil {
 		return err
@@ -229,7 +228,7 @@ func Serve(ctx context.Context, o ServeOptions) (retErr error) {
 		return err
 	}
 	defer srv.stop()
-	if !empty && device == "" {
+	if scanned != "" {
 		// Scan the target while the client scans its source: the manifest lets the client
 		// send exactly what differs (restage.go), and says whether the target holds ACLs or
 		// xattrs. Until it is published the client assumes it does.
